@@ -1,0 +1,40 @@
+"""Stable result codes of the ledger; clients match on these strings."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RejectionCode(StrEnum):
+    """Why a transaction was rejected: a business rule, final."""
+
+    INSUFFICIENT_FUNDS = "insufficient_funds"
+    WALLET_FROZEN = "wallet_frozen"
+    WALLET_CLOSED = "wallet_closed"
+    WALLET_NOT_FOUND = "wallet_not_found"
+    ORIGINAL_NOT_FOUND = "original_not_found"
+    ORIGINAL_NOT_APPLIED = "original_not_applied"
+    ORIGINAL_MISMATCH = "original_mismatch"
+    REFUND_EXCEEDS_ORIGINAL = "refund_exceeds_original"
+    SAME_WALLET = "same_wallet"
+    BALANCE_LIMIT_EXCEEDED = "balance_limit_exceeded"
+
+
+class FailureCode(StrEnum):
+    """Why a transaction could not be processed: a system fault, re-queueable."""
+
+    PROCESSING_FAILED = "processing_failed"
+
+
+REJECTION_MESSAGES: dict[RejectionCode, str] = {
+    RejectionCode.INSUFFICIENT_FUNDS: "The wallet's available funds are less than the amount.",
+    RejectionCode.WALLET_FROZEN: "The wallet is frozen: it cannot be debited.",
+    RejectionCode.WALLET_CLOSED: "The wallet is closed.",
+    RejectionCode.WALLET_NOT_FOUND: "The wallet does not exist for this asset.",
+    RejectionCode.ORIGINAL_NOT_FOUND: "The original transaction is not a spend of this tenant.",
+    RejectionCode.ORIGINAL_NOT_APPLIED: "The original spend was not applied.",
+    RejectionCode.ORIGINAL_MISMATCH: "The original spend belongs to another wallet or asset.",
+    RejectionCode.REFUND_EXCEEDS_ORIGINAL: "Refunds would exceed the original spend's amount.",
+    RejectionCode.SAME_WALLET: "A transfer needs two different wallets.",
+    RejectionCode.BALANCE_LIMIT_EXCEEDED: "The resulting balance would exceed the ledger's limit.",
+}

@@ -1,0 +1,58 @@
+"""Errors the ledger raises to its callers; each carries a stable code."""
+
+from __future__ import annotations
+
+
+class LedgerError(Exception):
+    """Base of every error the ledger reports to a caller."""
+
+    code = "ledger_error"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class InvalidRequest(LedgerError):
+    """A request the ledger refuses before recording it."""
+
+    code = "invalid_request"
+
+    def __init__(self, code: str, message: str, *, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.code = code
+
+
+class NotFound(LedgerError):
+    code = "not_found"
+
+
+class AssetNotFound(NotFound):
+    code = "asset_not_found"
+
+
+class WalletNotFound(NotFound):
+    code = "wallet_not_found"
+
+
+class TransactionNotFound(NotFound):
+    code = "transaction_not_found"
+
+
+class Conflict(LedgerError):
+    code = "conflict"
+
+
+class IdempotencyKeyReused(Conflict):
+    """The reference id was already used with a different request body."""
+
+    code = "idempotency_key_reused"
+
+
+class AssetAlreadyExists(Conflict):
+    code = "asset_exists"
+
+
+class InvalidCursor(LedgerError):
+    code = "invalid_cursor"

@@ -1,0 +1,63 @@
+"""The outbox: event rows written in the same commit as the status change they announce."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+EVENT_FOR_STATUS = {
+    "applied": "transaction.applied",
+    "rejected": "transaction.rejected",
+    "failed": "transaction.failed",
+}
+
+INSERT_EVENTS = text(
+    """
+    INSERT INTO events (tenant_id, type, transaction_id, payload, created_at)
+    SELECT e.tenant_id, e.type, e.transaction_id, e.payload, :now
+    FROM unnest(
+        CAST(:tenant_ids AS uuid[]), CAST(:types AS text[]),
+        CAST(:transaction_ids AS uuid[]), CAST(:payloads AS jsonb[])
+    ) AS e(tenant_id, type, transaction_id, payload)
+    RETURNING id, tenant_id, type
+    """
+)
+
+NOTIFY_CHANNEL = "tally_transactions"
+# NOTIFY payloads are capped at 8000 bytes; 36-character ids, comma-separated, fit 200 a time.
+NOTIFY_CHUNK = 200
+
+
+def record_transaction_events(
+    conn: Connection, now: Any, finished: Sequence[tuple[uuid.UUID, dict[str, Any]]]
+) -> None:
+    """Write one event per finished transaction (tenant id, view) and wake long-pollers."""
+    if not finished:
+        return
+    conn.execute(
+        INSERT_EVENTS,
+        {
+            "now": now,
+            "tenant_ids": [tenant_id for tenant_id, _ in finished],
+            "types": [EVENT_FOR_STATUS[view["status"]] for _, view in finished],
+            "transaction_ids": [view["id"] for _, view in finished],
+            "payloads": [json.dumps(view) for _, view in finished],
+        },
+    )
+    notify_finished(conn, [view["id"] for _, view in finished])
+
+
+def notify_finished(conn: Connection, transaction_ids: Sequence[str]) -> None:
+    """Tell listeners (the API's long-poll waiters) which transactions just became terminal.
+
+    NOTIFY is delivered at commit, so a waiter never reads a status that is not yet visible.
+    """
+    for start in range(0, len(transaction_ids), NOTIFY_CHUNK):
+        chunk = ",".join(transaction_ids[start : start + NOTIFY_CHUNK])
+        conn.execute(
+            text("SELECT pg_notify(:channel, :ids)"), {"channel": NOTIFY_CHANNEL, "ids": chunk}
+        )

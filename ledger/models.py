@@ -1,0 +1,252 @@
+"""Tables of the ledger. Alembic migrations create them; these mappings mirror them exactly."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+TRANSACTION_TYPES = ("topup", "bonus", "spend", "refund", "transfer", "adjustment")
+TRANSACTION_STATUSES = ("queued", "applied", "rejected", "failed")
+WALLET_STATUSES = ("active", "frozen", "closed")
+SYSTEM_ACCOUNTS = ("@topup", "@bonus", "@revenue", "@adjustments")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+UUID_DEFAULT = text("gen_random_uuid()")
+NOW = text("now()")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True, server_default=UUID_DEFAULT)
+    name: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+
+    __table_args__ = (CheckConstraint("length(name) BETWEEN 1 AND 200", name="name_length"),)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True, server_default=UUID_DEFAULT)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"))
+    # SHA-256 of the whole key: keys are 256-bit random, so a slow hash buys nothing.
+    key_hash: Mapped[str] = mapped_column(Text, unique=True)
+    prefix: Mapped[str] = mapped_column(Text)
+    is_admin: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index(None, "tenant_id"),)
+
+
+class Asset(Base):
+    __tablename__ = "assets"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    code: Mapped[str] = mapped_column(Text, primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    decimal_places: Mapped[int] = mapped_column(SmallInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+
+    __table_args__ = (
+        CheckConstraint("code ~ '^[A-Z0-9_]{1,32}$'", name="code_format"),
+        CheckConstraint("decimal_places BETWEEN 0 AND 18", name="decimal_places_range"),
+        CheckConstraint("length(name) BETWEEN 1 AND 200", name="name_length"),
+    )
+
+
+class Account(Base):
+    """A wallet (`owner` is the user id) or a system account (`owner` starts with `@`)."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(UUID)
+    asset_code: Mapped[str] = mapped_column(Text)
+    owner: Mapped[str] = mapped_column(Text)
+    is_system: Mapped[bool] = mapped_column(Boolean)
+    status: Mapped[str] = mapped_column(Text, server_default=text("'active'"))
+    credit_limit: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    balance: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    pending: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    version: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["tenant_id", "asset_code"],
+            ["assets.tenant_id", "assets.code"],
+            name="fk_accounts_asset",
+        ),
+        UniqueConstraint("tenant_id", "asset_code", "owner"),
+        CheckConstraint(_in("status", WALLET_STATUSES), name="status_known"),
+        CheckConstraint(
+            f"is_system = (owner LIKE '@%') AND (NOT is_system OR {_in('owner', SYSTEM_ACCOUNTS)})",
+            name="owner_kind",
+        ),
+        CheckConstraint("length(owner) BETWEEN 1 AND 128", name="owner_length"),
+        CheckConstraint("credit_limit >= 0", name="credit_limit_non_negative"),
+        CheckConstraint("pending >= 0", name="pending_non_negative"),
+        # Invariant 4: a wallet never goes below its credit limit. System accounts are
+        # the other side of every movement and have no floor.
+        CheckConstraint("is_system OR balance >= -credit_limit", name="within_credit_limit"),
+        CheckConstraint("version >= 0", name="version_non_negative"),
+    )
+
+
+class Transaction(Base):
+    __tablename__ = "transactions"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True, server_default=UUID_DEFAULT)
+    # Acceptance order: workers apply queued transactions in this order.
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), unique=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"))
+    type: Mapped[str] = mapped_column(Text)
+    reference_id: Mapped[str] = mapped_column(Text)
+    request_hash: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text, server_default=text("'queued'"))
+    result_code: Mapped[str | None] = mapped_column(Text)
+    result_message: Mapped[str | None] = mapped_column(Text)
+    asset_code: Mapped[str] = mapped_column(Text)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    user_id: Mapped[str] = mapped_column(Text)
+    to_user_id: Mapped[str | None] = mapped_column(Text)
+    original_transaction_id: Mapped[uuid.UUID | None] = mapped_column(UUID)
+    payment_method: Mapped[str | None] = mapped_column(Text)
+    bonus_type: Mapped[str | None] = mapped_column(Text)
+    item_id: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)
+    metadata_: Mapped[dict[str, Any]] = mapped_column(
+        "metadata", JSONB, server_default=text("'{}'::jsonb")
+    )
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+    publish_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        # Invariant 5 and the idempotency key of every submission.
+        UniqueConstraint("tenant_id", "reference_id"),
+        CheckConstraint(_in("type", TRANSACTION_TYPES), name="type_known"),
+        CheckConstraint(_in("status", TRANSACTION_STATUSES), name="status_known"),
+        CheckConstraint(
+            "(type = 'adjustment' AND amount <> 0) OR (type <> 'adjustment' AND amount > 0)",
+            name="amount_sign",
+        ),
+        CheckConstraint(
+            "(status = 'queued') = (completed_at IS NULL)", name="completed_when_final"
+        ),
+        CheckConstraint(
+            "(status IN ('rejected', 'failed')) = (result_code IS NOT NULL)",
+            name="code_when_not_applied",
+        ),
+        CheckConstraint("length(reference_id) BETWEEN 1 AND 128", name="reference_id_length"),
+        CheckConstraint(
+            "(type = 'transfer') = (to_user_id IS NOT NULL)", name="to_user_only_for_transfer"
+        ),
+        CheckConstraint(
+            "(type = 'refund') = (original_transaction_id IS NOT NULL)",
+            name="original_only_for_refund",
+        ),
+        CheckConstraint("type <> 'adjustment' OR reason IS NOT NULL", name="adjustment_reason"),
+        ForeignKeyConstraint(
+            ["tenant_id", "asset_code"],
+            ["assets.tenant_id", "assets.code"],
+            name="fk_transactions_asset",
+        ),
+        # The relay's scan and the worker's claim read only the queued rows.
+        Index(
+            "ix_transactions_queued",
+            "seq",
+            postgresql_where=text("status = 'queued'"),
+        ),
+        Index(
+            "ix_transactions_original",
+            "original_transaction_id",
+            postgresql_where=text("original_transaction_id IS NOT NULL"),
+        ),
+    )
+
+
+class Entry(Base):
+    """An immutable journal line; positive credits the account, negative debits it."""
+
+    __tablename__ = "entries"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(UUID)
+    transaction_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("transactions.id"))
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    balance_after: Mapped[int] = mapped_column(BigInteger)
+    account_version: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+
+    __table_args__ = (
+        CheckConstraint("amount <> 0", name="amount_non_zero"),
+        UniqueConstraint("account_id", "account_version"),
+        Index(None, "transaction_id"),
+    )
+
+
+class Event(Base):
+    """Outbox: one row per status change of a transaction, written in the same commit."""
+
+    __tablename__ = "events"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True, server_default=UUID_DEFAULT)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"))
+    type: Mapped[str] = mapped_column(Text)
+    transaction_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("transactions.id"))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+
+    __table_args__ = (
+        CheckConstraint(
+            "type IN ('transaction.applied', 'transaction.rejected', 'transaction.failed')",
+            name="type_known",
+        ),
+        Index(None, "tenant_id", "created_at"),
+        Index(None, "transaction_id"),
+    )

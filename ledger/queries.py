@@ -1,0 +1,176 @@
+"""Read-side queries: transactions, balances and wallet history. Every query names its tenant."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from typing import Any
+
+from sqlalchemy import Connection, RowMapping, text
+
+from ledger.errors import InvalidCursor, WalletNotFound
+from ledger.views import transaction_view
+
+MAX_PAGE = 200
+
+
+def transaction_row(
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    *,
+    transaction_id: uuid.UUID | None = None,
+    reference_id: str | None = None,
+) -> RowMapping | None:
+    """The raw transaction row by id or by reference id, within one tenant."""
+    if transaction_id is not None:
+        query = "SELECT * FROM transactions WHERE tenant_id = :tenant_id AND id = :key"
+        key: object = transaction_id
+    else:
+        query = "SELECT * FROM transactions WHERE tenant_id = :tenant_id AND reference_id = :key"
+        key = reference_id
+    return conn.execute(text(query), {"tenant_id": tenant_id, "key": key}).mappings().first()
+
+
+def balances_after(conn: Connection, transaction_id: uuid.UUID) -> dict[str, int]:
+    """Wallet owner -> balance right after this transaction, for the wallets it moved."""
+    rows = conn.execute(
+        text(
+            """
+            SELECT a.owner, e.balance_after
+            FROM entries e JOIN accounts a ON a.id = e.account_id
+            WHERE e.transaction_id = :id AND NOT a.is_system
+            """
+        ),
+        {"id": transaction_id},
+    )
+    return {owner: balance for owner, balance in rows}
+
+
+def get_transaction(
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    *,
+    transaction_id: uuid.UUID | None = None,
+    reference_id: str | None = None,
+) -> dict[str, Any] | None:
+    """The transaction as the status endpoint shows it, or None outside this tenant."""
+    row = transaction_row(conn, tenant_id, transaction_id=transaction_id, reference_id=reference_id)
+    if row is None:
+        return None
+    after = balances_after(conn, row["id"]) if row["status"] == "applied" else {}
+    return transaction_view(row, after)
+
+
+def get_balance(
+    conn: Connection, tenant_id: uuid.UUID, user_id: str, asset_code: str
+) -> dict[str, Any]:
+    """A wallet's balance, holds and spendable amount, all in minor units."""
+    row = (
+        conn.execute(
+            text(
+                """
+                SELECT a.owner, a.asset_code, a.balance, a.pending, a.credit_limit, a.status,
+                       a.version, s.decimal_places
+                FROM accounts a JOIN assets s
+                  ON s.tenant_id = a.tenant_id AND s.code = a.asset_code
+                WHERE a.tenant_id = :tenant_id AND a.asset_code = :asset_code
+                  AND a.owner = :owner AND NOT a.is_system
+                """
+            ),
+            {"tenant_id": tenant_id, "asset_code": asset_code, "owner": user_id},
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise WalletNotFound(f"no {asset_code} wallet for user {user_id!r}")
+    return {
+        "user_id": row["owner"],
+        "asset_code": row["asset_code"],
+        "balance": row["balance"],
+        "pending": row["pending"],
+        "credit_limit": row["credit_limit"],
+        "available": available_balance(row["balance"], row["pending"], row["credit_limit"]),
+        "decimal_places": row["decimal_places"],
+        "status": row["status"],
+        "version": row["version"],
+    }
+
+
+def available_balance(balance: int, pending: int, credit_limit: int) -> int:
+    """What a wallet can spend now: its balance less holds, plus its credit line."""
+    return balance - pending + credit_limit
+
+
+def encode_cursor(account_version: int) -> str:
+    return base64.urlsafe_b64encode(f"v1:{account_version}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """The account version a history page continues below; InvalidCursor if it is not ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        prefix, _, number = raw.partition(":")
+        version = int(number)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidCursor("cursor is not one this API returned", field="cursor") from None
+    if prefix != "v1" or version < 1:
+        raise InvalidCursor("cursor is not one this API returned", field="cursor")
+    return version
+
+
+def wallet_history(
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    user_id: str,
+    asset_code: str,
+    *,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    """A wallet's journal, newest first, in keyset pages of at most `limit` entries."""
+    limit = max(1, min(limit, MAX_PAGE))
+    before = decode_cursor(cursor) if cursor else None
+    account_id = conn.execute(
+        text(
+            "SELECT id FROM accounts WHERE tenant_id = :t AND asset_code = :a AND owner = :o"
+            " AND NOT is_system"
+        ),
+        {"t": tenant_id, "a": asset_code, "o": user_id},
+    ).scalar()
+    if account_id is None:
+        raise WalletNotFound(f"no {asset_code} wallet for user {user_id!r}")
+    rows = (
+        conn.execute(
+            text(
+                """
+                SELECT e.account_version, e.amount, e.balance_after, e.created_at,
+                       t.id AS transaction_id, t.type, t.reference_id
+                FROM entries e JOIN transactions t ON t.id = e.transaction_id
+                WHERE e.account_id = :account_id
+                  AND (CAST(:before AS bigint) IS NULL OR e.account_version < :before)
+                ORDER BY e.account_version DESC
+                LIMIT :limit
+                """
+            ),
+            {"account_id": account_id, "before": before, "limit": limit + 1},
+        )
+        .mappings()
+        .all()
+    )
+    page = rows[:limit]
+    items = [
+        {
+            "transaction_id": str(row["transaction_id"]),
+            "type": row["type"],
+            "reference_id": row["reference_id"],
+            "amount": row["amount"],
+            "balance_after": row["balance_after"],
+            "version": row["account_version"],
+            "created_at": row["created_at"].isoformat(),
+        }
+        for row in page
+    ]
+    next_cursor = encode_cursor(page[-1]["account_version"]) if len(rows) > limit else None
+    return {"items": items, "next_cursor": next_cursor}

@@ -1,0 +1,148 @@
+"""What a client asks the ledger to do, checked by the ledger itself, not only at the edge."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ledger.errors import InvalidRequest
+from ledger.models import TRANSACTION_TYPES
+
+# Amounts beyond 2**53 - 1 lose precision in JavaScript clients reading our JSON.
+MAX_AMOUNT = 2**53 - 1
+# Stored balances are 64-bit; keep clear of the edge so sums over a few accounts cannot wrap.
+MAX_BALANCE = 2**62
+ASSET_CODE = re.compile(r"^[A-Z0-9_]{1,32}$")
+USER_ID = re.compile(r"^[^@\s][^\s]{0,127}$")
+MAX_TEXT = 128
+MAX_METADATA_BYTES = 4096
+
+
+def check_amount(amount: object, *, signed: bool = False, name: str = "amount") -> int:
+    """A plain int of minor units, non-zero, within MAX_AMOUNT, positive unless signed."""
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise InvalidRequest(
+            "invalid_amount", "amount must be an integer of minor units", field=name
+        )
+    if amount == 0 or abs(amount) > MAX_AMOUNT or (amount < 0 and not signed):
+        bound = (
+            f"between 1 and {MAX_AMOUNT}" if not signed else f"non-zero, |amount| <= {MAX_AMOUNT}"
+        )
+        raise InvalidRequest("invalid_amount", f"amount must be {bound}", field=name)
+    return amount
+
+
+def check_user_id(value: object, name: str = "user_id") -> str:
+    """A wallet owner id: 1-128 visible characters, not starting with '@' (system accounts)."""
+    if not isinstance(value, str) or not USER_ID.match(value):
+        raise InvalidRequest(
+            "invalid_user_id",
+            f"{name} must be 1-128 characters without spaces, not starting with '@'",
+            field=name,
+        )
+    return value
+
+
+def check_asset_code(value: object, name: str = "asset_code") -> str:
+    if not isinstance(value, str) or not ASSET_CODE.match(value):
+        raise InvalidRequest(
+            "invalid_asset_code", f"{name} must match [A-Z0-9_]{{1,32}}", field=name
+        )
+    return value
+
+
+def _check_text(value: object, name: str, *, required: bool = False) -> str | None:
+    if value is None:
+        if required:
+            raise InvalidRequest("missing_field", f"{name} is required", field=name)
+        return None
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_TEXT:
+        raise InvalidRequest("invalid_field", f"{name} must be 1-{MAX_TEXT} characters", field=name)
+    return value
+
+
+@dataclass(frozen=True)
+class TransactionRequest:
+    """One submission: a transaction type and its fields, amounts in minor units."""
+
+    type: str
+    reference_id: str
+    user_id: str
+    asset_code: str
+    amount: int
+    to_user_id: str | None = None
+    original_transaction_id: uuid.UUID | None = None
+    payment_method: str | None = None
+    bonus_type: str | None = None
+    item_id: str | None = None
+    reason: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def validated(self, max_metadata_bytes: int = MAX_METADATA_BYTES) -> TransactionRequest:
+        """This request, or InvalidRequest naming the first field that breaks a rule."""
+        if self.type not in TRANSACTION_TYPES:
+            raise InvalidRequest(
+                "invalid_type", f"type must be one of {TRANSACTION_TYPES}", field="type"
+            )
+        _check_text(self.reference_id, "reference_id", required=True)
+        check_user_id(self.user_id)
+        check_asset_code(self.asset_code)
+        check_amount(self.amount, signed=self.type == "adjustment")
+        if self.type == "transfer":
+            check_user_id(self.to_user_id, "to_user_id")
+            if self.to_user_id == self.user_id:
+                raise InvalidRequest(
+                    "same_wallet", "to_user_id must differ from user_id", field="to_user_id"
+                )
+        elif self.to_user_id is not None:
+            raise InvalidRequest(
+                "unexpected_field", "to_user_id is only for transfers", field="to_user_id"
+            )
+        if self.type == "refund":
+            if not isinstance(self.original_transaction_id, uuid.UUID):
+                raise InvalidRequest(
+                    "missing_field",
+                    "original_transaction_id is required for a refund",
+                    field="original_transaction_id",
+                )
+        elif self.original_transaction_id is not None:
+            raise InvalidRequest(
+                "unexpected_field",
+                "original_transaction_id is only for refunds",
+                field="original_transaction_id",
+            )
+        _check_text(self.reason, "reason", required=self.type == "adjustment")
+        for name in ("payment_method", "bonus_type", "item_id"):
+            _check_text(getattr(self, name), name)
+        if not isinstance(self.metadata, dict):
+            raise InvalidRequest(
+                "invalid_metadata", "metadata must be a JSON object", field="metadata"
+            )
+        if len(json.dumps(self.metadata, separators=(",", ":"))) > max_metadata_bytes:
+            raise InvalidRequest(
+                "metadata_too_large",
+                f"metadata must encode to at most {max_metadata_bytes} bytes",
+                field="metadata",
+            )
+        return self
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the canonical request: same body, same fingerprint."""
+        body = asdict(self)
+        body["original_transaction_id"] = (
+            str(self.original_transaction_id) if self.original_transaction_id else None
+        )
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def credited_wallets(self) -> list[str]:
+        """Wallets this request would credit: created on first use when it is accepted."""
+        if self.type in ("topup", "bonus") or (self.type == "adjustment" and self.amount > 0):
+            return [self.user_id]
+        if self.type == "transfer" and self.to_user_id:
+            return [self.to_user_id]
+        return []

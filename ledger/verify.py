@@ -1,0 +1,155 @@
+"""The invariants of the ledger (DESIGN §2), checked against a live database."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from sqlalchemy import Connection, text
+
+# Each check is a query returning one row per violation: (subject, detail).
+# `:tenant_id` NULL checks every tenant.
+CHECKS: list[tuple[str, str]] = [
+    (
+        "applied transactions balance to zero",
+        """
+        SELECT e.transaction_id::text, 'entries sum to ' || sum(e.amount)
+        FROM entries e
+        WHERE CAST(:tenant_id AS uuid) IS NULL OR e.tenant_id = :tenant_id
+        GROUP BY e.transaction_id HAVING sum(e.amount) <> 0
+        """,
+    ),
+    (
+        "only applied transactions have entries, exactly two",
+        """
+        SELECT t.id::text, t.status || ' with ' || count(e.id) || ' entries'
+        FROM transactions t LEFT JOIN entries e ON e.transaction_id = t.id
+        WHERE CAST(:tenant_id AS uuid) IS NULL OR t.tenant_id = :tenant_id
+        GROUP BY t.id, t.status
+        HAVING (t.status = 'applied') <> (count(e.id) = 2)
+            OR (t.status <> 'applied' AND count(e.id) > 0)
+        """,
+    ),
+    (
+        "entries stay within their transaction's tenant and asset",
+        """
+        SELECT e.id::text, 'entry of ' || t.id || ' on account ' || a.id
+        FROM entries e
+        JOIN transactions t ON t.id = e.transaction_id
+        JOIN accounts a ON a.id = e.account_id
+        WHERE (CAST(:tenant_id AS uuid) IS NULL OR e.tenant_id = :tenant_id)
+          AND (a.tenant_id <> t.tenant_id OR a.asset_code <> t.asset_code
+               OR e.tenant_id <> t.tenant_id)
+        """,
+    ),
+    (
+        "stored balances equal the sum of their entries",
+        """
+        SELECT 'account ' || a.id || ' (' || a.owner || ' ' || a.asset_code || ')',
+               'stored ' || a.balance || ', entries sum to ' || coalesce(s.total, 0)
+        FROM accounts a
+        LEFT JOIN (SELECT account_id, sum(amount) AS total FROM entries GROUP BY account_id) s
+          ON s.account_id = a.id
+        WHERE (CAST(:tenant_id AS uuid) IS NULL OR a.tenant_id = :tenant_id)
+          AND a.balance <> coalesce(s.total, 0)
+        """,
+    ),
+    (
+        "each account's last entry shows its stored balance",
+        """
+        SELECT 'account ' || a.id || ' (' || a.owner || ' ' || a.asset_code || ')',
+               'stored ' || a.balance || ', last balance_after ' || last.balance_after
+        FROM accounts a
+        JOIN LATERAL (
+            SELECT balance_after FROM entries WHERE account_id = a.id
+            ORDER BY account_version DESC LIMIT 1
+        ) last ON true
+        WHERE (CAST(:tenant_id AS uuid) IS NULL OR a.tenant_id = :tenant_id)
+          AND a.balance <> last.balance_after
+        """,
+    ),
+    (
+        "balances of each tenant and asset sum to zero",
+        """
+        SELECT a.tenant_id || ' ' || a.asset_code, 'balances sum to ' || sum(a.balance)
+        FROM accounts a
+        WHERE CAST(:tenant_id AS uuid) IS NULL OR a.tenant_id = :tenant_id
+        GROUP BY a.tenant_id, a.asset_code HAVING sum(a.balance) <> 0
+        """,
+    ),
+    (
+        "no wallet is below its credit limit",
+        """
+        SELECT 'account ' || a.id || ' (' || a.owner || ' ' || a.asset_code || ')',
+               'balance ' || a.balance || ' below -' || a.credit_limit
+        FROM accounts a
+        WHERE (CAST(:tenant_id AS uuid) IS NULL OR a.tenant_id = :tenant_id)
+          AND NOT a.is_system AND a.balance < -a.credit_limit
+        """,
+    ),
+    (
+        "no journal line took a wallet below its credit limit",
+        """
+        SELECT 'entry ' || e.id, 'balance_after ' || e.balance_after || ' on ' || a.owner
+        FROM entries e JOIN accounts a ON a.id = e.account_id
+        WHERE (CAST(:tenant_id AS uuid) IS NULL OR e.tenant_id = :tenant_id)
+          AND NOT a.is_system AND e.balance_after < -a.credit_limit
+        """,
+    ),
+    (
+        "one transaction per reference id",
+        """
+        SELECT tenant_id || ' ' || reference_id, count(*) || ' transactions'
+        FROM transactions
+        WHERE CAST(:tenant_id AS uuid) IS NULL OR tenant_id = :tenant_id
+        GROUP BY tenant_id, reference_id HAVING count(*) > 1
+        """,
+    ),
+    (
+        "refunds never exceed their spend",
+        """
+        SELECT s.id::text, 'refunded ' || sum(r.amount) || ' of ' || s.amount
+        FROM transactions r JOIN transactions s ON s.id = r.original_transaction_id
+        WHERE (CAST(:tenant_id AS uuid) IS NULL OR r.tenant_id = :tenant_id)
+          AND r.status = 'applied'
+        GROUP BY s.id, s.amount HAVING sum(r.amount) > s.amount
+        """,
+    ),
+]
+
+
+@dataclass
+class CheckResult:
+    name: str
+    violations: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+@dataclass
+class VerifyReport:
+    checks: list[CheckResult]
+
+    @property
+    def ok(self) -> bool:
+        return all(check.ok for check in self.checks)
+
+    def lines(self) -> list[str]:
+        out = []
+        for check in self.checks:
+            out.append(f"{'ok  ' if check.ok else 'FAIL'} {check.name}")
+            out.extend(f"       {subject}: {detail}" for subject, detail in check.violations[:50])
+            if len(check.violations) > 50:
+                out.append(f"       ... and {len(check.violations) - 50} more")
+        return out
+
+
+def verify_ledger(conn: Connection, tenant_id: uuid.UUID | None = None) -> VerifyReport:
+    """Run every invariant check; a report naming each violating row."""
+    results = []
+    for name, query in CHECKS:
+        rows = conn.execute(text(query), {"tenant_id": tenant_id}).all()
+        results.append(CheckResult(name, [(str(a), str(b)) for a, b in rows]))
+    return VerifyReport(results)

@@ -1,0 +1,44 @@
+"""The one JSON shape of a transaction: the status endpoint, replays and webhook payloads."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+TERMINAL_STATUSES = frozenset({"applied", "rejected", "failed"})
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def transaction_view(row: Mapping[Any, Any], balances_after: Mapping[str, int]) -> dict[str, Any]:
+    """Render a transaction row; `balances_after` maps wallet owner to its balance after it."""
+    view: dict[str, Any] = {
+        "id": str(row["id"]),
+        "type": row["type"],
+        "status": row["status"],
+        "reference_id": row["reference_id"],
+        "user_id": row["user_id"],
+        "asset_code": row["asset_code"],
+        "amount": row["amount"],
+        "result": (
+            {"code": row["result_code"], "message": row["result_message"]}
+            if row["result_code"]
+            else None
+        ),
+        "balance_after": balances_after.get(row["user_id"]),
+        "metadata": row["metadata"],
+        "created_at": _iso(row["created_at"]),
+        "completed_at": _iso(row["completed_at"]),
+    }
+    for optional in ("payment_method", "bonus_type", "item_id", "reason"):
+        if row[optional] is not None:
+            view[optional] = row[optional]
+    if row["to_user_id"] is not None:
+        view["to_user_id"] = row["to_user_id"]
+        view["to_balance_after"] = balances_after.get(row["to_user_id"])
+    if row["original_transaction_id"] is not None:
+        view["original_transaction_id"] = str(row["original_transaction_id"])
+    return view

@@ -1,0 +1,1 @@
+"""The `tally` command: composes the ledger, the intake API and the workers."""

@@ -1,0 +1,149 @@
+"""The `tally` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import uuid
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from tally.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+
+def _engine(settings: Settings) -> Engine:
+    from ledger.db import make_engine
+
+    return make_engine(settings.require_database_url(), pool_size=2)
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from tally.migrate import upgrade
+
+    upgrade(settings.require_database_url())
+    print("database is at the latest schema")
+    return 0
+
+
+def cmd_tenants_create(args: argparse.Namespace, settings: Settings) -> int:
+    from ledger.db import unit_of_work
+    from ledger.tenants import create_api_key, create_tenant
+
+    engine = _engine(settings)
+    with unit_of_work(engine) as conn:
+        tenant_id = create_tenant(conn, args.name)
+        api_key = create_api_key(conn, tenant_id, is_admin=args.admin)
+    print(
+        json.dumps(
+            {
+                "tenant_id": str(tenant_id),
+                "name": args.name,
+                "api_key": api_key,
+                "admin": args.admin,
+            }
+        )
+    )
+    return 0
+
+
+def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
+    from ledger.db import unit_of_work
+    from ledger.tenants import create_api_key
+
+    with unit_of_work(_engine(settings)) as conn:
+        api_key = create_api_key(conn, uuid.UUID(args.tenant), is_admin=args.admin)
+    print(json.dumps({"tenant_id": args.tenant, "api_key": api_key, "admin": args.admin}))
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    from ledger.db import unit_of_work
+    from ledger.tenants import revoke_api_key
+
+    with unit_of_work(_engine(settings)) as conn:
+        revoked = revoke_api_key(conn, args.key)
+    print(json.dumps({"revoked": revoked}))
+    return 0 if revoked else 1
+
+
+def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
+    from ledger.db import unit_of_work
+    from ledger.verify import verify_ledger
+
+    with unit_of_work(_engine(settings)) as conn:
+        report = verify_ledger(conn, uuid.UUID(args.tenant) if args.tenant else None)
+    print("\n".join(report.lines()))
+    print("ledger is consistent" if report.ok else "LEDGER INVARIANTS VIOLATED")
+    return 0 if report.ok else 1
+
+
+def cmd_requeue(args: argparse.Namespace, settings: Settings) -> int:
+    from ledger.db import unit_of_work
+    from ledger.posting import requeue_failed
+
+    with unit_of_work(_engine(settings)) as conn:
+        done = requeue_failed(conn, uuid.UUID(args.tenant), uuid.UUID(args.transaction_id))
+    print(json.dumps({"requeued": done}))
+    return 0 if done else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tally", description="Tally wallet ledger")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, handler: Callable[..., int], help: str, parent: Any = commands) -> Any:
+        sub = parent.add_parser(name, help=help, description=help)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    add("migrate", cmd_migrate, "apply the database migrations")
+
+    tenants = commands.add_parser("tenants", help="manage tenants").add_subparsers(
+        dest="tenants_command", required=True
+    )
+    create = add(
+        "create", cmd_tenants_create, "create a tenant and print its first API key", tenants
+    )
+    create.add_argument("name")
+    create.add_argument("--admin", action="store_true", help="make the key an admin key")
+
+    keys = commands.add_parser("keys", help="manage API keys").add_subparsers(
+        dest="keys_command", required=True
+    )
+    key_create = add("create", cmd_keys_create, "create another API key for a tenant", keys)
+    key_create.add_argument("--tenant", required=True)
+    key_create.add_argument("--admin", action="store_true")
+    key_revoke = add("revoke", cmd_keys_revoke, "revoke an API key (the key or its prefix)", keys)
+    key_revoke.add_argument("key")
+
+    verify = add("verify", cmd_verify, "check the ledger invariants; non-zero exit on violation")
+    verify.add_argument("--tenant", help="check only this tenant")
+
+    requeue = add("requeue", cmd_requeue, "put a failed transaction back in the queue")
+    requeue.add_argument("--tenant", required=True)
+    requeue.add_argument("transaction_id")
+
+    _add_runtime_commands(commands, add)
+    return parser
+
+
+def _add_runtime_commands(commands: Any, add: Callable[..., Any]) -> None:
+    """Commands that run processes: the API, the worker, the dev stack and the benchmark."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        return int(args.handler(args, settings))
+    except SettingsError as error:
+        print(f"tally: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

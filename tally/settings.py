@@ -1,0 +1,113 @@
+"""One typed settings object, read from the environment once."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+DEFAULT_WEBHOOK_RETRY_SCHEDULE = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
+
+
+class SettingsError(ValueError):
+    """A setting in the environment cannot be used."""
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{name} must be true or false, not {raw!r}")
+
+
+def _number(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, not {raw!r}") from None
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
+
+
+def _schedule(name: str) -> tuple[int, ...]:
+    raw = os.environ.get(name)
+    if not raw:
+        return DEFAULT_WEBHOOK_RETRY_SCHEDULE
+    try:
+        steps = tuple(int(part) for part in raw.split(","))
+    except ValueError:
+        raise SettingsError(f"{name} must be comma-separated seconds, not {raw!r}") from None
+    if not steps or any(step < 0 for step in steps):
+        raise SettingsError(f"{name} must list one or more non-negative delays")
+    return steps
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Turn the usual `postgresql://` form into the psycopg 3 driver URL SQLAlchemy needs."""
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None
+    broker_url: str | None
+    relay_age_seconds: float = 3.0
+    relay_interval_seconds: float = 1.0
+    batch_size: int = 200
+    max_apply_attempts: int = 5
+    max_wait_seconds: int = 30
+    max_metadata_bytes: int = 4096
+    max_body_bytes: int = 1_048_576
+    webhook_allow_private_targets: bool = False
+    webhook_retry_schedule: tuple[int, ...] = field(default=DEFAULT_WEBHOOK_RETRY_SCHEDULE)
+    webhook_timeout_seconds: float = 5.0
+    webhook_secret_overlap_seconds: int = 86_400
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Read every setting from the environment."""
+        return cls(
+            database_url=os.environ.get("DATABASE_URL") or None,
+            broker_url=os.environ.get("BROKER_URL") or None,
+            relay_age_seconds=_number("TALLY_RELAY_AGE_SECONDS", 3.0),
+            relay_interval_seconds=_number("TALLY_RELAY_INTERVAL_SECONDS", 1.0),
+            batch_size=_int("TALLY_BATCH_SIZE", 200),
+            max_apply_attempts=_int("TALLY_MAX_APPLY_ATTEMPTS", 5),
+            max_wait_seconds=_int("TALLY_MAX_WAIT_SECONDS", 30),
+            max_metadata_bytes=_int("TALLY_MAX_METADATA_BYTES", 4096),
+            max_body_bytes=_int("TALLY_MAX_BODY_BYTES", 1_048_576),
+            webhook_allow_private_targets=_bool("TALLY_WEBHOOK_ALLOW_PRIVATE_TARGETS", False),
+            webhook_retry_schedule=_schedule("TALLY_WEBHOOK_RETRY_SCHEDULE"),
+            webhook_timeout_seconds=_number("TALLY_WEBHOOK_TIMEOUT_SECONDS", 5.0),
+            webhook_secret_overlap_seconds=_int("TALLY_WEBHOOK_SECRET_OVERLAP_SECONDS", 86_400),
+        )
+
+    def require_database_url(self) -> str:
+        """The SQLAlchemy URL of the ledger database; fails clearly when it is not set."""
+        if not self.database_url:
+            raise SettingsError("DATABASE_URL is not set (tally dev starts an embedded one)")
+        return sqlalchemy_url(self.database_url)
+
+    def require_broker_url(self) -> str:
+        """The Celery broker URL; fails clearly when it is not set."""
+        if not self.broker_url:
+            raise SettingsError("BROKER_URL is not set (tally dev starts an embedded Redis)")
+        return self.broker_url

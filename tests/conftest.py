@@ -1,0 +1,108 @@
+"""Shared fixtures: a fresh, migrated PostgreSQL database per test run, tenants, invariants.
+
+The database is `TALLY_TEST_DATABASE_URL` (a server URL; a new database is created on it)
+or, when that is not set, an embedded PostgreSQL started for the run.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+
+from ledger.db import make_engine, unit_of_work
+from ledger.tenants import create_api_key, create_asset, create_tenant
+from ledger.verify import verify_ledger
+from tally.settings import sqlalchemy_url
+
+REQUIRE_BACKENDS = os.environ.get("TALLY_TEST_REQUIRE_BACKENDS", "").lower() in {"1", "true", "yes"}
+
+
+def backend_missing(reason: str) -> None:
+    """Skip for a missing backend, unless the run requires every backend (CI): then fail."""
+    if REQUIRE_BACKENDS:
+        pytest.fail(f"required backend missing: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def _with_database(server_url: str, name: str) -> str:
+    base, _, _ = server_url.rpartition("/")
+    return f"{base}/{name}"
+
+
+@pytest.fixture(scope="session")
+def database_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = os.environ.get("TALLY_TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    from tally.embedded import start_postgres
+
+    server, url = start_postgres(tmp_path_factory.mktemp("pgdata"))
+    yield url
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def database_url(database_server_url: str) -> Iterator[str]:
+    """A new database for this run, migrated to head with Alembic."""
+    from tally.migrate import upgrade
+
+    name = f"tally_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(sqlalchemy_url(database_server_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = _with_database(database_server_url, name)
+    upgrade(url)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url, pool_size=30, max_overflow=30)
+    yield engine
+    with engine.connect() as conn:
+        report = verify_ledger(conn)
+    engine.dispose()
+    assert report.ok, "\n".join(report.lines())
+
+
+@dataclass(frozen=True)
+class TenantFixture:
+    id: uuid.UUID
+    api_key: str
+    admin_api_key: str
+    asset: str = "EUR"
+
+
+@pytest.fixture
+def tenant(engine: Engine) -> Iterator[TenantFixture]:
+    """A fresh tenant with a EUR asset (2 decimals); its ledger invariants are checked after."""
+    with unit_of_work(engine) as conn:
+        tenant_id = create_tenant(conn, f"test-{uuid.uuid4().hex[:8]}")
+        api_key = create_api_key(conn, tenant_id)
+        admin_key = create_api_key(conn, tenant_id, is_admin=True)
+        create_asset(conn, tenant_id, "EUR", "Euro", 2)
+    yield TenantFixture(tenant_id, api_key, admin_key)
+    assert_invariants(engine, tenant_id)
+
+
+def assert_invariants(engine: Engine, tenant_id: uuid.UUID | None = None) -> None:
+    with engine.connect() as conn:
+        report = verify_ledger(conn, tenant_id)
+    assert report.ok, "ledger invariants violated:\n" + "\n".join(report.lines())
+
+
+@pytest.fixture(scope="session")
+def scratch_dir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="tally-test-") as path:
+        yield Path(path)

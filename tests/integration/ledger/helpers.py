@@ -1,0 +1,45 @@
+"""Helpers for ledger tests: submit and apply through the real engine."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import Engine
+
+from ledger.db import unit_of_work
+from ledger.intake import Submission, submit_transaction
+from ledger.posting import BatchResult, post_transactions
+from ledger.queries import get_balance, get_transaction
+from ledger.requests import TransactionRequest
+
+
+def submit(engine: Engine, tenant_id: uuid.UUID, type: str, **fields: Any) -> Submission:
+    fields.setdefault("reference_id", uuid.uuid4().hex)
+    fields.setdefault("asset_code", "EUR")
+    request = TransactionRequest(type=type, **fields).validated()
+    with unit_of_work(engine) as conn:
+        return submit_transaction(conn, tenant_id, request)
+
+
+def apply(engine: Engine, *ids: uuid.UUID) -> BatchResult:
+    return post_transactions(engine, ids)
+
+
+def run(engine: Engine, tenant_id: uuid.UUID, type: str, **fields: Any) -> dict[str, Any]:
+    """Submit one transaction, apply it, and return its status view."""
+    submission = submit(engine, tenant_id, type, **fields)
+    apply(engine, submission.id)
+    return status(engine, tenant_id, submission.id)
+
+
+def status(engine: Engine, tenant_id: uuid.UUID, transaction_id: uuid.UUID) -> dict[str, Any]:
+    with unit_of_work(engine) as conn:
+        view = get_transaction(conn, tenant_id, transaction_id=transaction_id)
+    assert view is not None
+    return view
+
+
+def balance(engine: Engine, tenant_id: uuid.UUID, user_id: str, asset: str = "EUR") -> int:
+    with unit_of_work(engine) as conn:
+        return int(get_balance(conn, tenant_id, user_id, asset)["balance"])
