@@ -13,6 +13,8 @@ from ledger.errors import InvalidCursor, WalletNotFound
 from ledger.views import transaction_view
 
 MAX_PAGE = 200
+# Account versions are bigints: a larger cursor would fail in the database, not here.
+MAX_VERSION = 2**63 - 1
 
 
 def transaction_row(
@@ -115,7 +117,7 @@ def decode_cursor(cursor: str) -> int:
         version = int(number)
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise InvalidCursor("cursor is not one this API returned", field="cursor") from None
-    if prefix != "v1" or version < 1:
+    if prefix != "v1" or not 1 <= version <= MAX_VERSION:
         raise InvalidCursor("cursor is not one this API returned", field="cursor")
     return version
 

@@ -16,8 +16,10 @@ from ledger.models import TRANSACTION_TYPES
 MAX_AMOUNT = 2**53 - 1
 # Stored balances are 64-bit; keep clear of the edge so sums over a few accounts cannot wrap.
 MAX_BALANCE = 2**62
-ASSET_CODE = re.compile(r"^[A-Z0-9_]{1,32}$")
-USER_ID = re.compile(r"^[^@\s][^\s]{0,127}$")
+# fullmatch, not match: `$` would also accept a trailing newline ("alice\n" is not "alice").
+ASSET_CODE = re.compile(r"[A-Z0-9_]{1,32}")
+# No whitespace, no NUL (PostgreSQL text cannot hold it), no leading '@' (system accounts).
+USER_ID = re.compile(r"[^@\s\x00][^\s\x00]{0,127}")
 MAX_TEXT = 128
 MAX_METADATA_BYTES = 4096
 
@@ -38,7 +40,7 @@ def check_amount(amount: object, *, signed: bool = False, name: str = "amount") 
 
 def check_user_id(value: object, name: str = "user_id") -> str:
     """A wallet owner id: 1-128 visible characters, not starting with '@' (system accounts)."""
-    if not isinstance(value, str) or not USER_ID.match(value):
+    if not isinstance(value, str) or not USER_ID.fullmatch(value):
         raise InvalidRequest(
             "invalid_user_id",
             f"{name} must be 1-128 characters without spaces, not starting with '@'",
@@ -48,7 +50,7 @@ def check_user_id(value: object, name: str = "user_id") -> str:
 
 
 def check_asset_code(value: object, name: str = "asset_code") -> str:
-    if not isinstance(value, str) or not ASSET_CODE.match(value):
+    if not isinstance(value, str) or not ASSET_CODE.fullmatch(value):
         raise InvalidRequest(
             "invalid_asset_code", f"{name} must match [A-Z0-9_]{{1,32}}", field=name
         )
@@ -60,9 +62,20 @@ def _check_text(value: object, name: str, *, required: bool = False) -> str | No
         if required:
             raise InvalidRequest("missing_field", f"{name} is required", field=name)
         return None
-    if not isinstance(value, str) or not 1 <= len(value) <= MAX_TEXT:
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_TEXT or "\x00" in value:
         raise InvalidRequest("invalid_field", f"{name} must be 1-{MAX_TEXT} characters", field=name)
     return value
+
+
+def _holds_nul(value: object) -> bool:
+    """Whether a JSON value has a NUL in a key or string: jsonb cannot store one."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(v) for v in value)
+    return False
 
 
 @dataclass(frozen=True)
@@ -122,7 +135,18 @@ class TransactionRequest:
             raise InvalidRequest(
                 "invalid_metadata", "metadata must be a JSON object", field="metadata"
             )
-        if len(json.dumps(self.metadata, separators=(",", ":"))) > max_metadata_bytes:
+        try:
+            # allow_nan=False: NaN and Infinity are not JSON, and jsonb refuses them.
+            encoded = json.dumps(self.metadata, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError):
+            raise InvalidRequest(
+                "invalid_metadata", "metadata must be a JSON object", field="metadata"
+            ) from None
+        if _holds_nul(self.metadata):
+            raise InvalidRequest(
+                "invalid_metadata", "metadata cannot contain NUL characters", field="metadata"
+            )
+        if len(encoded) > max_metadata_bytes:
             raise InvalidRequest(
                 "metadata_too_large",
                 f"metadata must encode to at most {max_metadata_bytes} bytes",

@@ -133,6 +133,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_runtime_commands(commands: Any, add: Callable[..., Any]) -> None:
     """Commands that run processes: the API, the worker, the dev stack and the benchmark."""
+    from tally import processes
+
+    api = add("api", processes.run_api, "serve the HTTP API with gunicorn")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8000)
+    api.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    api.add_argument("--threads", type=int, default=32, help="threads per worker process")
+    api.add_argument("--access-log", action="store_true")
+
+    worker = add("worker", processes.run_worker, "run a Celery worker and the relay")
+    worker.add_argument("--concurrency", type=int, default=2)
+    worker.add_argument("--loglevel", default="INFO")
+    worker.add_argument("--no-relay", action="store_true", help="do not start the relay")
+
+    add("relay", processes.run_relay, "re-publish transactions left queued")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

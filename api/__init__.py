@@ -1,0 +1,77 @@
+"""The intake API: a Flask app factory; views parse JSON, call the ledger, render."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response, request
+from flask_smorest import Api
+from werkzeug.exceptions import HTTPException
+
+from api.auth import authenticate_request
+from api.context import Tally
+from api.docs import render_docs
+from api.problems import ApiProblem, from_http_exception, register_problem_handlers
+from api.routes import assets, health, transactions, wallets
+from api.waiter import TransactionWaiter
+from ledger.db import make_engine
+from tally.settings import Settings
+from worker.publisher import Publisher
+
+PUBLIC_ENDPOINTS = {"health.Health", "api-docs.openapi_json", "docs", "metrics", "static"}
+BODY_METHODS = {"POST", "PUT", "PATCH"}
+
+
+class ProblemApi(Api):
+    """flask-smorest's Api, answering its HTTP errors as problem+json."""
+
+    def handle_http_exception(self, error: HTTPException) -> Response:
+        return from_http_exception(error)
+
+
+def create_app(
+    settings: Settings | None = None, test_config: dict[str, Any] | None = None
+) -> Flask:
+    """Build the API app; engines and broker connections are made here, never at import."""
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config.update(
+        API_TITLE="Tally",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api/v1",
+        OPENAPI_JSON_PATH="openapi.json",
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        JSON_SORT_KEYS=False,
+    )
+    app.config.update(test_config or {})
+    database_url = settings.require_database_url()
+    app.extensions["tally"] = Tally(
+        settings=settings,
+        engine=make_engine(database_url, pool_size=10, max_overflow=20),
+        publisher=Publisher(settings.require_broker_url()),
+        waiter=TransactionWaiter(database_url),
+    )
+    register_problem_handlers(app)
+    api = ProblemApi(app)
+    for module in (health, transactions, wallets, assets):
+        api.register_blueprint(module.blp)
+
+    @app.get("/api/v1/docs")
+    def docs() -> Response:
+        """Human-readable API reference."""
+        return Response(render_docs(api.spec.to_dict()), mimetype="text/html")
+
+    @app.before_request
+    def _guard() -> None:
+        if request.endpoint is None:
+            return  # 404 and 405 are answered by the error handlers
+        if request.endpoint in PUBLIC_ENDPOINTS:
+            return
+        authenticate_request()
+        if request.method in BODY_METHODS and request.mimetype != "application/json":
+            raise ApiProblem(
+                415, "unsupported_media_type", "Send the body as Content-Type: application/json."
+            )
+
+    return app

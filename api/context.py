@@ -1,0 +1,26 @@
+"""What the app holds per process: the engine, the task publisher, the long-poll waiter."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+from sqlalchemy import Engine
+
+from api.waiter import TransactionWaiter
+from tally.settings import Settings
+from worker.publisher import Publisher
+
+
+@dataclass
+class Tally:
+    settings: Settings
+    engine: Engine
+    publisher: Publisher
+    waiter: TransactionWaiter
+
+
+def tally() -> Tally:
+    """The running app's Tally context."""
+    context: Tally = current_app.extensions["tally"]
+    return context

@@ -1,0 +1,38 @@
+"""Assets of a tenant: each has a code, a name and its number of decimal places."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from api.auth import current_principal, require_admin
+from api.context import tally
+from api.respond import json_response
+from api.schemas import AssetSchema
+from ledger.db import unit_of_work
+from ledger.tenants import create_asset, list_assets
+
+blp = Blueprint("assets", __name__, url_prefix="/api/v1/assets", description="Assets.")
+
+
+@blp.route("")
+class Assets(MethodView):
+    @blp.arguments(AssetSchema)
+    @blp.response(201, AssetSchema)
+    def post(self, body: dict[str, Any]) -> Response:
+        """Register an asset and its system accounts (admin keys only)."""
+        principal = require_admin()
+        with unit_of_work(tally().engine) as conn:
+            asset = create_asset(
+                conn, principal.tenant_id, body["code"], body["name"], body["decimal_places"]
+            )
+        return json_response(asset, 201)
+
+    @blp.response(200, AssetSchema(many=True))
+    def get(self) -> Response:
+        """The tenant's assets."""
+        with tally().engine.connect() as conn:
+            return json_response(list_assets(conn, current_principal().tenant_id))

@@ -1,0 +1,37 @@
+"""Health: whether the database and the broker answer."""
+
+from __future__ import annotations
+
+from flask import Response
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from api.context import tally
+from api.problems import RETRY_AFTER_SECONDS
+from api.respond import json_response
+from api.schemas import HealthSchema
+
+blp = Blueprint("health", __name__, url_prefix="/api/v1/health", description="Health.")
+
+
+@blp.route("")
+class Health(MethodView):
+    @blp.response(200, HealthSchema)
+    @blp.alt_response(503, schema=HealthSchema, description="A dependency is unreachable")
+    def get(self) -> Response:
+        """Database and broker reachability; 503 when either is down."""
+        ctx = tally()
+        try:
+            with ctx.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            database = "ok"
+        except SQLAlchemyError:
+            database = "unavailable"
+        broker = "ok" if ctx.publisher.ping() else "unavailable"
+        healthy = database == broker == "ok"
+        body = {"status": "ok" if healthy else "degraded", "database": database, "broker": broker}
+        if healthy:
+            return json_response(body)
+        return json_response(body, 503, {"Retry-After": str(RETRY_AFTER_SECONDS)})

@@ -1,0 +1,81 @@
+"""Transactions: submit any type, read status by id or reference, long-poll with ?wait=."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import Response
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from api.auth import current_principal
+from api.context import tally
+from api.problems import ApiProblem
+from api.respond import json_response
+from api.schemas import (
+    ReferenceQuerySchema,
+    TransactionOutSchema,
+    TransactionSchema,
+    WaitQuerySchema,
+)
+from api.submission import request_from_body, submit, wait_for_outcome
+from ledger.errors import TransactionNotFound
+from ledger.queries import get_transaction
+
+blp = Blueprint(
+    "transactions",
+    __name__,
+    url_prefix="/api/v1/transactions",
+    description="Submit transactions and follow them to their outcome.",
+)
+
+
+def parse_transaction_id(raw: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise ApiProblem(
+            400, "invalid_transaction_id", f"{raw!r} is not a transaction id (a UUID)."
+        ) from None
+
+
+@blp.route("")
+class Transactions(MethodView):
+    @blp.arguments(TransactionSchema)
+    @blp.arguments(WaitQuerySchema, location="query")
+    @blp.response(202, TransactionOutSchema)
+    @blp.alt_response(
+        200, schema=TransactionOutSchema, description="Replay of an earlier submission"
+    )
+    def post(self, body: dict[str, Any], query: dict[str, Any]) -> Response:
+        """Submit a transaction of any type."""
+        return submit(request_from_body(body["type"], body), query["wait"])
+
+    @blp.arguments(ReferenceQuerySchema, location="query")
+    @blp.response(200, TransactionOutSchema)
+    def get(self, query: dict[str, Any]) -> Response:
+        """Find a transaction by its reference id."""
+        with tally().engine.connect() as conn:
+            view = get_transaction(
+                conn, current_principal().tenant_id, reference_id=query["reference_id"]
+            )
+        if view is None:
+            raise TransactionNotFound(f"no transaction with reference_id {query['reference_id']!r}")
+        return json_response(view)
+
+
+@blp.route("/<transaction_id>")
+class Transaction(MethodView):
+    @blp.arguments(WaitQuerySchema, location="query")
+    @blp.response(200, TransactionOutSchema)
+    def get(self, query: dict[str, Any], transaction_id: str) -> Response:
+        """A transaction's status and outcome; `wait` holds the answer until it is final."""
+        tenant_id = current_principal().tenant_id
+        with tally().engine.connect() as conn:
+            view = get_transaction(
+                conn, tenant_id, transaction_id=parse_transaction_id(transaction_id)
+            )
+        if view is None:
+            raise TransactionNotFound(f"no transaction {transaction_id}")
+        return json_response(wait_for_outcome(tenant_id, view, query["wait"]))

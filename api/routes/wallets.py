@@ -1,0 +1,140 @@
+"""Wallets: the seed-compatible submission routes, balance, history, freeze and limits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from api.auth import current_principal, require_admin
+from api.context import tally
+from api.respond import json_response
+from api.schemas import (
+    AssetQuerySchema,
+    BalanceSchema,
+    BonusSchema,
+    HistoryQuerySchema,
+    HistorySchema,
+    SpendSchema,
+    TopupSchema,
+    TransactionOutSchema,
+    WaitQuerySchema,
+    WalletUpdateSchema,
+)
+from api.submission import request_from_body, submit
+from ledger.db import unit_of_work
+from ledger.queries import get_balance, wallet_history
+from ledger.requests import check_user_id
+from ledger.tenants import update_wallet
+
+blp = Blueprint(
+    "wallets",
+    __name__,
+    url_prefix="/api/v1/wallets",
+    description="Wallet balances and history, and the seed-compatible submission routes.",
+)
+
+
+@blp.route("/topup")
+class Topup(MethodView):
+    @blp.arguments(TopupSchema)
+    @blp.arguments(WaitQuerySchema, location="query")
+    @blp.response(202, TransactionOutSchema)
+    def post(self, body: dict[str, Any], query: dict[str, Any]) -> Response:
+        """Top up a wallet (money entering from `@topup`); creates the wallet on first use."""
+        return submit(request_from_body("topup", body), query["wait"])
+
+
+@blp.route("/bonus")
+class Bonus(MethodView):
+    @blp.arguments(BonusSchema)
+    @blp.arguments(WaitQuerySchema, location="query")
+    @blp.response(202, TransactionOutSchema)
+    def post(self, body: dict[str, Any], query: dict[str, Any]) -> Response:
+        """Grant a bonus from `@bonus` to a wallet."""
+        return submit(request_from_body("bonus", body), query["wait"])
+
+
+@blp.route("/spend")
+class Spend(MethodView):
+    @blp.arguments(SpendSchema)
+    @blp.arguments(WaitQuerySchema, location="query")
+    @blp.response(202, TransactionOutSchema)
+    def post(self, body: dict[str, Any], query: dict[str, Any]) -> Response:
+        """Spend from a wallet to `@revenue`, if its available funds cover the amount."""
+        return submit(request_from_body("spend", body), query["wait"])
+
+
+@blp.route("/<user_id>/balance")
+class Balance(MethodView):
+    @blp.arguments(AssetQuerySchema, location="query")
+    @blp.response(200, BalanceSchema)
+    def get(self, query: dict[str, Any], user_id: str) -> Response:
+        """A wallet's balance, pending holds, available funds and version."""
+        check_user_id(user_id)
+        with tally().engine.connect() as conn:
+            balance = get_balance(conn, current_principal().tenant_id, user_id, query["asset_code"])
+        return json_response(balance)
+
+
+@blp.route("/<user_id>/transactions")
+class History(MethodView):
+    @blp.arguments(HistoryQuerySchema, location="query")
+    @blp.response(200, HistorySchema)
+    def get(self, query: dict[str, Any], user_id: str) -> Response:
+        """A wallet's journal, newest first; follow `next_cursor` for older entries."""
+        check_user_id(user_id)
+        with tally().engine.connect() as conn:
+            page = wallet_history(
+                conn,
+                current_principal().tenant_id,
+                user_id,
+                query["asset_code"],
+                limit=query["limit"],
+                cursor=query.get("cursor"),
+            )
+        return json_response(page)
+
+
+def _set_wallet(user_id: str, asset_code: str, **changes: Any) -> Response:
+    check_user_id(user_id)
+    tenant_id = current_principal().tenant_id
+    with unit_of_work(tally().engine) as conn:
+        update_wallet(conn, tenant_id, user_id, asset_code, **changes)
+        balance = get_balance(conn, tenant_id, user_id, asset_code)
+    return json_response(balance)
+
+
+@blp.route("/<user_id>/freeze")
+class Freeze(MethodView):
+    @blp.arguments(AssetQuerySchema)
+    @blp.response(200, BalanceSchema)
+    def post(self, body: dict[str, Any], user_id: str) -> Response:
+        """Freeze a wallet: debits are rejected `wallet_frozen`, credits still land."""
+        return _set_wallet(user_id, body["asset_code"], status="frozen")
+
+
+@blp.route("/<user_id>/unfreeze")
+class Unfreeze(MethodView):
+    @blp.arguments(AssetQuerySchema)
+    @blp.response(200, BalanceSchema)
+    def post(self, body: dict[str, Any], user_id: str) -> Response:
+        """Make a frozen wallet active again."""
+        return _set_wallet(user_id, body["asset_code"], status="active")
+
+
+@blp.route("/<user_id>")
+class Wallet(MethodView):
+    @blp.arguments(WalletUpdateSchema)
+    @blp.response(200, BalanceSchema)
+    def patch(self, body: dict[str, Any], user_id: str) -> Response:
+        """Set a wallet's status or credit limit (admin keys only)."""
+        require_admin()
+        return _set_wallet(
+            user_id,
+            body["asset_code"],
+            status=body.get("status"),
+            credit_limit=body.get("credit_limit"),
+        )

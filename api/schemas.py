@@ -1,0 +1,189 @@
+"""marshmallow schemas: request validation and the OpenAPI document come from these."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from ledger.models import TRANSACTION_TYPES
+from ledger.requests import ASSET_CODE, MAX_AMOUNT, MAX_TEXT, USER_ID
+
+
+class MinorUnits(fields.Integer):
+    """An amount in the asset's smallest unit: a JSON integer, never a float, string or bool."""
+
+    def __init__(self, *, signed: bool = False, **kwargs: Any) -> None:
+        super().__init__(strict=True, **kwargs)
+        self.signed = signed
+        if "description" not in self.metadata:
+            self.metadata = {
+                **self.metadata,
+                "description": "Integer amount in the asset's smallest unit (e.g. cents).",
+            }
+
+    def _validated(self, value: Any) -> int:
+        if isinstance(value, bool):
+            raise self.make_error("invalid")
+        number = super()._validated(value)
+        if number == 0 or abs(number) > MAX_AMOUNT or (number < 0 and not self.signed):
+            low = -MAX_AMOUNT if self.signed else 1
+            raise ValidationError(f"Must be a non-zero integer between {low} and {MAX_AMOUNT}.")
+        return number
+
+
+def _text(**kwargs: Any) -> fields.String:
+    return fields.String(validate=validate.Length(min=1, max=MAX_TEXT), **kwargs)
+
+
+def _user_id(**kwargs: Any) -> fields.String:
+    return fields.String(
+        validate=validate.Regexp(
+            USER_ID, error="Must be 1-128 characters without spaces, not starting with '@'."
+        ),
+        **kwargs,
+    )
+
+
+def _asset_code(**kwargs: Any) -> fields.String:
+    return fields.String(
+        validate=validate.Regexp(ASSET_CODE, error="Must match [A-Z0-9_]{1,32}."), **kwargs
+    )
+
+
+class SubmissionSchema(Schema):
+    """Fields every submission shares."""
+
+    user_id = _user_id(required=True)
+    asset_code = _asset_code(required=True)
+    amount = MinorUnits(required=True)
+    reference_id = _text(
+        required=True, metadata={"description": "The client's idempotency key, unique per tenant."}
+    )
+    metadata = fields.Dict(keys=fields.String(), load_default=dict)
+
+
+class TopupSchema(SubmissionSchema):
+    payment_method = _text()
+
+
+class BonusSchema(SubmissionSchema):
+    bonus_type = _text()
+
+
+class SpendSchema(SubmissionSchema):
+    item_id = _text()
+
+
+class TransactionSchema(SubmissionSchema):
+    """`POST /transactions`: any type, with the fields that type needs."""
+
+    type = fields.String(required=True, validate=validate.OneOf(TRANSACTION_TYPES))
+    amount = MinorUnits(required=True, signed=True)
+    to_user_id = _user_id()
+    original_transaction_id = fields.UUID()
+    payment_method = _text()
+    bonus_type = _text()
+    item_id = _text()
+    reason = _text()
+
+    @validates_schema
+    def _amount_sign(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("type") != "adjustment" and data.get("amount", 1) < 0:
+            raise ValidationError("Must be positive for this type.", "amount")
+
+
+class WaitQuerySchema(Schema):
+    wait = fields.Integer(
+        validate=validate.Range(min=0, max=30),
+        load_default=0,
+        metadata={"description": "Seconds (0-30) to hold the answer until the outcome is final."},
+    )
+
+
+class ReferenceQuerySchema(Schema):
+    reference_id = _text(required=True)
+
+
+class ResultSchema(Schema):
+    code = fields.String()
+    message = fields.String()
+
+
+class TransactionOutSchema(Schema):
+    id = fields.UUID()
+    type = fields.String()
+    status = fields.String(metadata={"enum": ["queued", "applied", "rejected", "failed"]})
+    reference_id = fields.String()
+    user_id = fields.String()
+    to_user_id = fields.String()
+    asset_code = fields.String()
+    amount = fields.Integer()
+    result = fields.Nested(ResultSchema, allow_none=True)
+    balance_after = fields.Integer(allow_none=True)
+    to_balance_after = fields.Integer(allow_none=True)
+    original_transaction_id = fields.UUID()
+    payment_method = fields.String()
+    bonus_type = fields.String()
+    item_id = fields.String()
+    reason = fields.String()
+    metadata = fields.Dict()
+    created_at = fields.DateTime()
+    completed_at = fields.DateTime(allow_none=True)
+
+
+class AssetQuerySchema(Schema):
+    asset_code = _asset_code(required=True)
+
+
+class HistoryQuerySchema(AssetQuerySchema):
+    limit = fields.Integer(validate=validate.Range(min=1, max=200), load_default=50)
+    cursor = fields.String(validate=validate.Length(max=200))
+
+
+class BalanceSchema(Schema):
+    user_id = fields.String()
+    asset_code = fields.String()
+    balance = fields.Integer()
+    pending = fields.Integer()
+    credit_limit = fields.Integer()
+    available = fields.Integer()
+    decimal_places = fields.Integer()
+    status = fields.String()
+    version = fields.Integer()
+
+
+class HistoryItemSchema(Schema):
+    transaction_id = fields.UUID()
+    type = fields.String()
+    reference_id = fields.String()
+    amount = fields.Integer()
+    balance_after = fields.Integer()
+    version = fields.Integer()
+    created_at = fields.DateTime()
+
+
+class HistorySchema(Schema):
+    items = fields.List(fields.Nested(HistoryItemSchema))
+    next_cursor = fields.String(allow_none=True)
+
+
+class WalletUpdateSchema(Schema):
+    """Admin keys only: change a wallet's status or credit limit."""
+
+    asset_code = _asset_code(required=True)
+    status = fields.String(validate=validate.OneOf(["active", "frozen", "closed"]))
+    credit_limit = fields.Integer(strict=True, validate=validate.Range(min=0, max=MAX_AMOUNT))
+
+
+class AssetSchema(Schema):
+    code = _asset_code(required=True)
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    decimal_places = fields.Integer(strict=True, required=True, validate=validate.Range(0, 18))
+    created_at = fields.DateTime(dump_only=True)
+
+
+class HealthSchema(Schema):
+    status = fields.String()
+    database = fields.String()
+    broker = fields.String()

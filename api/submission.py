@@ -1,0 +1,74 @@
+"""The intake use case shared by every submission route: record, publish, optionally wait."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import Response, url_for
+
+from api.auth import current_principal, require_admin
+from api.context import tally
+from api.respond import json_response
+from ledger.db import unit_of_work
+from ledger.intake import submit_transaction
+from ledger.queries import get_transaction
+from ledger.requests import TransactionRequest
+from ledger.views import TERMINAL_STATUSES
+
+
+def request_from_body(type: str, body: dict[str, Any]) -> TransactionRequest:
+    """The ledger request a validated JSON body describes."""
+    return TransactionRequest(
+        type=type,
+        reference_id=body["reference_id"],
+        user_id=body["user_id"],
+        asset_code=body["asset_code"],
+        amount=body["amount"],
+        to_user_id=body.get("to_user_id"),
+        original_transaction_id=body.get("original_transaction_id"),
+        payment_method=body.get("payment_method"),
+        bonus_type=body.get("bonus_type"),
+        item_id=body.get("item_id"),
+        reason=body.get("reason"),
+        metadata=body.get("metadata") or {},
+    )
+
+
+def wait_for_outcome(tenant_id: uuid.UUID, view: dict[str, Any], wait: float) -> dict[str, Any]:
+    """The transaction once it is final, or as it stands after `wait` seconds."""
+    if wait <= 0 or view["status"] in TERMINAL_STATUSES:
+        return view
+    ctx = tally()
+    transaction_id = uuid.UUID(view["id"])
+    latest = view
+
+    def is_final() -> bool:
+        nonlocal latest
+        with ctx.engine.connect() as conn:
+            found = get_transaction(conn, tenant_id, transaction_id=transaction_id)
+        if found is not None:
+            latest = found
+        return latest["status"] in TERMINAL_STATUSES
+
+    ctx.waiter.wait_until(view["id"], min(wait, ctx.settings.max_wait_seconds), is_final)
+    return latest
+
+
+def submit(request: TransactionRequest, wait: float) -> Response:
+    """Record the request durably, publish it after the commit, answer 202 (200 on replay)."""
+    ctx = tally()
+    principal = current_principal()
+    if request.type == "adjustment":
+        require_admin()
+    request = request.validated(ctx.settings.max_metadata_bytes)
+    with unit_of_work(ctx.engine) as conn:
+        submission = submit_transaction(conn, principal.tenant_id, request)
+    if not submission.replayed:
+        # After the commit: a worker must never receive an id it cannot see yet.
+        ctx.publisher.publish([submission.transaction["id"]])
+    view = wait_for_outcome(principal.tenant_id, submission.transaction, wait)
+    headers = {"Location": url_for("transactions.Transaction", transaction_id=view["id"])}
+    if submission.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return json_response(view, 200 if submission.replayed else 202, headers)

@@ -1,0 +1,101 @@
+"""Long-polling without polling: one LISTEN connection per process wakes waiting requests.
+
+Workers `NOTIFY tally_transactions` with the ids of transactions they finished, in the
+same commit. A request that waits registers first, then reads the status, then sleeps
+until a notification names its id or its time is up: no request thread polls the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import psycopg
+
+from ledger.events import NOTIFY_CHANNEL
+
+log = logging.getLogger(__name__)
+
+RECONNECT_DELAY_SECONDS = 1.0
+
+
+def libpq_url(url: str) -> str:
+    """The plain libpq form of a (possibly SQLAlchemy-style) PostgreSQL URL."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+class TransactionWaiter:
+    def __init__(self, database_url: str) -> None:
+        self._url = libpq_url(database_url)
+        self._events: dict[str, set[threading.Event]] = {}
+        self._lock = threading.Lock()
+        self._listening = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._stopped = threading.Event()
+
+    def wait_until(self, transaction_id: str, timeout: float, is_final: Callable[[], bool]) -> bool:
+        """Block until `is_final()` holds or `timeout` seconds pass; returns the last answer."""
+        deadline = time.monotonic() + timeout
+        event = threading.Event()
+        self._ensure_listening()
+        with self._lock:
+            self._events.setdefault(transaction_id, set()).add(event)
+        try:
+            while True:
+                if is_final():
+                    return True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                event.wait(remaining)
+                event.clear()
+        finally:
+            with self._lock:
+                waiting = self._events.get(transaction_id)
+                if waiting is not None:
+                    waiting.discard(event)
+                    if not waiting:
+                        del self._events[transaction_id]
+
+    def close(self) -> None:
+        self._stopped.set()
+
+    def _ensure_listening(self) -> None:
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._listen_forever, name="tally-listener", daemon=True
+                    )
+                    self._thread.start()
+        # Until LISTEN is active a notification could slip past us; waiters still re-check
+        # the status when they wake, so a bounded wait here is enough.
+        self._listening.wait(5)
+
+    def _wake(self, ids: list[str] | None) -> None:
+        with self._lock:
+            if ids is None:
+                events = [e for waiting in self._events.values() for e in waiting]
+            else:
+                events = [e for i in ids for e in self._events.get(i, ())]
+        for event in events:
+            event.set()
+
+    def _listen_forever(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                with psycopg.connect(self._url, autocommit=True, connect_timeout=5) as conn:
+                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    self._listening.set()
+                    # Anything finished while we were not listening: let every waiter re-check.
+                    self._wake(None)
+                    while not self._stopped.is_set():
+                        for notify in conn.notifies(timeout=1.0):
+                            self._wake(notify.payload.split(","))
+            except psycopg.Error as error:
+                self._listening.clear()
+                log.warning("long-poll listener lost its connection: %s", error)
+                self._wake(None)
+                time.sleep(RECONNECT_DELAY_SECONDS)

@@ -1,0 +1,1 @@
+"""Celery workers and the relay: thin adapters that hand transaction ids to the ledger."""

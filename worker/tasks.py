@@ -1,0 +1,80 @@
+"""Celery tasks: a few lines each, taking ids, calling the ledger."""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections import OrderedDict
+
+from celery import Celery
+from sqlalchemy import Engine
+
+from ledger.db import make_engine
+from ledger.posting import BatchResult, post_transactions
+from tally.settings import Settings
+from worker.celery_app import APPLY_TASK
+
+log = logging.getLogger(__name__)
+
+# Ids this process saw finished: a redelivered message for them costs no database trip.
+FINISHED_MEMORY = 100_000
+
+
+class _ProcessState:
+    """Per-process resources: prefork children must not share their parent's connections."""
+
+    def __init__(self) -> None:
+        self.pid = -1
+        self.engine: Engine | None = None
+        self.finished: OrderedDict[uuid.UUID, None] = OrderedDict()
+
+    def engine_for(self, settings: Settings) -> Engine:
+        if self.engine is None or self.pid != os.getpid():
+            self.pid = os.getpid()
+            self.engine = make_engine(settings.require_database_url(), pool_size=2, max_overflow=2)
+            self.finished.clear()
+        return self.engine
+
+    def remember(self, result: BatchResult) -> None:
+        for outcome in result.outcomes:
+            self.finished[outcome.transaction_id] = None
+        while len(self.finished) > FINISHED_MEMORY:
+            self.finished.popitem(last=False)
+
+
+_state = _ProcessState()
+
+
+def _parse_ids(raw_ids: list[str]) -> list[uuid.UUID]:
+    ids = []
+    for raw in raw_ids:
+        try:
+            ids.append(uuid.UUID(str(raw)))
+        except ValueError:
+            log.error("dropping malformed transaction id %r", raw)
+    return ids
+
+
+def apply_transactions(settings: Settings, raw_ids: list[str]) -> BatchResult:
+    """Apply these queued transactions, topping the batch up with the oldest queued others."""
+    engine = _state.engine_for(settings)
+    ids = [i for i in _parse_ids(raw_ids) if i not in _state.finished]
+    if not ids:
+        return BatchResult()
+    result = post_transactions(
+        engine,
+        ids,
+        fill_to=max(settings.batch_size, len(ids)),
+        max_attempts=settings.max_apply_attempts,
+    )
+    _state.remember(result)
+    return result
+
+
+def register_tasks(app: Celery, settings: Settings) -> None:
+    """Bind the tasks to a Celery app."""
+
+    @app.task(name=APPLY_TASK)
+    def apply_transactions_task(transaction_ids: list[str]) -> None:
+        apply_transactions(settings, transaction_ids)
