@@ -49,7 +49,7 @@ def create_app(
     app.extensions["tally"] = Tally(
         settings=settings,
         engine=make_engine(database_url, pool_size=10, max_overflow=20),
-        publisher=Publisher(settings.require_broker_url()),
+        publisher=Publisher(settings.require_broker_url(), settings.queue),
         waiter=TransactionWaiter(database_url),
     )
     register_problem_handlers(app)

@@ -91,9 +91,19 @@ CHECKS: list[tuple[str, str]] = [
         "no journal line took a wallet below its credit limit",
         """
         SELECT 'entry ' || e.id, 'balance_after ' || e.balance_after || ' on ' || a.owner
-        FROM entries e JOIN accounts a ON a.id = e.account_id
-        WHERE (CAST(:tenant_id AS uuid) IS NULL OR e.tenant_id = :tenant_id)
-          AND NOT a.is_system AND e.balance_after < -a.credit_limit
+        FROM (
+            SELECT e.*, count(*) OVER (
+                PARTITION BY e.account_id ORDER BY e.account_version DESC
+            ) - 1 AS later_entries
+            FROM entries e
+            WHERE CAST(:tenant_id AS uuid) IS NULL OR e.tenant_id = :tenant_id
+        ) e
+        JOIN accounts a ON a.id = e.account_id
+        WHERE NOT a.is_system AND e.balance_after < -a.credit_limit
+          -- Only lines written under today's limit: wallet administration bumps the
+          -- version without an entry, and a limit lowered after a debt was repaid must
+          -- not turn that legal debt into a violation.
+          AND a.version - e.account_version = e.later_entries
         """,
     ),
     (

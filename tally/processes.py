@@ -75,7 +75,7 @@ def run_relay(args: argparse.Namespace, settings: Settings) -> int:
 
     _configure_logging()
     engine = make_engine(settings.require_database_url(), pool_size=2)
-    publisher = Publisher(settings.require_broker_url())
+    publisher = Publisher(settings.require_broker_url(), settings.queue)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -90,7 +90,6 @@ def run_relay(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_worker(args: argparse.Namespace, settings: Settings) -> int:
     """The Celery worker, with the relay alongside it in its own process."""
-    from worker.celery_app import QUEUE
     from worker.main import create_worker_app
 
     _configure_logging()
@@ -105,7 +104,7 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
             [
                 "worker",
                 f"--concurrency={args.concurrency}",
-                f"--queues={QUEUE}",
+                f"--queues={settings.queue}",
                 f"--loglevel={args.loglevel}",
                 f"--hostname=tally-{os.getpid()}@%h",
                 "--without-gossip",

@@ -69,6 +69,7 @@ def sqlalchemy_url(url: str) -> str:
 class Settings:
     database_url: str | None
     broker_url: str | None
+    queue: str = "tally"
     relay_age_seconds: float = 3.0
     relay_interval_seconds: float = 1.0
     batch_size: int = 200
@@ -87,6 +88,7 @@ class Settings:
         return cls(
             database_url=os.environ.get("DATABASE_URL") or None,
             broker_url=os.environ.get("BROKER_URL") or None,
+            queue=os.environ.get("TALLY_QUEUE") or "tally",
             relay_age_seconds=_number("TALLY_RELAY_AGE_SECONDS", 3.0),
             relay_interval_seconds=_number("TALLY_RELAY_INTERVAL_SECONDS", 1.0),
             batch_size=_int("TALLY_BATCH_SIZE", 200),

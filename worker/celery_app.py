@@ -5,14 +5,13 @@ from __future__ import annotations
 from celery import Celery
 
 APPLY_TASK = "tally.apply_transactions"
-QUEUE = "tally"
 
 
-def make_celery(broker_url: str) -> Celery:
-    """A Celery app on `broker_url` (redis://, redis+socket:// or amqp://)."""
+def make_celery(broker_url: str, queue: str = "tally") -> Celery:
+    """A Celery app on `broker_url` (redis://, redis+socket:// or amqp://) and `queue`."""
     app = Celery("tally", broker=broker_url, set_as_current=False)
     app.conf.update(
-        task_default_queue=QUEUE,
+        task_default_queue=queue,
         task_serializer="json",
         accept_content=["json"],
         # Outcomes live in PostgreSQL; a result backend would be a second source of truth.

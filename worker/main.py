@@ -10,6 +10,6 @@ from worker.tasks import register_tasks
 
 
 def create_worker_app(settings: Settings) -> Celery:
-    app = make_celery(settings.require_broker_url())
+    app = make_celery(settings.require_broker_url(), settings.queue)
     register_tasks(app, settings)
     return app

@@ -15,14 +15,15 @@ log = logging.getLogger(__name__)
 class Publisher:
     """Sends transaction ids to the workers; a failed publish is logged, never raised."""
 
-    def __init__(self, broker_url: str) -> None:
+    def __init__(self, broker_url: str, queue: str = "tally") -> None:
         self.broker_url = broker_url
+        self.queue = queue
         self._celery: Celery | None = None
 
     @property
     def celery(self) -> Celery:
         if self._celery is None:
-            self._celery = make_celery(self.broker_url)
+            self._celery = make_celery(self.broker_url, self.queue)
         return self._celery
 
     def publish(self, transaction_ids: Sequence[str]) -> bool:
