@@ -28,7 +28,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def amqp_url() -> str:
-    """TALLY_TEST_AMQP_URL: RabbitMQ cannot be embedded; without it these tests skip (fail in CI)."""
+    """TALLY_TEST_AMQP_URL; RabbitMQ cannot be embedded, so without it these tests skip."""
     url = os.environ.get("TALLY_TEST_AMQP_URL")
     if not url:
         backend_missing("TALLY_TEST_AMQP_URL is not set: no RabbitMQ to test against")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -77,10 +78,8 @@ class Stack:
 
     def kill_worker(self, worker: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
         """Kill a worker's whole process group (Celery parent, pool children, relay)."""
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(worker.pid, sig)
-        except ProcessLookupError:
-            pass
         worker.wait(30)
         self.workers.remove(worker)
 
@@ -88,10 +87,8 @@ class Stack:
         for worker in list(self.workers):
             self.kill_worker(worker, signal.SIGTERM)
         if self.api is not None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.api.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             self.api.wait(30)
             self.api = None
 
