@@ -10,15 +10,25 @@ from sqlalchemy import Connection, Engine, create_engine
 from tally.settings import sqlalchemy_url
 
 
-def make_engine(database_url: str, *, pool_size: int = 5, max_overflow: int = 10) -> Engine:
+def make_engine(
+    database_url: str,
+    *,
+    pool_size: int = 5,
+    max_overflow: int = 10,
+    statement_timeout_ms: int = 30_000,
+) -> Engine:
     """An engine for the ledger database; created by the edges, never at import time."""
     return create_engine(
         sqlalchemy_url(database_url),
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_pre_ping=True,
-        # The API must fail fast with 503 when the database is gone, not hang a thread.
-        connect_args={"connect_timeout": 5},
+        connect_args={
+            # Fail fast with 503 when the database is gone, rather than hang a request thread.
+            "connect_timeout": 5,
+            # No statement may hold locks on hot accounts indefinitely.
+            "options": f"-c statement_timeout={statement_timeout_ms}",
+        },
     )
 
 

@@ -204,6 +204,9 @@ def upgrade() -> None:
             name=op.f("ck_transactions_amount_sign"),
         ),
         sa.CheckConstraint(
+            "abs(amount) <= 9007199254740991", name=op.f("ck_transactions_amount_within_limit")
+        ),
+        sa.CheckConstraint(
             "(type = 'refund') = (original_transaction_id IS NOT NULL)",
             name=op.f("ck_transactions_original_only_for_refund"),
         ),
