@@ -61,9 +61,10 @@ def submit(request: TransactionRequest, wait: float) -> Response:
     principal = current_principal()
     if request.type == "adjustment":
         require_admin()
-    request = request.validated(ctx.settings.max_metadata_bytes)
     with unit_of_work(ctx.engine) as conn:
-        submission = submit_transaction(conn, principal.tenant_id, request)
+        submission = submit_transaction(
+            conn, principal.tenant_id, request, max_metadata_bytes=ctx.settings.max_metadata_bytes
+        )
     if not submission.replayed:
         # After the commit: a worker must never receive an id it cannot see yet.
         ctx.publisher.publish([submission.transaction["id"]])

@@ -419,18 +419,32 @@ def post_transactions(
     try:
         return _retrying(engine, ids, fill_to)
     except Exception as error:
-        log.exception("batch of %d failed; applying one at a time", len(ids))
+        log.exception("batch of %d failed; applying one at a time", max(len(ids), fill_to))
         if len(ids) == 1 and fill_to <= 1:
             return _record_failure(engine, ids[0], error, max_attempts)
-    # Isolate the faulty transaction: every other one still gets applied.
+    # Isolate the faulty transaction: every other one still gets applied. The rows the batch
+    # topped itself up with are isolated too, or a faulty one would sink every later batch.
+    suspects = list(ids)
+    if fill_to > len(ids):
+        with engine.connect() as conn:
+            suspects += conn.execute(
+                PEEK_OLDEST, {"ids": ids, "limit": fill_to - len(ids)}
+            ).scalars()
     result = BatchResult()
-    for one in ids:
+    for one in suspects:
         single = post_transactions(engine, [one], max_attempts=max_attempts)
         result.outcomes += single.outcomes
         result.skipped += single.skipped
     return result
 
 
+PEEK_OLDEST = text(
+    """
+    SELECT id FROM transactions
+    WHERE status = 'queued' AND next_attempt_at <= now() AND NOT id = ANY(:ids)
+    ORDER BY seq LIMIT :limit
+    """
+)
 RECORD_ATTEMPT = text(
     """
     UPDATE transactions

@@ -18,8 +18,9 @@ MAX_AMOUNT = 2**53 - 1
 MAX_BALANCE = 2**62
 # fullmatch, not match: `$` would also accept a trailing newline ("alice\n" is not "alice").
 ASSET_CODE = re.compile(r"[A-Z0-9_]{1,32}")
-# No whitespace, no NUL (PostgreSQL text cannot hold it), no leading '@' (system accounts).
-USER_ID = re.compile(r"[^@\s\x00][^\s\x00]{0,127}")
+# No whitespace, no NUL (PostgreSQL text cannot hold it), no unpaired surrogate (not
+# encodable as UTF-8), no leading '@' (system accounts).
+USER_ID = re.compile(r"[^@\s\x00\ud800-\udfff][^\s\x00\ud800-\udfff]{0,127}")
 MAX_TEXT = 128
 MAX_METADATA_BYTES = 4096
 
@@ -62,15 +63,24 @@ def _check_text(value: object, name: str, *, required: bool = False) -> str | No
         if required:
             raise InvalidRequest("missing_field", f"{name} is required", field=name)
         return None
-    if not isinstance(value, str) or not 1 <= len(value) <= MAX_TEXT or "\x00" in value:
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_TEXT or _unstorable(value):
         raise InvalidRequest("invalid_field", f"{name} must be 1-{MAX_TEXT} characters", field=name)
     return value
 
 
+# NUL, or an unpaired surrogate (JSON can escape one, UTF-8 cannot encode it).
+UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+
+
+def _unstorable(text: str) -> bool:
+    return UNSTORABLE.search(text) is not None
+
+
 def _holds_nul(value: object) -> bool:
-    """Whether a JSON value has a NUL in a key or string: jsonb cannot store one."""
+    """Whether a JSON value has a NUL or unpaired surrogate in a key or string: jsonb
+    cannot store one."""
     if isinstance(value, str):
-        return "\x00" in value
+        return _unstorable(value)
     if isinstance(value, dict):
         return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
     if isinstance(value, list):
@@ -144,7 +154,9 @@ class TransactionRequest:
             ) from None
         if _holds_nul(self.metadata):
             raise InvalidRequest(
-                "invalid_metadata", "metadata cannot contain NUL characters", field="metadata"
+                "invalid_metadata",
+                "metadata cannot contain NUL characters or unpaired surrogates",
+                field="metadata",
             )
         if len(encoded) > max_metadata_bytes:
             raise InvalidRequest(

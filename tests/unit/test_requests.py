@@ -84,8 +84,10 @@ def test_accepts_a_user_id_of_128_characters_with_an_inner_at_sign():
     assert request(user_id="a@" + "x" * 126).validated().user_id == "a@" + "x" * 126
 
 
-def test_rejects_a_user_id_with_a_nul_character():
-    assert rejection(request(user_id="ali\x00ce")).code == "invalid_user_id"
+@pytest.mark.parametrize("user_id", ["ali\x00ce", "\ud800alice", "alice\udfff"])
+def test_rejects_a_user_id_postgres_cannot_store(user_id):
+    # NUL has no place in PostgreSQL text; a lone surrogate has no UTF-8 encoding.
+    assert rejection(request(user_id=user_id)).code == "invalid_user_id"
 
 
 @pytest.mark.parametrize("to_user_id", ["@revenue", "", "b b", None])
@@ -116,7 +118,7 @@ def test_rejects_an_unknown_type():
     assert rejection(request("withdrawal")).code == "invalid_type"
 
 
-@pytest.mark.parametrize("reference_id", [None, "", "r" * 129, 17, "ref\x00"])
+@pytest.mark.parametrize("reference_id", [None, "", "r" * 129, 17, "ref\x00", "ref\ud800"])
 def test_rejects_a_missing_or_malformed_reference_id(reference_id):
     error = rejection(request(reference_id=reference_id))
     assert error.field == "reference_id"
@@ -179,9 +181,18 @@ def test_rejects_metadata_that_is_not_a_json_object(metadata):
     assert (error.code, error.field) == ("invalid_metadata", "metadata")
 
 
-def test_rejects_metadata_holding_a_nul_character_postgres_cannot_store():
-    error = rejection(request(metadata={"note": "a\x00b"}))
+@pytest.mark.parametrize(
+    "metadata",
+    [{"note": "a\x00b"}, {"a\x00": 1}, {"deep": [{"x": "\x00"}]}, {"note": "\udc80"}],
+)
+def test_rejects_metadata_holding_text_postgres_cannot_store(metadata):
+    error = rejection(request(metadata=metadata))
     assert (error.code, error.field) == ("invalid_metadata", "metadata")
+
+
+def test_accepts_metadata_with_any_other_unicode():
+    metadata = {"note": "café ☕ 😀", "escaped": "\\u0000 is just text"}
+    assert request(metadata=metadata).validated().metadata == metadata
 
 
 def test_same_body_gives_the_same_fingerprint_and_any_change_a_different_one():

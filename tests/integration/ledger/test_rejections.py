@@ -126,8 +126,7 @@ def test_a_transfer_to_the_same_wallet_is_refused_at_intake(engine, tenant):
     assert caught.value.code == "same_wallet"
 
 
-def test_the_engine_rejects_a_same_wallet_transfer_that_bypassed_validation(engine, tenant):
-    run(engine, tenant.id, "topup", user_id="alice", amount=100)
+def test_intake_itself_refuses_an_unvalidated_same_wallet_transfer(engine, tenant):
     unchecked = TransactionRequest(
         type="transfer",
         reference_id=uuid.uuid4().hex,
@@ -136,12 +135,26 @@ def test_the_engine_rejects_a_same_wallet_transfer_that_bypassed_validation(engi
         asset_code="EUR",
         amount=10,
     )
+    with pytest.raises(InvalidRequest) as refused, unit_of_work(engine) as conn:
+        submit_transaction(conn, tenant.id, unchecked)
+    assert refused.value.code == "same_wallet"
+
+
+def test_the_engine_rejects_a_same_wallet_transfer_written_behind_intake(engine, tenant):
+    run(engine, tenant.id, "topup", user_id="alice", amount=100)
     with unit_of_work(engine) as conn:
-        submission = submit_transaction(conn, tenant.id, unchecked)
+        transaction_id = conn.execute(
+            text(
+                "INSERT INTO transactions (tenant_id, type, reference_id, request_hash,"
+                " asset_code, amount, user_id, to_user_id)"
+                " VALUES (:t, 'transfer', :ref, 'x', 'EUR', 10, 'alice', 'alice') RETURNING id"
+            ),
+            {"t": tenant.id, "ref": uuid.uuid4().hex},
+        ).scalar_one()
 
-    post_transactions(engine, [submission.id])
+    post_transactions(engine, [transaction_id])
 
-    assert_rejected(engine, status(engine, tenant.id, submission.id), RejectionCode.SAME_WALLET)
+    assert_rejected(engine, status(engine, tenant.id, transaction_id), RejectionCode.SAME_WALLET)
     assert wallet(engine, tenant.id, "alice")["version"] == 1
 
 

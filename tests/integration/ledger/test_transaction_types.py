@@ -8,7 +8,7 @@ from sqlalchemy import Engine, text
 
 from ledger.db import unit_of_work
 from ledger.queries import get_balance
-from tests.integration.ledger.helpers import balance, run, submit
+from tests.integration.ledger.helpers import apply, balance, run, submit
 
 
 def journal(engine: Engine, transaction_id: str | uuid.UUID) -> dict[str, tuple[int, int]]:
@@ -62,6 +62,8 @@ def test_topup_creates_the_wallet_on_first_use(engine, tenant):
         wallet = get_balance(conn, tenant.id, "newcomer", "EUR")
     assert (wallet["balance"], wallet["status"]) == (0, "active")
     assert submission.transaction["status"] == "queued"
+    apply(engine, submission.id)
+    assert balance(engine, tenant.id, "newcomer") == 10
 
 
 def test_bonus_credits_the_wallet_from_the_bonus_account(engine, tenant):
@@ -155,7 +157,13 @@ def test_every_posting_bumps_the_wallet_version_once(engine, tenant):
 
 
 def test_metadata_is_kept_with_the_transaction(engine, tenant):
-    metadata = {"order": "A-17", "lines": [1, 2], "nested": {"ok": True}}
+    metadata = {
+        "order": "A-17",
+        "lines": [1, 2],
+        "nested": {"ok": True},
+        "note": "café ☕ 😀",
+        "literal": "\\u0000 is just text",
+    }
 
     view = run(engine, tenant.id, "topup", user_id="alice", amount=5, metadata=metadata)
 

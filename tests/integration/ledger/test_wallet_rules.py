@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from ledger.db import unit_of_work
 from ledger.errors import InvalidRequest, WalletNotFound
@@ -128,8 +128,8 @@ def test_lowering_the_credit_limit_after_the_debt_is_repaid_keeps_the_ledger_val
 def test_verify_still_catches_a_journal_line_below_the_limit_in_force(engine, tenant):
     run(engine, tenant.id, "topup", user_id="alice", amount=10)
     run(engine, tenant.id, "spend", user_id="alice", amount=10)
-    with unit_of_work(engine) as conn:
-        # Behind the engine's back: pretend the spend had taken the wallet to -1.
+    with engine.connect() as conn:
+        # Behind the engine's back, never committed: pretend the spend took the wallet to -1.
         conn.execute(text("ALTER TABLE entries DISABLE TRIGGER entries_no_update_or_delete"))
         conn.execute(
             text(
@@ -139,9 +139,6 @@ def test_verify_still_catches_a_journal_line_below_the_limit_in_force(engine, te
             ),
             {"t": tenant.id},
         )
-        with engine.connect() as other:
-            report = verify_ledger(other, tenant.id)
-        assert report.ok  # another connection does not see the uncommitted change
         report = verify_ledger(conn, tenant.id)
         conn.rollback()
 

@@ -1,0 +1,85 @@
+"""The Alembic migrations build, from nothing, exactly the schema the models describe."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, inspect, text
+
+from ledger.models import Base
+from tally.migrate import alembic_config, upgrade
+from tally.settings import sqlalchemy_url
+
+
+@pytest.fixture
+def empty_database(database_server_url: str) -> Iterator[str]:
+    """A newly created, empty database on the test server; dropped afterwards."""
+    name = f"tally_migrate_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(sqlalchemy_url(database_server_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    base, _, _ = database_server_url.rpartition("/")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def schema_differences(database_url: str) -> list:
+    engine = create_engine(sqlalchemy_url(database_url))
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            return compare_metadata(context, Base.metadata)
+    finally:
+        engine.dispose()
+
+
+def tables(database_url: str) -> set[str]:
+    engine = create_engine(sqlalchemy_url(database_url))
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_to_head_builds_every_table_on_an_empty_database(empty_database):
+    upgrade(empty_database)
+
+    assert tables(empty_database) == set(Base.metadata.tables) | {"alembic_version"}
+    engine = create_engine(sqlalchemy_url(empty_database))
+    with engine.connect() as conn:
+        head = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+    engine.dispose()
+    assert head == ScriptDirectory.from_config(alembic_config(empty_database)).get_current_head()
+
+
+def test_the_migrated_schema_matches_the_models(empty_database):
+    upgrade(empty_database)
+
+    assert schema_differences(empty_database) == []
+
+
+def test_upgrading_twice_is_harmless(empty_database):
+    upgrade(empty_database)
+    upgrade(empty_database)
+
+    assert schema_differences(empty_database) == []
+
+
+def test_downgrade_to_base_removes_everything_and_upgrade_rebuilds_it(empty_database):
+    upgrade(empty_database)
+
+    command.downgrade(alembic_config(empty_database), "base")
+    assert tables(empty_database) == {"alembic_version"}
+
+    upgrade(empty_database)
+    assert schema_differences(empty_database) == []
