@@ -12,9 +12,9 @@ from psycopg import errors as pg_errors
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError
 
-from ledger.errors import AssetNotFound, IdempotencyKeyReused
+from ledger.errors import AssetNotFound, IdempotencyKeyReused, LedgerError
 from ledger.queries import balances_after, transaction_row
-from ledger.requests import TransactionRequest
+from ledger.requests import MAX_METADATA_BYTES, TransactionRequest
 from ledger.views import transaction_view
 
 INSERT_TRANSACTION = text(
@@ -93,9 +93,17 @@ def ensure_wallets(
 
 
 def submit_transaction(
-    conn: Connection, tenant_id: uuid.UUID, request: TransactionRequest
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    request: TransactionRequest,
+    *,
+    max_metadata_bytes: int = MAX_METADATA_BYTES,
 ) -> Submission:
-    """Record a validated request as `queued`, or return the transaction its reference made."""
+    """Record a request as `queued`, or return the transaction its reference made.
+
+    The ledger validates the request itself: no caller can record an amount out of bounds.
+    """
+    request = request.validated(max_metadata_bytes)
     params = _params(tenant_id, request)
     try:
         row = conn.execute(INSERT_TRANSACTION, params).mappings().first()
@@ -122,3 +130,144 @@ def submit_transaction(
     return Submission(
         transaction_view(existing, balances_after(conn, existing["id"])), replayed=True
     )
+
+
+# Set-based intake of many requests: one statement, positions kept so `seq` (the order of
+# application) follows the order of the batch.
+INSERT_TRANSACTIONS = text(
+    """
+    INSERT INTO transactions (
+        tenant_id, type, reference_id, request_hash, asset_code, amount, user_id,
+        to_user_id, original_transaction_id, payment_method, bonus_type, item_id, reason, metadata
+    )
+    SELECT :tenant_id, r.type, r.reference_id, r.request_hash, r.asset_code, r.amount, r.user_id,
+           r.to_user_id, r.original_transaction_id, r.payment_method, r.bonus_type, r.item_id,
+           r.reason, r.metadata
+    FROM unnest(
+        CAST(:types AS text[]), CAST(:reference_ids AS text[]), CAST(:request_hashes AS text[]),
+        CAST(:asset_codes AS text[]), CAST(:amounts AS bigint[]), CAST(:user_ids AS text[]),
+        CAST(:to_user_ids AS text[]), CAST(:original_transaction_ids AS uuid[]),
+        CAST(:payment_methods AS text[]), CAST(:bonus_types AS text[]),
+        CAST(:item_ids AS text[]), CAST(:reasons AS text[]), CAST(:metadata AS jsonb[])
+    ) WITH ORDINALITY AS r(
+        type, reference_id, request_hash, asset_code, amount, user_id, to_user_id,
+        original_transaction_id, payment_method, bonus_type, item_id, reason, metadata, position
+    )
+    ORDER BY r.position
+    ON CONFLICT (tenant_id, reference_id) DO NOTHING
+    RETURNING *
+    """
+)
+EXISTING_ASSETS = text(
+    "SELECT code FROM assets WHERE tenant_id = :tenant_id AND code = ANY(:codes)"
+)
+EXISTING_BY_REFERENCE = text(
+    "SELECT * FROM transactions WHERE tenant_id = :tenant_id AND reference_id = ANY(:references)"
+)
+BALANCES_AFTER_MANY = text(
+    """
+    SELECT e.transaction_id, a.owner, e.balance_after
+    FROM entries e JOIN accounts a ON a.id = e.account_id
+    WHERE e.transaction_id = ANY(:ids) AND NOT a.is_system
+    """
+)
+
+# The columns of INSERT_TRANSACTIONS, in its order, as `_params` names them.
+_BATCH_COLUMNS = {
+    "types": "type",
+    "reference_ids": "reference_id",
+    "request_hashes": "request_hash",
+    "asset_codes": "asset_code",
+    "amounts": "amount",
+    "user_ids": "user_id",
+    "to_user_ids": "to_user_id",
+    "original_transaction_ids": "original_transaction_id",
+    "payment_methods": "payment_method",
+    "bonus_types": "bonus_type",
+    "item_ids": "item_id",
+    "reasons": "reason",
+    "metadata": "metadata",
+}
+
+
+def _replay(
+    row: Any, request_hash: str, reference_id: str, after: dict[str, int]
+) -> Submission | LedgerError:
+    if row["request_hash"] != request_hash:
+        return IdempotencyKeyReused(
+            f"reference_id {reference_id!r} was used for a different request",
+            field="reference_id",
+        )
+    return Submission(transaction_view(row, after), replayed=True)
+
+
+def submit_transactions(
+    conn: Connection, tenant_id: uuid.UUID, requests: Sequence[TransactionRequest]
+) -> list[Submission | LedgerError]:
+    """Record many validated requests in the caller's transaction, each on its own terms.
+
+    One result per request, in order: a new or replayed Submission, or the LedgerError
+    (unknown asset, reference id reused for another body) that request alone ran into. A
+    reference id repeated inside the batch is recorded once; later copies are replays.
+    """
+    params = [_params(tenant_id, request) for request in requests]
+    codes = sorted({request.asset_code for request in requests})
+    known = set(conn.execute(EXISTING_ASSETS, {"tenant_id": tenant_id, "codes": codes}).scalars())
+    first_of: dict[str, int] = {}
+    for index, request in enumerate(requests):
+        if request.asset_code in known:
+            first_of.setdefault(request.reference_id, index)
+    fresh = sorted(first_of.values())
+    inserted: dict[str, Any] = {}
+    if fresh:
+        columns = {
+            name: [params[i][column] for i in fresh] for name, column in _BATCH_COLUMNS.items()
+        }
+        for row in conn.execute(
+            INSERT_TRANSACTIONS, {"tenant_id": tenant_id, **columns}
+        ).mappings():
+            inserted[row["reference_id"]] = row
+        ensure_wallets(
+            conn,
+            tenant_id,
+            [
+                (requests[i].asset_code, owner)
+                for i in fresh
+                if requests[i].reference_id in inserted
+                for owner in requests[i].credited_wallets()
+            ],
+        )
+    existing: dict[str, Any] = {}
+    conflicted = [ref for ref in first_of if ref not in inserted]
+    after: dict[uuid.UUID, dict[str, int]] = {}
+    if conflicted:
+        rows = conn.execute(
+            EXISTING_BY_REFERENCE, {"tenant_id": tenant_id, "references": conflicted}
+        ).mappings()
+        existing = {row["reference_id"]: row for row in rows}
+        applied = [row["id"] for row in existing.values() if row["status"] == "applied"]
+        if applied:
+            for transaction_id, owner, balance in conn.execute(
+                BALANCES_AFTER_MANY, {"ids": applied}
+            ):
+                after.setdefault(transaction_id, {})[owner] = balance
+
+    results: list[Submission | LedgerError] = []
+    for index, (request, param) in enumerate(zip(requests, params, strict=True)):
+        reference = request.reference_id
+        if request.asset_code not in known:
+            results.append(
+                AssetNotFound(f"asset {request.asset_code} does not exist", field="asset_code")
+            )
+        elif reference in inserted:
+            row = inserted[reference]
+            if first_of[reference] == index:
+                results.append(Submission(transaction_view(row, {}), replayed=False))
+            else:
+                results.append(_replay(row, param["request_hash"], reference, {}))
+        elif reference in existing:
+            row = existing[reference]
+            results.append(_replay(row, param["request_hash"], reference, after.get(row["id"], {})))
+        else:  # pragma: no cover - the conflicting row was committed before we looked
+            raise RuntimeError("idempotency conflict without a committed row")
+    return results
