@@ -12,7 +12,7 @@ from api.auth import authenticate_request
 from api.context import Tally
 from api.docs import render_docs
 from api.problems import ApiProblem, from_http_exception, register_problem_handlers
-from api.routes import assets, health, transactions, wallets
+from api.routes import assets, health, transactions, wallets, webhooks
 from api.waiter import TransactionWaiter
 from ledger.db import make_engine
 from tally.settings import Settings
@@ -49,12 +49,17 @@ def create_app(
     app.extensions["tally"] = Tally(
         settings=settings,
         engine=make_engine(database_url, pool_size=10, max_overflow=20),
-        publisher=Publisher(settings.require_broker_url(), settings.queue),
+        publisher=Publisher(
+            settings.require_broker_url(),
+            settings.queue,
+            linger=settings.publish_linger_seconds,
+            max_ids=settings.batch_size,
+        ),
         waiter=TransactionWaiter(database_url),
     )
     register_problem_handlers(app)
     api = ProblemApi(app)
-    for module in (health, transactions, wallets, assets):
+    for module in (health, transactions, wallets, assets, webhooks):
         api.register_blueprint(module.blp)
 
     @app.get("/api/v1/docs")

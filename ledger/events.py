@@ -15,15 +15,32 @@ EVENT_FOR_STATUS = {
     "failed": "transaction.failed",
 }
 
+# The dispatchers LISTEN here; the outbox notifies only when it wrote a delivery.
+WEBHOOK_NOTIFY_CHANNEL = "tally_webhooks"
+
+# One statement, one round trip on the hot path: the events, then one webhook delivery per
+# event and subscribed, enabled endpoint of its tenant (for a tenant without endpoints, an
+# index probe that finds nothing), then a wake-up for the webhook dispatchers.
 INSERT_EVENTS = text(
-    """
-    INSERT INTO events (tenant_id, type, transaction_id, payload, created_at)
-    SELECT e.tenant_id, e.type, e.transaction_id, e.payload, :now
-    FROM unnest(
-        CAST(:tenant_ids AS uuid[]), CAST(:types AS text[]),
-        CAST(:transaction_ids AS uuid[]), CAST(:payloads AS jsonb[])
-    ) AS e(tenant_id, type, transaction_id, payload)
-    RETURNING id, tenant_id, type
+    f"""
+    WITH inserted AS (
+        INSERT INTO events (tenant_id, type, transaction_id, payload, created_at)
+        SELECT e.tenant_id, e.type, e.transaction_id, e.payload, :now
+        FROM unnest(
+            CAST(:tenant_ids AS uuid[]), CAST(:types AS text[]),
+            CAST(:transaction_ids AS uuid[]), CAST(:payloads AS jsonb[])
+        ) AS e(tenant_id, type, transaction_id, payload)
+        RETURNING id, tenant_id, type
+    ), deliveries AS (
+        INSERT INTO webhook_deliveries (tenant_id, endpoint_id, event_id, event_type,
+                                        next_attempt_at, created_at, updated_at)
+        SELECT i.tenant_id, w.id, i.id, i.type, :now, :now, :now
+        FROM inserted i
+        JOIN webhook_endpoints w
+          ON w.tenant_id = i.tenant_id AND w.enabled AND i.type = ANY(w.event_types)
+        RETURNING 1
+    )
+    SELECT pg_notify('{WEBHOOK_NOTIFY_CHANNEL}', '') WHERE EXISTS (SELECT 1 FROM deliveries)
     """
 )
 

@@ -22,7 +22,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -251,4 +251,121 @@ class Event(Base):
         ),
         Index(None, "tenant_id", "created_at"),
         Index(None, "transaction_id"),
+    )
+
+
+WEBHOOK_EVENT_TYPES = ("transaction.applied", "transaction.rejected", "transaction.failed")
+WEBHOOK_TEST_EVENT = "webhook.test"
+# pending: waiting for next_attempt_at; sending: leased to a dispatcher until next_attempt_at.
+DELIVERY_STATUSES = ("pending", "sending", "delivered", "failed")
+
+
+class WebhookEndpoint(Base):
+    """A tenant's URL that receives signed event callbacks."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True, server_default=UUID_DEFAULT)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"))
+    url: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    event_types: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    # HMAC needs the key itself, so secrets are stored as issued: this table is sensitive.
+    secret: Mapped[str] = mapped_column(Text)
+    previous_secret: Mapped[str | None] = mapped_column(Text)
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+    # Deleting only marks the row: the outbox's fan-out may be inserting a delivery for it
+    # at that moment, and a vanished foreign key would fail a ledger batch.
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint("length(url) BETWEEN 1 AND 2048", name="url_length"),
+        CheckConstraint(
+            "description IS NULL OR length(description) <= 500", name="description_length"
+        ),
+        CheckConstraint(
+            "cardinality(event_types) >= 1 AND event_types <@ ARRAY["
+            + ", ".join(repr(t) for t in WEBHOOK_EVENT_TYPES)
+            + "]::text[]",
+            name="event_types_known",
+        ),
+        CheckConstraint("starts_with(secret, 'whsec_')", name="secret_format"),
+        CheckConstraint(
+            "(previous_secret IS NULL) = (previous_secret_expires_at IS NULL)",
+            name="previous_secret_expiry",
+        ),
+        CheckConstraint("enabled = (disabled_reason IS NULL)", name="reason_when_disabled"),
+        CheckConstraint("deleted_at IS NULL OR NOT enabled", name="deleted_is_disabled"),
+        Index(None, "tenant_id"),
+    )
+
+
+class WebhookDelivery(Base):
+    """One event on its way to one endpoint: its schedule, its lease and its outcome."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True, server_default=UUID_DEFAULT)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"))
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhook_endpoints.id"))
+    event_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("events.id"))
+    event_type: Mapped[str] = mapped_column(Text)
+    # Test events have no outbox row: they carry their own data.
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    status: Mapped[str] = mapped_column(Text, server_default=text("'pending'"))
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+
+    __table_args__ = (
+        # At most one delivery of an event per endpoint; redeliveries reuse it.
+        UniqueConstraint("endpoint_id", "event_id"),
+        CheckConstraint(_in("status", DELIVERY_STATUSES), name="status_known"),
+        CheckConstraint(
+            _in("event_type", (*WEBHOOK_EVENT_TYPES, WEBHOOK_TEST_EVENT)), name="event_type_known"
+        ),
+        CheckConstraint("(event_id IS NULL) = (payload IS NOT NULL)", name="payload_or_event"),
+        CheckConstraint("attempts >= 0", name="attempts_non_negative"),
+        CheckConstraint(
+            "(status = 'delivered') = (delivered_at IS NOT NULL)", name="delivered_when_done"
+        ),
+        # The dispatcher's scan reads only deliveries still under way.
+        Index(
+            "ix_webhook_deliveries_due",
+            "next_attempt_at",
+            postgresql_where=text("status IN ('pending', 'sending')"),
+        ),
+        Index(None, "endpoint_id", "created_at"),
+    )
+
+
+class WebhookAttempt(Base):
+    """One HTTP attempt of a delivery, as the receiver answered it (or failed to)."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    delivery_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhook_deliveries.id"))
+    tenant_id: Mapped[uuid.UUID] = mapped_column(UUID)
+    attempt: Mapped[int] = mapped_column(Integer)
+    attempted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[int] = mapped_column(Integer)
+    response_body: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        CheckConstraint("attempt >= 1", name="attempt_positive"),
+        CheckConstraint("latency_ms >= 0", name="latency_non_negative"),
+        CheckConstraint("status_code IS NOT NULL OR error IS NOT NULL", name="answer_or_error"),
+        Index(None, "delivery_id"),
     )

@@ -73,6 +73,8 @@ class Settings:
     relay_age_seconds: float = 3.0
     relay_interval_seconds: float = 1.0
     batch_size: int = 200
+    # How long the API gathers accepted ids into one broker message (0: one message each).
+    publish_linger_seconds: float = 0.01
     max_apply_attempts: int = 5
     max_wait_seconds: int = 30
     max_metadata_bytes: int = 4096
@@ -81,6 +83,7 @@ class Settings:
     webhook_retry_schedule: tuple[int, ...] = field(default=DEFAULT_WEBHOOK_RETRY_SCHEDULE)
     webhook_timeout_seconds: float = 5.0
     webhook_secret_overlap_seconds: int = 86_400
+    webhook_concurrency: int = 32
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -92,6 +95,7 @@ class Settings:
             relay_age_seconds=_number("TALLY_RELAY_AGE_SECONDS", 3.0),
             relay_interval_seconds=_number("TALLY_RELAY_INTERVAL_SECONDS", 1.0),
             batch_size=_int("TALLY_BATCH_SIZE", 200),
+            publish_linger_seconds=_number("TALLY_PUBLISH_LINGER_SECONDS", 0.01),
             max_apply_attempts=_int("TALLY_MAX_APPLY_ATTEMPTS", 5),
             max_wait_seconds=_int("TALLY_MAX_WAIT_SECONDS", 30),
             max_metadata_bytes=_int("TALLY_MAX_METADATA_BYTES", 4096),
@@ -100,6 +104,7 @@ class Settings:
             webhook_retry_schedule=_schedule("TALLY_WEBHOOK_RETRY_SCHEDULE"),
             webhook_timeout_seconds=_number("TALLY_WEBHOOK_TIMEOUT_SECONDS", 5.0),
             webhook_secret_overlap_seconds=_int("TALLY_WEBHOOK_SECRET_OVERLAP_SECONDS", 86_400),
+            webhook_concurrency=_int("TALLY_WEBHOOK_CONCURRENCY", 32),
         )
 
     def require_database_url(self) -> str:

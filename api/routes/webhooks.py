@@ -1,0 +1,202 @@
+"""Webhook endpoints: register and manage them, inspect deliveries, redeliver, test."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import Response
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from api.auth import current_principal
+from api.context import tally
+from api.respond import json_response
+from api.webhook_schemas import (
+    DeliveryQuerySchema,
+    RecoverResultSchema,
+    RecoverSchema,
+    RotateSecretSchema,
+    WebhookDeliveryPageSchema,
+    WebhookDeliverySchema,
+    WebhookEndpointCreateSchema,
+    WebhookEndpointSchema,
+    WebhookEndpointUpdateSchema,
+    WebhookEndpointWithSecretSchema,
+)
+from ledger.db import unit_of_work
+from ledger.errors import NotFound
+from ledger.webhooks import deliveries, endpoints
+from ledger.webhooks.errors import DeliveryNotFound, EndpointNotFound
+
+blp = Blueprint(
+    "webhooks",
+    __name__,
+    url_prefix="/api/v1/webhook-endpoints",
+    description="Webhook endpoints, their deliveries, redelivery and test events.",
+)
+
+
+def _id(raw: str, not_found: type[NotFound]) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise not_found(f"no such id {raw!r}") from None
+
+
+def _tenant() -> uuid.UUID:
+    return current_principal().tenant_id
+
+
+@blp.route("")
+class WebhookEndpoints(MethodView):
+    @blp.arguments(WebhookEndpointCreateSchema)
+    @blp.response(201, WebhookEndpointWithSecretSchema)
+    def post(self, body: dict[str, Any]) -> Response:
+        """Register an endpoint; the answer carries its signing secret, shown only now."""
+        ctx = tally()
+        with unit_of_work(ctx.engine) as conn:
+            endpoint = endpoints.create_endpoint(
+                conn,
+                _tenant(),
+                url=body["url"],
+                event_types=body.get("event_types"),
+                description=body.get("description"),
+                allow_private=ctx.settings.webhook_allow_private_targets,
+            )
+        return json_response(endpoint, 201)
+
+    @blp.response(200, WebhookEndpointSchema(many=True))
+    def get(self) -> Response:
+        """The tenant's endpoints."""
+        with tally().engine.connect() as conn:
+            return json_response(endpoints.list_endpoints(conn, _tenant()))
+
+
+@blp.route("/<endpoint_id>")
+class WebhookEndpoint(MethodView):
+    @blp.response(200, WebhookEndpointSchema)
+    def get(self, endpoint_id: str) -> Response:
+        """One endpoint."""
+        with tally().engine.connect() as conn:
+            return json_response(
+                endpoints.get_endpoint(conn, _tenant(), _id(endpoint_id, EndpointNotFound))
+            )
+
+    @blp.arguments(WebhookEndpointUpdateSchema)
+    @blp.response(200, WebhookEndpointSchema)
+    def patch(self, body: dict[str, Any], endpoint_id: str) -> Response:
+        """Change the URL, event types or description; enable or disable the endpoint."""
+        ctx = tally()
+        with unit_of_work(ctx.engine) as conn:
+            endpoint = endpoints.update_endpoint(
+                conn,
+                _tenant(),
+                _id(endpoint_id, EndpointNotFound),
+                body,
+                allow_private=ctx.settings.webhook_allow_private_targets,
+            )
+        return json_response(endpoint)
+
+    @blp.response(204)
+    def delete(self, endpoint_id: str) -> Response:
+        """Delete an endpoint; deliveries waiting for it are failed."""
+        with unit_of_work(tally().engine) as conn:
+            endpoints.delete_endpoint(conn, _tenant(), _id(endpoint_id, EndpointNotFound))
+        return Response(status=204)
+
+
+@blp.route("/<endpoint_id>/rotate-secret")
+class RotateSecret(MethodView):
+    @blp.arguments(RotateSecretSchema)
+    @blp.response(200, WebhookEndpointWithSecretSchema)
+    def post(self, body: dict[str, Any], endpoint_id: str) -> Response:
+        """Issue a new secret; the old one keeps signing alongside it during the overlap."""
+        ctx = tally()
+        with unit_of_work(ctx.engine) as conn:
+            endpoint = endpoints.rotate_secret(
+                conn,
+                _tenant(),
+                _id(endpoint_id, EndpointNotFound),
+                overlap_seconds=body.get(
+                    "overlap_seconds", ctx.settings.webhook_secret_overlap_seconds
+                ),
+            )
+        return json_response(endpoint)
+
+
+@blp.route("/<endpoint_id>/test")
+class TestEvent(MethodView):
+    @blp.response(202, WebhookDeliverySchema)
+    def post(self, endpoint_id: str) -> Response:
+        """Send a signed `webhook.test` event to the endpoint."""
+        with unit_of_work(tally().engine) as conn:
+            delivery = deliveries.send_test_event(
+                conn, _tenant(), _id(endpoint_id, EndpointNotFound)
+            )
+        return json_response(delivery, 202)
+
+
+@blp.route("/<endpoint_id>/recover")
+class Recover(MethodView):
+    @blp.arguments(RecoverSchema)
+    @blp.response(202, RecoverResultSchema)
+    def post(self, body: dict[str, Any], endpoint_id: str) -> Response:
+        """Redeliver every failed delivery of events since `since`."""
+        with unit_of_work(tally().engine) as conn:
+            count = deliveries.recover_failed(
+                conn,
+                _tenant(),
+                _id(endpoint_id, EndpointNotFound),
+                body["since"],
+                body.get("until"),
+            )
+        return json_response({"redelivered": count}, 202)
+
+
+@blp.route("/<endpoint_id>/deliveries")
+class Deliveries(MethodView):
+    @blp.arguments(DeliveryQuerySchema, location="query")
+    @blp.response(200, WebhookDeliveryPageSchema)
+    def get(self, query: dict[str, Any], endpoint_id: str) -> Response:
+        """The endpoint's deliveries, newest first, each with its attempts."""
+        with tally().engine.connect() as conn:
+            page = deliveries.list_deliveries(
+                conn,
+                _tenant(),
+                _id(endpoint_id, EndpointNotFound),
+                status=query.get("status"),
+                limit=query["limit"],
+                cursor=query.get("cursor"),
+            )
+        return json_response(page)
+
+
+@blp.route("/<endpoint_id>/deliveries/<delivery_id>")
+class Delivery(MethodView):
+    @blp.response(200, WebhookDeliverySchema)
+    def get(self, endpoint_id: str, delivery_id: str) -> Response:
+        """One delivery with every attempt."""
+        with tally().engine.connect() as conn:
+            delivery = deliveries.get_delivery(
+                conn,
+                _tenant(),
+                _id(endpoint_id, EndpointNotFound),
+                _id(delivery_id, DeliveryNotFound),
+            )
+        return json_response(delivery)
+
+
+@blp.route("/<endpoint_id>/deliveries/<delivery_id>/retry")
+class Retry(MethodView):
+    @blp.response(202, WebhookDeliverySchema)
+    def post(self, endpoint_id: str, delivery_id: str) -> Response:
+        """Redeliver one delivery now, with the same webhook-id."""
+        with unit_of_work(tally().engine) as conn:
+            delivery = deliveries.redeliver(
+                conn,
+                _tenant(),
+                _id(endpoint_id, EndpointNotFound),
+                _id(delivery_id, DeliveryNotFound),
+            )
+        return json_response(delivery, 202)

@@ -1,0 +1,271 @@
+"""Deliveries as the API sees them: the log of attempts, manual redelivery, test events."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, RowMapping, text
+
+from ledger.errors import InvalidCursor
+from ledger.events import WEBHOOK_NOTIFY_CHANNEL
+from ledger.models import WEBHOOK_TEST_EVENT
+from ledger.webhooks.errors import (
+    DeliveryInFlight,
+    DeliveryNotFound,
+    EndpointDisabled,
+    EndpointNotFound,
+)
+from ledger.webhooks.signing import message_id
+
+MAX_PAGE = 200
+
+DELIVERY_COLUMNS = """
+    d.id, d.endpoint_id, d.event_id, d.event_type, d.status, d.attempts, d.next_attempt_at,
+    d.last_attempt_at, d.last_status_code, d.last_error, d.delivered_at, d.created_at,
+    d.updated_at
+"""
+RESTART = """
+    status = 'pending', attempts = 0, next_attempt_at = now(), delivered_at = NULL,
+    updated_at = now()
+"""
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def attempt_view(row: RowMapping) -> dict[str, Any]:
+    return {
+        "attempt": row["attempt"],
+        "attempted_at": _iso(row["attempted_at"]),
+        "status_code": row["status_code"],
+        "latency_ms": row["latency_ms"],
+        "response_body": row["response_body"],
+        "error": row["error"],
+    }
+
+
+def delivery_view(row: RowMapping, attempts: Sequence[RowMapping] = ()) -> dict[str, Any]:
+    """A delivery with its attempts, oldest attempt first."""
+    return {
+        "id": str(row["id"]),
+        "endpoint_id": str(row["endpoint_id"]),
+        "event_id": str(row["event_id"]) if row["event_id"] else None,
+        "message_id": message_id(row["event_id"] or row["id"]),
+        "event_type": row["event_type"],
+        "status": row["status"],
+        "attempt_count": row["attempts"],
+        "next_attempt_at": _iso(row["next_attempt_at"]) if row["status"] == "pending" else None,
+        "last_attempt_at": _iso(row["last_attempt_at"]),
+        "last_status_code": row["last_status_code"],
+        "last_error": row["last_error"],
+        "delivered_at": _iso(row["delivered_at"]),
+        "created_at": _iso(row["created_at"]),
+        "updated_at": _iso(row["updated_at"]),
+        "attempts": [attempt_view(attempt) for attempt in attempts],
+    }
+
+
+def _endpoint(
+    conn: Connection, tenant_id: uuid.UUID, endpoint_id: uuid.UUID, *, must_be_enabled: bool
+) -> None:
+    enabled = conn.execute(
+        text(
+            "SELECT enabled FROM webhook_endpoints"
+            " WHERE tenant_id = :tenant_id AND id = :id AND deleted_at IS NULL"
+        ),
+        {"tenant_id": tenant_id, "id": endpoint_id},
+    ).scalar()
+    if enabled is None:
+        raise EndpointNotFound(f"no webhook endpoint {endpoint_id}")
+    if must_be_enabled and not enabled:
+        raise EndpointDisabled("the endpoint is disabled; enable it first")
+
+
+def _with_attempts(conn: Connection, rows: Sequence[RowMapping]) -> list[dict[str, Any]]:
+    attempts: dict[uuid.UUID, list[RowMapping]] = {row["id"]: [] for row in rows}
+    if rows:
+        for attempt in conn.execute(
+            text(
+                "SELECT * FROM webhook_attempts WHERE delivery_id = ANY(:ids)"
+                " ORDER BY delivery_id, attempted_at, id"
+            ),
+            {"ids": list(attempts)},
+        ).mappings():
+            attempts[attempt["delivery_id"]].append(attempt)
+    return [delivery_view(row, attempts[row["id"]]) for row in rows]
+
+
+def encode_cursor(created_at: datetime, delivery_id: uuid.UUID) -> str:
+    raw = f"d1|{created_at.isoformat()}|{delivery_id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        prefix, created_at, delivery_id = raw.split("|")
+        if prefix != "d1":
+            raise ValueError(prefix)
+        return datetime.fromisoformat(created_at), uuid.UUID(delivery_id)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidCursor("cursor is not one this API returned", field="cursor") from None
+
+
+def list_deliveries(
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    endpoint_id: uuid.UUID,
+    *,
+    status: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    """An endpoint's deliveries, newest first, each with its attempts; keyset pages."""
+    _endpoint(conn, tenant_id, endpoint_id, must_be_enabled=False)
+    limit = max(1, min(limit, MAX_PAGE))
+    before_at, before_id = decode_cursor(cursor) if cursor else (None, None)
+    rows = (
+        conn.execute(
+            text(
+                f"""
+                SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries d
+                WHERE d.tenant_id = :tenant_id AND d.endpoint_id = :endpoint_id
+                  AND (CAST(:status AS text) IS NULL OR d.status = :status)
+                  AND (CAST(:before_at AS timestamptz) IS NULL
+                       OR (d.created_at, d.id) < (:before_at, :before_id))
+                ORDER BY d.created_at DESC, d.id DESC
+                LIMIT :limit
+                """
+            ),
+            {
+                "tenant_id": tenant_id,
+                "endpoint_id": endpoint_id,
+                "status": status,
+                "before_at": before_at,
+                "before_id": before_id,
+                "limit": limit + 1,
+            },
+        )
+        .mappings()
+        .all()
+    )
+    page = rows[:limit]
+    next_cursor = (
+        encode_cursor(page[-1]["created_at"], page[-1]["id"]) if len(rows) > limit else None
+    )
+    return {"items": _with_attempts(conn, page), "next_cursor": next_cursor}
+
+
+def _delivery_row(
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    endpoint_id: uuid.UUID,
+    delivery_id: uuid.UUID,
+    *,
+    lock: bool = False,
+) -> RowMapping:
+    row = (
+        conn.execute(
+            text(
+                f"""
+                SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries d
+                WHERE d.tenant_id = :tenant_id AND d.endpoint_id = :endpoint_id AND d.id = :id
+                {"FOR UPDATE" if lock else ""}
+                """
+            ),
+            {"tenant_id": tenant_id, "endpoint_id": endpoint_id, "id": delivery_id},
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise DeliveryNotFound(f"no delivery {delivery_id} for endpoint {endpoint_id}")
+    return row
+
+
+def get_delivery(
+    conn: Connection, tenant_id: uuid.UUID, endpoint_id: uuid.UUID, delivery_id: uuid.UUID
+) -> dict[str, Any]:
+    """One delivery with all its attempts."""
+    _endpoint(conn, tenant_id, endpoint_id, must_be_enabled=False)
+    return _with_attempts(conn, [_delivery_row(conn, tenant_id, endpoint_id, delivery_id)])[0]
+
+
+def wake_dispatchers(conn: Connection) -> None:
+    """Tell the dispatchers (at commit) that a delivery is due now."""
+    conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": WEBHOOK_NOTIFY_CHANNEL})
+
+
+def redeliver(
+    conn: Connection, tenant_id: uuid.UUID, endpoint_id: uuid.UUID, delivery_id: uuid.UUID
+) -> dict[str, Any]:
+    """Send a delivery again, now, with the same webhook-id and a fresh retry schedule."""
+    _endpoint(conn, tenant_id, endpoint_id, must_be_enabled=True)
+    row = _delivery_row(conn, tenant_id, endpoint_id, delivery_id, lock=True)
+    if row["status"] == "sending":
+        raise DeliveryInFlight("the delivery is being attempted right now")
+    conn.execute(text(f"UPDATE webhook_deliveries SET {RESTART} WHERE id = :id"), {"id": row["id"]})
+    wake_dispatchers(conn)
+    return get_delivery(conn, tenant_id, endpoint_id, delivery_id)
+
+
+def recover_failed(
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    endpoint_id: uuid.UUID,
+    since: datetime,
+    until: datetime | None = None,
+) -> int:
+    """Redeliver every failed delivery of events since `since` (and before `until`)."""
+    _endpoint(conn, tenant_id, endpoint_id, must_be_enabled=True)
+    count = conn.execute(
+        text(
+            f"""
+            UPDATE webhook_deliveries d SET {RESTART}
+            WHERE d.tenant_id = :tenant_id AND d.endpoint_id = :endpoint_id
+              AND d.status = 'failed' AND d.created_at >= :since
+              AND (CAST(:until AS timestamptz) IS NULL OR d.created_at < :until)
+            """
+        ),
+        {
+            "tenant_id": tenant_id,
+            "endpoint_id": endpoint_id,
+            "since": _aware(since),
+            "until": _aware(until) if until else None,
+        },
+    ).rowcount
+    if count:
+        wake_dispatchers(conn)
+    return count
+
+
+def _aware(moment: datetime) -> datetime:
+    """A time without a zone is taken as UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def send_test_event(
+    conn: Connection, tenant_id: uuid.UUID, endpoint_id: uuid.UUID
+) -> dict[str, Any]:
+    """Queue a signed `webhook.test` event for the endpoint, whatever types it subscribes to."""
+    _endpoint(conn, tenant_id, endpoint_id, must_be_enabled=True)
+    delivery_id = conn.execute(
+        text(
+            """
+            INSERT INTO webhook_deliveries (tenant_id, endpoint_id, event_type, payload)
+            VALUES (:tenant_id, :endpoint_id, :event_type,
+                    jsonb_build_object('endpoint_id', CAST(:endpoint_id AS text),
+                                       'message', 'This is a test event from Tally.'))
+            RETURNING id
+            """
+        ),
+        {"tenant_id": tenant_id, "endpoint_id": endpoint_id, "event_type": WEBHOOK_TEST_EVENT},
+    ).scalar_one()
+    wake_dispatchers(conn)
+    return get_delivery(conn, tenant_id, endpoint_id, delivery_id)

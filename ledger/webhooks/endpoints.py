@@ -1,0 +1,290 @@
+"""Webhook endpoints of a tenant: register, list, change, delete, rotate the secret."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, RowMapping, text
+
+from ledger.errors import InvalidRequest
+from ledger.models import WEBHOOK_EVENT_TYPES
+from ledger.webhooks.errors import EndpointNotFound, TooManyEndpoints
+from ledger.webhooks.signing import generate_secret
+from ledger.webhooks.targets import check_url
+
+# Every finished batch joins its events against the tenant's endpoints: keep the set small.
+MAX_ENDPOINTS_PER_TENANT = 50
+MAX_DESCRIPTION = 500
+MAX_OVERLAP_SECONDS = 7 * 86_400
+DISABLED_BY_API = "disabled through the API"
+DELETED = "deleted"
+UPDATABLE = frozenset({"url", "event_types", "description", "enabled"})
+
+COLUMNS = """
+    id, url, description, event_types, enabled, disabled_reason,
+    previous_secret_expires_at, created_at, updated_at
+"""
+FAIL_PENDING = text(
+    """
+    UPDATE webhook_deliveries
+    SET status = 'failed', last_error = :reason, updated_at = now()
+    WHERE endpoint_id = :endpoint_id AND status = 'pending'
+    """
+)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def endpoint_view(row: RowMapping) -> dict[str, Any]:
+    """An endpoint as the API shows it; the secret is never part of it."""
+    return {
+        "id": str(row["id"]),
+        "url": row["url"],
+        "description": row["description"],
+        "event_types": list(row["event_types"]),
+        "enabled": row["enabled"],
+        "disabled_reason": row["disabled_reason"],
+        "previous_secret_expires_at": _iso(row["previous_secret_expires_at"]),
+        "created_at": _iso(row["created_at"]),
+        "updated_at": _iso(row["updated_at"]),
+    }
+
+
+def _event_types(event_types: Iterable[str] | None) -> list[str]:
+    if event_types is None:
+        return list(WEBHOOK_EVENT_TYPES)
+    chosen = list(dict.fromkeys(event_types))
+    unknown = [t for t in chosen if t not in WEBHOOK_EVENT_TYPES]
+    if unknown or not chosen:
+        raise InvalidRequest(
+            "invalid_event_types",
+            f"event_types must be one or more of {', '.join(WEBHOOK_EVENT_TYPES)}",
+            field="event_types",
+        )
+    return chosen
+
+
+def _description(description: str | None) -> str | None:
+    if description is not None and len(description) > MAX_DESCRIPTION:
+        raise InvalidRequest(
+            "invalid_description",
+            f"description must be at most {MAX_DESCRIPTION} characters",
+            field="description",
+        )
+    return description or None
+
+
+def _locked_row(conn: Connection, tenant_id: uuid.UUID, endpoint_id: uuid.UUID) -> RowMapping:
+    row = (
+        conn.execute(
+            text(
+                f"SELECT {COLUMNS} FROM webhook_endpoints"
+                " WHERE tenant_id = :tenant_id AND id = :id AND deleted_at IS NULL FOR UPDATE"
+            ),
+            {"tenant_id": tenant_id, "id": endpoint_id},
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise EndpointNotFound(f"no webhook endpoint {endpoint_id}")
+    return row
+
+
+def create_endpoint(
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    *,
+    url: str,
+    event_types: Iterable[str] | None = None,
+    description: str | None = None,
+    allow_private: bool = False,
+) -> dict[str, Any]:
+    """Register an endpoint; the answer carries its secret, shown this once."""
+    check_url(url, allow_private=allow_private)
+    types = _event_types(event_types)
+    description = _description(description)
+    count = conn.execute(
+        text(
+            "SELECT count(*) FROM webhook_endpoints"
+            " WHERE tenant_id = :tenant_id AND deleted_at IS NULL"
+        ),
+        {"tenant_id": tenant_id},
+    ).scalar_one()
+    if count >= MAX_ENDPOINTS_PER_TENANT:
+        raise TooManyEndpoints(f"a tenant can have at most {MAX_ENDPOINTS_PER_TENANT} endpoints")
+    secret = generate_secret()
+    row = (
+        conn.execute(
+            text(
+                f"""
+                INSERT INTO webhook_endpoints (tenant_id, url, description, event_types, secret)
+                VALUES (:tenant_id, :url, :description, :event_types, :secret)
+                RETURNING {COLUMNS}
+                """
+            ),
+            {
+                "tenant_id": tenant_id,
+                "url": url,
+                "description": description,
+                "event_types": types,
+                "secret": secret,
+            },
+        )
+        .mappings()
+        .one()
+    )
+    return {**endpoint_view(row), "secret": secret}
+
+
+def list_endpoints(conn: Connection, tenant_id: uuid.UUID) -> list[dict[str, Any]]:
+    """The tenant's endpoints, oldest first."""
+    rows = conn.execute(
+        text(
+            f"SELECT {COLUMNS} FROM webhook_endpoints"
+            " WHERE tenant_id = :tenant_id AND deleted_at IS NULL ORDER BY created_at, id"
+        ),
+        {"tenant_id": tenant_id},
+    ).mappings()
+    return [endpoint_view(row) for row in rows]
+
+
+def get_endpoint(conn: Connection, tenant_id: uuid.UUID, endpoint_id: uuid.UUID) -> dict[str, Any]:
+    """One endpoint of the tenant, or EndpointNotFound."""
+    row = (
+        conn.execute(
+            text(
+                f"SELECT {COLUMNS} FROM webhook_endpoints"
+                " WHERE tenant_id = :tenant_id AND id = :id AND deleted_at IS NULL"
+            ),
+            {"tenant_id": tenant_id, "id": endpoint_id},
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise EndpointNotFound(f"no webhook endpoint {endpoint_id}")
+    return endpoint_view(row)
+
+
+def update_endpoint(
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    endpoint_id: uuid.UUID,
+    changes: Mapping[str, Any],
+    *,
+    allow_private: bool = False,
+) -> dict[str, Any]:
+    """Change an endpoint's URL, event types, description or enabled flag."""
+    unknown = set(changes) - UPDATABLE
+    if unknown:
+        raise InvalidRequest("invalid_request", f"cannot change {', '.join(sorted(unknown))}")
+    current = _locked_row(conn, tenant_id, endpoint_id)
+    url = changes.get("url", current["url"])
+    if "url" in changes:
+        check_url(url, allow_private=allow_private)
+    types = _event_types(changes["event_types"]) if "event_types" in changes else None
+    description = (
+        _description(changes["description"]) if "description" in changes else current["description"]
+    )
+    enabled = changes.get("enabled", current["enabled"])
+    if enabled:
+        reason = None
+    else:
+        reason = DISABLED_BY_API if current["enabled"] else current["disabled_reason"]
+    row = (
+        conn.execute(
+            text(
+                f"""
+                UPDATE webhook_endpoints
+                SET url = :url, description = :description,
+                    event_types = coalesce(CAST(:event_types AS text[]), event_types),
+                    enabled = :enabled, disabled_reason = :reason, updated_at = now()
+                WHERE id = :id
+                RETURNING {COLUMNS}
+                """
+            ),
+            {
+                "id": endpoint_id,
+                "url": url,
+                "description": description,
+                "event_types": types,
+                "enabled": enabled,
+                "reason": reason,
+            },
+        )
+        .mappings()
+        .one()
+    )
+    if current["enabled"] and not enabled:
+        conn.execute(FAIL_PENDING, {"endpoint_id": endpoint_id, "reason": "endpoint disabled"})
+    return endpoint_view(row)
+
+
+def delete_endpoint(conn: Connection, tenant_id: uuid.UUID, endpoint_id: uuid.UUID) -> None:
+    """Delete an endpoint: nothing more is sent to it and it disappears from the API."""
+    _locked_row(conn, tenant_id, endpoint_id)
+    conn.execute(
+        text(
+            """
+            UPDATE webhook_endpoints
+            SET deleted_at = now(), enabled = false, disabled_reason = :reason, updated_at = now()
+            WHERE id = :id
+            """
+        ),
+        {"id": endpoint_id, "reason": DELETED},
+    )
+    conn.execute(FAIL_PENDING, {"endpoint_id": endpoint_id, "reason": "endpoint deleted"})
+
+
+def rotate_secret(
+    conn: Connection, tenant_id: uuid.UUID, endpoint_id: uuid.UUID, *, overlap_seconds: int
+) -> dict[str, Any]:
+    """Issue a new secret; the old one keeps signing alongside it for `overlap_seconds`."""
+    if not 0 <= overlap_seconds <= MAX_OVERLAP_SECONDS:
+        raise InvalidRequest(
+            "invalid_overlap",
+            f"overlap_seconds must be between 0 and {MAX_OVERLAP_SECONDS}",
+            field="overlap_seconds",
+        )
+    _locked_row(conn, tenant_id, endpoint_id)
+    secret = generate_secret()
+    row = (
+        conn.execute(
+            text(
+                f"""
+                UPDATE webhook_endpoints
+                SET previous_secret = CASE WHEN CAST(:overlap AS integer) > 0 THEN secret END,
+                    previous_secret_expires_at = CASE WHEN CAST(:overlap AS integer) > 0
+                        THEN now() + make_interval(secs => :overlap) END,
+                    secret = :secret, updated_at = now()
+                WHERE id = :id
+                RETURNING {COLUMNS}
+                """
+            ),
+            {"id": endpoint_id, "secret": secret, "overlap": overlap_seconds},
+        )
+        .mappings()
+        .one()
+    )
+    return {**endpoint_view(row), "secret": secret}
+
+
+def disable_gone_endpoint(conn: Connection, endpoint_id: uuid.UUID, reason: str) -> None:
+    """The receiver said 410 Gone: stop sending, and fail what was waiting for it."""
+    conn.execute(
+        text(
+            """
+            UPDATE webhook_endpoints
+            SET enabled = false, disabled_reason = :reason, updated_at = now()
+            WHERE id = :id AND enabled
+            """
+        ),
+        {"id": endpoint_id, "reason": reason},
+    )
+    conn.execute(FAIL_PENDING, {"endpoint_id": endpoint_id, "reason": "endpoint disabled"})

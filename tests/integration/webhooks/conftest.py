@@ -1,0 +1,54 @@
+"""Fixtures for webhook integration tests: a real receiver and an in-process dispatcher."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from tally.settings import Settings
+from tests.support.webhook_receiver import WebhookReceiver
+from worker.webhook_dispatcher import WebhookDispatcher
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(
+        database_url=database_url,
+        broker_url=None,
+        webhook_allow_private_targets=True,
+        webhook_retry_schedule=(0, 1, 1),
+        webhook_timeout_seconds=1.0,
+        webhook_concurrency=8,
+    )
+
+
+@pytest.fixture
+def start_dispatcher(
+    engine: Engine, settings: Settings
+) -> Iterator[Callable[..., WebhookDispatcher]]:
+    """Run dispatchers in this process (in threads) until the test ends."""
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
+
+    def start(**overrides: Any) -> WebhookDispatcher:
+        dispatcher = WebhookDispatcher(replace(settings, **overrides), engine)
+        thread = threading.Thread(target=dispatcher.run, args=(stop,), daemon=True)
+        thread.start()
+        threads.append(thread)
+        return dispatcher
+
+    yield start
+    stop.set()
+    for thread in threads:
+        thread.join(15)

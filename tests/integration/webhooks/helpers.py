@@ -1,0 +1,20 @@
+"""Helpers for webhook integration tests."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import Engine
+
+from ledger.db import unit_of_work
+from ledger.webhooks.endpoints import create_endpoint
+
+
+def register(
+    engine: Engine, tenant_id: uuid.UUID, url: str, event_types: list[str] | None = None
+) -> dict[str, object]:
+    """An endpoint for the tenant, with its secret."""
+    with unit_of_work(engine) as conn:
+        return create_endpoint(
+            conn, tenant_id, url=url, event_types=event_types, allow_private=True
+        )

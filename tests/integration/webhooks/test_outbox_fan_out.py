@@ -1,0 +1,89 @@
+"""Deliveries are written by the outbox, in the commit that finishes the transaction."""
+
+import uuid
+
+import pytest
+from sqlalchemy import text
+
+from ledger.db import unit_of_work
+from ledger.posting import apply_claimed
+from ledger.tenants import create_asset, create_tenant
+from ledger.webhooks.endpoints import update_endpoint
+from tests.integration.ledger.helpers import apply, run, submit
+from tests.integration.webhooks.helpers import register
+
+URL = "http://127.0.0.1:9/hooks/fan-out"
+
+
+def deliveries_of(engine, endpoint_id):
+    with engine.connect() as conn:
+        return conn.execute(
+            text(
+                "SELECT d.event_type, e.transaction_id, d.status FROM webhook_deliveries d"
+                " JOIN events e ON e.id = d.event_id WHERE d.endpoint_id = :id"
+                " ORDER BY d.created_at"
+            ),
+            {"id": endpoint_id},
+        ).all()
+
+
+def test_each_subscribed_endpoint_gets_one_pending_delivery_per_event(engine, tenant):
+    everything = register(engine, tenant.id, URL)
+    rejections = register(engine, tenant.id, URL, ["transaction.rejected"])
+
+    applied = run(engine, tenant.id, "topup", user_id="ann", amount=100)
+    rejected = run(engine, tenant.id, "spend", user_id="ann", amount=1000)
+
+    assert [(t, str(x), s) for t, x, s in deliveries_of(engine, everything["id"])] == [
+        ("transaction.applied", applied["id"], "pending"),
+        ("transaction.rejected", rejected["id"], "pending"),
+    ]
+    assert [(t, str(x)) for t, x, _ in deliveries_of(engine, rejections["id"])] == [
+        ("transaction.rejected", rejected["id"])
+    ]
+
+
+def test_disabled_endpoints_and_other_tenants_get_nothing(engine, tenant):
+    disabled = register(engine, tenant.id, URL)
+    with unit_of_work(engine) as conn:
+        update_endpoint(conn, tenant.id, uuid.UUID(disabled["id"]), {"enabled": False})
+        other_tenant = create_tenant(conn, "other")
+        create_asset(conn, other_tenant, "EUR", "Euro", 2)
+    others = register(engine, other_tenant, URL)
+
+    run(engine, tenant.id, "topup", user_id="bob", amount=100)
+
+    assert deliveries_of(engine, disabled["id"]) == []
+    assert deliveries_of(engine, others["id"]) == []
+
+
+def test_a_batch_that_rolls_back_leaves_neither_event_nor_delivery(engine, tenant):
+    endpoint = register(engine, tenant.id, URL)
+    submission = submit(engine, tenant.id, "topup", user_id="cat", amount=100)
+
+    class Abort(Exception):
+        pass
+
+    with pytest.raises(Abort), unit_of_work(engine) as conn:
+        result = apply_claimed(conn, [submission.id])
+        assert result.status_of(submission.id) == "applied"
+        raise Abort
+
+    with engine.connect() as conn:
+        events = conn.execute(
+            text("SELECT count(*) FROM events WHERE transaction_id = :id"), {"id": submission.id}
+        ).scalar_one()
+    assert events == 0
+    assert deliveries_of(engine, endpoint["id"]) == []
+
+    apply(engine, submission.id)
+    assert [t for t, _, _ in deliveries_of(engine, endpoint["id"])] == ["transaction.applied"]
+
+
+def test_a_batch_of_many_transactions_fans_out_in_one_commit(engine, tenant):
+    endpoint = register(engine, tenant.id, URL, ["transaction.applied"])
+    ids = [submit(engine, tenant.id, "topup", user_id=f"u{i}", amount=1).id for i in range(50)]
+
+    apply(engine, *ids)
+
+    assert {x for _, x, _ in deliveries_of(engine, endpoint["id"])} == set(ids)
