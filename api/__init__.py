@@ -74,7 +74,8 @@ def create_app(
         if request.endpoint in PUBLIC_ENDPOINTS:
             return
         authenticate_request()
-        if request.method in BODY_METHODS and request.mimetype != "application/json":
+        has_body = bool(request.content_length) or "Transfer-Encoding" in request.headers
+        if request.method in BODY_METHODS and has_body and request.mimetype != "application/json":
             raise ApiProblem(
                 415, "unsupported_media_type", "Send the body as Content-Type: application/json."
             )
