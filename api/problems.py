@@ -154,6 +154,11 @@ def register_problem_handlers(app: Flask) -> None:
         log.exception("database error")
         return problem(500, "internal_error", "An internal error occurred.")
 
+    @app.errorhandler(RecursionError)
+    def _nested_too_deeply(error: RecursionError) -> Response:
+        # The JSON parser gives up on nesting deeper than the interpreter's recursion limit.
+        return problem(400, "malformed_json", "The body is not valid JSON or is nested too deeply.")
+
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:
         if isinstance(error, HTTPException):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from ledger.models import TRANSACTION_TYPES
-from ledger.requests import ASSET_CODE, MAX_AMOUNT, MAX_TEXT, USER_ID
+from ledger.requests import ASSET_CODE, MAX_AMOUNT, MAX_TEXT, UNSTORABLE, USER_ID
 
 
 class MinorUnits(fields.Integer):
@@ -32,13 +33,33 @@ class MinorUnits(fields.Integer):
         return number
 
 
+def _storable(value: str) -> None:
+    if UNSTORABLE.search(value):
+        raise ValidationError("Must not contain NUL characters or unpaired surrogates.")
+
+
 def _text(**kwargs: Any) -> fields.String:
-    return fields.String(validate=validate.Length(min=1, max=MAX_TEXT), **kwargs)
+    # Also checked before a lookup, not only before an insert: the database refuses NUL.
+    return fields.String(validate=[validate.Length(min=1, max=MAX_TEXT), _storable], **kwargs)
+
+
+class FullMatch(validate.Regexp):
+    """Regexp that must match the whole value (`$` alone would let a trailing newline in)."""
+
+    def __init__(self, regex: re.Pattern[str], error: str) -> None:
+        # Anchored, so the OpenAPI document shows the same whole-value pattern.
+        self.whole: re.Pattern[str] = re.compile(f"^(?:{regex.pattern})$")
+        super().__init__(self.whole, error=error)
+
+    def __call__(self, value: Any) -> Any:
+        if not isinstance(value, str) or self.whole.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value
 
 
 def _user_id(**kwargs: Any) -> fields.String:
     return fields.String(
-        validate=validate.Regexp(
+        validate=FullMatch(
             USER_ID, error="Must be 1-128 characters without spaces, not starting with '@'."
         ),
         **kwargs,
@@ -47,7 +68,9 @@ def _user_id(**kwargs: Any) -> fields.String:
 
 def _asset_code(**kwargs: Any) -> fields.String:
     return fields.String(
-        validate=validate.Regexp(ASSET_CODE, error="Must match [A-Z0-9_]{1,32}."), **kwargs
+        # marshmallow formats the message with str.format: the quantifier's braces are doubled.
+        validate=FullMatch(ASSET_CODE, error="Must match [A-Z0-9_]{{1,32}}."),
+        **kwargs,
     )
 
 
@@ -187,3 +210,44 @@ class HealthSchema(Schema):
     status = fields.String()
     database = fields.String()
     broker = fields.String()
+
+
+MAX_BATCH_ITEMS = 1000
+
+
+class TransactionBatchSchema(Schema):
+    """`POST /transactions/batch`: up to 1,000 items, each shaped like `POST /transactions`."""
+
+    # Raw items: each is validated on its own, so one bad item cannot reject its neighbours.
+    transactions = fields.List(
+        fields.Raw(),
+        required=True,
+        validate=validate.Length(min=1),
+        metadata={
+            "description": f"1 to {MAX_BATCH_ITEMS} transactions, each a POST /transactions body.",
+            "items": {"$ref": "#/components/schemas/Transaction"},
+        },
+    )
+
+
+class ItemErrorSchema(Schema):
+    code = fields.String()
+    detail = fields.String()
+    errors = fields.Dict()
+
+
+class BatchItemResultSchema(Schema):
+    index = fields.Integer(metadata={"description": "Position of the item in the request."})
+    status = fields.Integer(
+        metadata={"description": "The status POST /transactions would have answered."}
+    )
+    outcome = fields.String(metadata={"enum": ["accepted", "replayed", "error"]})
+    transaction = fields.Nested(TransactionOutSchema)
+    error = fields.Nested(ItemErrorSchema)
+
+
+class TransactionBatchResultSchema(Schema):
+    accepted = fields.Integer()
+    replayed = fields.Integer()
+    errors = fields.Integer()
+    results = fields.List(fields.Nested(BatchItemResultSchema))

@@ -6,9 +6,11 @@ import logging
 import os
 import uuid
 from collections import OrderedDict
+from typing import Any
 
 from celery import Celery
-from sqlalchemy import Engine
+from psycopg.types.array import ListDumper
+from sqlalchemy import Engine, event
 
 from ledger.db import make_engine
 from ledger.posting import BatchResult, post_transactions
@@ -19,6 +21,29 @@ log = logging.getLogger(__name__)
 
 # Ids this process saw finished: a redelivered message for them costs no database trip.
 FINISHED_MEMORY = 100_000
+
+
+class _QuoteEscaper:
+    """What psycopg's text-array dumper calls to escape `"` and `\\` in an element.
+
+    psycopg does it with `re.sub` and a template, which expands the template once per
+    quote: on the outbox's JSON payloads that was a third of the worker's CPU (py-spy and
+    cProfile). Two plain replaces give the same bytes.
+    """
+
+    @staticmethod
+    def sub(_template: bytes, data: bytes) -> bytes:
+        return bytes(data).replace(b"\\", b"\\\\").replace(b'"', b'\\"')
+
+
+class FastListDumper(ListDumper):
+    _re_esc = _QuoteEscaper()  # type: ignore[assignment]  # duck-typed: only .sub is used
+
+
+def _use_fast_arrays(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _register(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.adapters.register_dumper(list, FastListDumper)
 
 
 class _ProcessState:
@@ -33,12 +58,16 @@ class _ProcessState:
         if self.engine is None or self.pid != os.getpid():
             self.pid = os.getpid()
             self.engine = make_engine(settings.require_database_url(), pool_size=2, max_overflow=2)
+            _use_fast_arrays(self.engine)
             self.finished.clear()
         return self.engine
 
     def remember(self, result: BatchResult) -> None:
         for outcome in result.outcomes:
-            self.finished[outcome.transaction_id] = None
+            # Only final outcomes: an operator may re-queue a failed transaction, and its
+            # next message must reach the ledger.
+            if outcome.status != "failed":
+                self.finished[outcome.transaction_id] = None
         while len(self.finished) > FINISHED_MEMORY:
             self.finished.popitem(last=False)
 

