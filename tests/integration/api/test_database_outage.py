@@ -14,11 +14,11 @@ from tests.support.stack import free_port
 
 
 @pytest.fixture(scope="module")
-def app_without_database(api_broker_url: str) -> Iterator[Flask]:
+def app_without_database(redis_url: str) -> Iterator[Flask]:
     # Nothing listens on this port; engines connect lazily, so the app still builds.
     settings = Settings(
         database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/tally",
-        broker_url=api_broker_url,
+        broker_url=redis_url,
         queue=f"tally-test-nodb-{uuid.uuid4().hex[:10]}",
     )
     app = create_app(settings)
