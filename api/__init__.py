@@ -8,6 +8,7 @@ from flask import Flask, Response, request
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 
+from api import metrics
 from api.auth import authenticate_request
 from api.context import Tally
 from api.docs import render_docs
@@ -58,6 +59,8 @@ def create_app(
         waiter=TransactionWaiter(database_url),
     )
     register_problem_handlers(app)
+    # Before the guard: a request refused by authentication is still timed.
+    metrics.init_app(app, app.extensions["tally"].engine)
     api = ProblemApi(app)
     for module in (health, transactions, wallets, assets, webhooks):
         api.register_blueprint(module.blp)

@@ -220,13 +220,10 @@ class TransactionBatchSchema(Schema):
 
     # Raw items: each is validated on its own, so one bad item cannot reject its neighbours.
     transactions = fields.List(
-        fields.Raw(),
+        fields.Raw(metadata={"type": "object", "description": "A POST /transactions body."}),
         required=True,
         validate=validate.Length(min=1),
-        metadata={
-            "description": f"1 to {MAX_BATCH_ITEMS} transactions, each a POST /transactions body.",
-            "items": {"$ref": "#/components/schemas/Transaction"},
-        },
+        metadata={"description": f"1 to {MAX_BATCH_ITEMS} transactions, applied in this order."},
     )
 
 

@@ -12,7 +12,7 @@ from psycopg import errors as pg_errors
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError
 
-from ledger.errors import AssetNotFound, IdempotencyKeyReused, LedgerError
+from ledger.errors import AssetNotFound, IdempotencyKeyReused, InvalidRequest, LedgerError
 from ledger.queries import balances_after, transaction_row
 from ledger.requests import MAX_METADATA_BYTES, TransactionRequest
 from ledger.views import transaction_view
@@ -202,20 +202,39 @@ def _replay(
 
 
 def submit_transactions(
-    conn: Connection, tenant_id: uuid.UUID, requests: Sequence[TransactionRequest]
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    requests: Sequence[TransactionRequest],
+    *,
+    max_metadata_bytes: int = MAX_METADATA_BYTES,
 ) -> list[Submission | LedgerError]:
-    """Record many validated requests in the caller's transaction, each on its own terms.
+    """Record many requests in the caller's transaction, each on its own terms.
 
     One result per request, in order: a new or replayed Submission, or the LedgerError
-    (unknown asset, reference id reused for another body) that request alone ran into. A
-    reference id repeated inside the batch is recorded once; later copies are replays.
+    (invalid request, unknown asset, reference id reused for another body) that request
+    alone ran into. A reference id repeated inside the batch is recorded once; later
+    copies are replays. As `submit_transaction`, the ledger validates every request itself.
     """
-    params = [_params(tenant_id, request) for request in requests]
-    codes = sorted({request.asset_code for request in requests})
+    invalid: dict[int, LedgerError] = {}
+    checked: list[TransactionRequest] = []
+    for index, request in enumerate(requests):
+        try:
+            checked.append(request.validated(max_metadata_bytes))
+        except InvalidRequest as error:
+            invalid[index] = error
+            checked.append(request)
+    requests = checked
+    params = {i: _params(tenant_id, r) for i, r in enumerate(requests) if i not in invalid}
+    codes = sorted({r.asset_code for i, r in enumerate(requests) if i not in invalid})
     known = set(conn.execute(EXISTING_ASSETS, {"tenant_id": tenant_id, "codes": codes}).scalars())
+    for index, request in enumerate(requests):
+        if index not in invalid and request.asset_code not in known:
+            invalid[index] = AssetNotFound(
+                f"asset {request.asset_code} does not exist", field="asset_code"
+            )
     first_of: dict[str, int] = {}
     for index, request in enumerate(requests):
-        if request.asset_code in known:
+        if index not in invalid:
             first_of.setdefault(request.reference_id, index)
     fresh = sorted(first_of.values())
     inserted: dict[str, Any] = {}
@@ -253,13 +272,13 @@ def submit_transactions(
                 after.setdefault(transaction_id, {})[owner] = balance
 
     results: list[Submission | LedgerError] = []
-    for index, (request, param) in enumerate(zip(requests, params, strict=True)):
+    for index, request in enumerate(requests):
         reference = request.reference_id
-        if request.asset_code not in known:
-            results.append(
-                AssetNotFound(f"asset {request.asset_code} does not exist", field="asset_code")
-            )
-        elif reference in inserted:
+        if index in invalid:
+            results.append(invalid[index])
+            continue
+        param = params[index]
+        if reference in inserted:
             row = inserted[reference]
             if first_of[reference] == index:
                 results.append(Submission(transaction_view(row, {}), replayed=False))

@@ -75,28 +75,26 @@ REFUNDED = text(
     GROUP BY original_transaction_id
     """
 )
-INSERT_ENTRIES = text(
+# The batch's journal lines, balances and outcomes in one statement (one round trip):
+# every part is computed in Python, none reads what another writes.
+WRITE_BATCH = text(
     """
-    INSERT INTO entries (tenant_id, transaction_id, account_id, amount, balance_after,
-                         account_version, created_at)
-    SELECT e.tenant_id, e.transaction_id, e.account_id, e.amount, e.balance_after,
-           e.account_version, :now
-    FROM unnest(CAST(:tenant_ids AS uuid[]), CAST(:transaction_ids AS uuid[]),
-                CAST(:account_ids AS bigint[]), CAST(:amounts AS bigint[]),
-                CAST(:balances AS bigint[]), CAST(:versions AS bigint[]))
-      AS e(tenant_id, transaction_id, account_id, amount, balance_after, account_version)
-    """
-)
-UPDATE_ACCOUNTS = text(
-    """
-    UPDATE accounts a SET balance = v.balance, version = v.version, updated_at = :now
-    FROM unnest(CAST(:ids AS bigint[]), CAST(:balances AS bigint[]), CAST(:versions AS bigint[]))
-      AS v(id, balance, version)
-    WHERE a.id = v.id
-    """
-)
-FINISH_TRANSACTIONS = text(
-    """
+    WITH new_entries AS (
+        INSERT INTO entries (tenant_id, transaction_id, account_id, amount, balance_after,
+                             account_version, created_at)
+        SELECT e.tenant_id, e.transaction_id, e.account_id, e.amount, e.balance_after,
+               e.account_version, :now
+        FROM unnest(CAST(:entry_tenant_ids AS uuid[]), CAST(:entry_transaction_ids AS uuid[]),
+                    CAST(:entry_account_ids AS bigint[]), CAST(:entry_amounts AS bigint[]),
+                    CAST(:entry_balances AS bigint[]), CAST(:entry_versions AS bigint[]))
+          AS e(tenant_id, transaction_id, account_id, amount, balance_after, account_version)
+    ), moved_accounts AS (
+        UPDATE accounts a SET balance = v.balance, version = v.version, updated_at = :now
+        FROM unnest(CAST(:account_ids AS bigint[]), CAST(:account_balances AS bigint[]),
+                    CAST(:account_versions AS bigint[]))
+          AS v(id, balance, version)
+        WHERE a.id = v.id
+    )
     UPDATE transactions t
     SET status = v.status, result_code = v.code, result_message = v.message,
         completed_at = :now, updated_at = :now
@@ -336,35 +334,21 @@ class _Batch:
         finished: list[tuple[uuid.UUID, dict[str, Any]]],
     ) -> None:
         conn = self.conn
-        if entry_rows:
-            columns = list(zip(*entry_rows, strict=True))
-            conn.execute(
-                INSERT_ENTRIES,
-                {
-                    "now": self.now,
-                    "tenant_ids": list(columns[0]),
-                    "transaction_ids": list(columns[1]),
-                    "account_ids": list(columns[2]),
-                    "amounts": list(columns[3]),
-                    "balances": list(columns[4]),
-                    "versions": list(columns[5]),
-                },
-            )
+        columns = list(zip(*entry_rows, strict=True)) or [()] * 6
         touched = [a for a in self.accounts.values() if a.touched]
-        if touched:
-            conn.execute(
-                UPDATE_ACCOUNTS,
-                {
-                    "now": self.now,
-                    "ids": [a.id for a in touched],
-                    "balances": [a.balance for a in touched],
-                    "versions": [a.version for a in touched],
-                },
-            )
         conn.execute(
-            FINISH_TRANSACTIONS,
+            WRITE_BATCH,
             {
                 "now": self.now,
+                "entry_tenant_ids": list(columns[0]),
+                "entry_transaction_ids": list(columns[1]),
+                "entry_account_ids": list(columns[2]),
+                "entry_amounts": list(columns[3]),
+                "entry_balances": list(columns[4]),
+                "entry_versions": list(columns[5]),
+                "account_ids": [a.id for a in touched],
+                "account_balances": [a.balance for a in touched],
+                "account_versions": [a.version for a in touched],
                 "ids": [o.transaction_id for o in outcomes],
                 "statuses": [o.status for o in outcomes],
                 "codes": [o.code for o in outcomes],

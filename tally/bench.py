@@ -21,6 +21,7 @@ import math
 import multiprocessing
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -83,6 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api-workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--api-threads", type=int, default=16, help="threads per API process")
     parser.add_argument("--worker-concurrency", type=int, default=2, help="Celery pool size")
+    parser.add_argument("--worker-pool", choices=["prefork", "threads", "solo"], default="prefork")
     parser.add_argument(
         "--raw-count", type=int, help="raw SQL transfers per pattern (default: --count)"
     )
@@ -359,7 +361,11 @@ class RawJob:
 
 
 def run_raw(job: RawJob) -> float:
-    """Apply the transfers one commit each; the wall-clock time it took."""
+    """Apply the transfers one commit each; the wall-clock time it took.
+
+    Pipelined: after the locking SELECT answers, the writes and the COMMIT go out together,
+    so the client's round trips and Python overhead stay small next to the server's work.
+    """
     import psycopg
 
     with psycopg.connect(job.url) as conn:
@@ -367,32 +373,27 @@ def run_raw(job: RawJob) -> float:
         if delay > 0:
             time.sleep(delay)
         started = time.perf_counter()
-        for index, debit, debit_owner, credit, credit_owner, amount in job.transfers:
-            with conn.transaction():
-                state = {r[0]: (r[1], r[2]) for r in conn.execute(RAW_LOCK, ([debit, credit],))}
-                txn = uuid.uuid4()
-                conn.execute(
-                    RAW_TRANSACTION,
-                    (
-                        txn,
-                        job.tenant_id,
-                        f"{job.run_id}-{index}",
-                        ASSET,
-                        amount,
-                        debit_owner,
-                        credit_owner,
-                    ),
-                )
-                debit_after = (state[debit][0] - amount, state[debit][1] + 1)
-                credit_after = (state[credit][0] + amount, state[credit][1] + 1)
-                conn.execute(
-                    RAW_ENTRIES,
-                    (
-                        *(job.tenant_id, txn, debit, -amount, *debit_after),
-                        *(job.tenant_id, txn, credit, amount, *credit_after),
-                    ),
-                )
-                conn.execute(RAW_BALANCES, (debit, *debit_after, credit, *credit_after))
+        with conn.pipeline():
+            for index, debit, debit_owner, credit, credit_owner, amount in job.transfers:
+                with conn.transaction():
+                    locked = conn.execute(RAW_LOCK, ([debit, credit],)).fetchall()
+                    state = {row[0]: (row[1], row[2]) for row in locked}
+                    txn = uuid.uuid4()
+                    reference = f"{job.run_id}-{index}"
+                    conn.execute(
+                        RAW_TRANSACTION,
+                        (txn, job.tenant_id, reference, ASSET, amount, debit_owner, credit_owner),
+                    )
+                    debit_after = (state[debit][0] - amount, state[debit][1] + 1)
+                    credit_after = (state[credit][0] + amount, state[credit][1] + 1)
+                    conn.execute(
+                        RAW_ENTRIES,
+                        (
+                            *(job.tenant_id, txn, debit, -amount, *debit_after),
+                            *(job.tenant_id, txn, credit, amount, *credit_after),
+                        ),
+                    )
+                    conn.execute(RAW_BALANCES, (debit, *debit_after, credit, *credit_after))
         return time.perf_counter() - started
 
 
@@ -410,8 +411,10 @@ def _libpq(url: str) -> str:
 
 
 def _with_database(server_url: str, name: str) -> str:
-    base, _, _ = server_url.rpartition("/")
-    return f"{base}/{name}"
+    """The same server, another database (the URL may carry a socket path in its query)."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
 
 @dataclass
@@ -450,6 +453,8 @@ class Stack:
             "worker",
             "--concurrency",
             str(args.worker_concurrency),
+            "--pool",
+            args.worker_pool,
             "--loglevel",
             "WARNING",
         )
@@ -482,8 +487,8 @@ class Stack:
                 process.wait(STOP_TIMEOUT_SECONDS)
 
 
-class MemorySampler:
-    """Peak RSS per process of the API and worker trees, sampled in a thread."""
+class ProcessMonitor:
+    """Peak RSS (sampled in a thread) and CPU time of the API and worker processes."""
 
     def __init__(self, stack: Stack, interval: float = 0.2) -> None:
         self.stack = stack
@@ -546,17 +551,17 @@ class MemorySampler:
             out[role] = max(out.get(role, 0.0), round(rss / 2**20, 1))
         return out
 
-    def cpu_by_role(self, database: str) -> dict[str, float]:
-        """CPU seconds used so far by the stack's processes, its PostgreSQL backends and the
-        broker (which may serve others too), by role."""
+    def cpu_by_process(self, database: str) -> dict[int, tuple[str, float]]:
+        """CPU seconds used so far by each of the stack's processes, its PostgreSQL backends
+        and the broker (which may serve others too), with the role of each."""
         import psutil
 
-        totals: Counter[str] = Counter()
+        seconds: dict[int, tuple[str, float]] = {}
 
         def add(role: str, process: Any) -> None:
             with contextlib.suppress(psutil.Error):
                 times = process.cpu_times()
-                totals[role] += times.user + times.system
+                seconds[process.pid] = (role, times.user + times.system)
 
         for role, process in self._roles():
             add("api" if role.startswith("api") else role, process)
@@ -567,7 +572,19 @@ class MemorySampler:
                 add("postgres", process)
             elif name == "redis-server" or "beam.smp" in name:
                 add("broker", process)
-        return {role: round(seconds, 3) for role, seconds in totals.items()}
+        return seconds
+
+    @staticmethod
+    def cpu_delta(
+        before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
+    ) -> dict[str, float]:
+        """CPU seconds per role between two snapshots (a process that ended in between is
+        not counted: PostgreSQL backends of closed connections are the usual case)."""
+        totals: dict[str, float] = {}
+        for pid, (role, seconds) in after.items():
+            spent = seconds - before.get(pid, (role, 0.0))[1]
+            totals[role] = totals.get(role, 0.0) + spent
+        return totals
 
     def take_run_peaks(self) -> dict[str, float]:
         with self._lock:
@@ -632,7 +649,10 @@ def _delete_queue(broker_url: str, queue: str) -> None:
     from kombu import Connection
 
     with contextlib.suppress(Exception), Connection(broker_url, connect_timeout=3) as connection:
-        connection.default_channel.queue_delete(queue)
+        channel = connection.default_channel
+        # Purge first: Redis's virtual transport deletes only queues this connection bound.
+        channel.queue_purge(queue)
+        channel.queue_delete(queue)
 
 
 # --- the benchmark ----------------------------------------------------------------------------
@@ -757,7 +777,7 @@ class Bench:
         if stranded:
             raise BenchError(f"{stranded} funding top-ups were not applied")
 
-    def run_pattern(self, pattern: str, port: int, sampler: MemorySampler) -> RunResult:
+    def run_pattern(self, pattern: str, port: int, sampler: ProcessMonitor) -> RunResult:
         args = self.args
         mode = "bulk" if args.bulk else "single"
         concurrency = args.concurrency or (4 if args.bulk else 32)
@@ -765,14 +785,15 @@ class Bench:
         self.fund(port, run_id)
         items = workload(pattern, run_id, args.count, args.wallets, args.seed)
         sampler.take_run_peaks()
-        database = self.database_url.rpartition("/")[2]
-        cpu_before = sampler.cpu_by_role(database)
+        from sqlalchemy.engine import make_url
+
+        database = str(make_url(self.database_url).database)
+        cpu_before = sampler.cpu_by_process(database)
         print(f"  {pattern}: submitting {len(items)} ({mode}) ...", flush=True)
         client = self.drive(port, items, args.bulk_size if args.bulk else 1, concurrency, args.rate)
         timeout = 60 + args.count / 100
         stranded = self.wait_terminal(f"{run_id}-", args.wallets + args.count, timeout)
-        cpu_after = sampler.cpu_by_role(database)
-        cpu = {role: cpu_after[role] - cpu_before.get(role, 0.0) for role in cpu_after}
+        cpu = sampler.cpu_delta(cpu_before, sampler.cpu_by_process(database))
         cpu["clients"] = client["cpu"]
         stats = self.measured_stats(run_id)
         run = RunResult(
@@ -904,6 +925,10 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(report, indent=2) + "\n")
+    if ok:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    else:
+        print(f"tally bench: logs are in {work_dir}", file=sys.stderr)
     return 0 if ok else 1
 
 
@@ -927,8 +952,8 @@ def _bench(
     bench.seed()
     report["environment"] = _environment(bench.engine) | {"broker": args.broker}
     stack = Stack(env, work_dir)
-    sampler = MemorySampler(stack)
-    print(f"tally bench: {args.broker} broker, logs in {work_dir}", flush=True)
+    sampler = ProcessMonitor(stack)
+    print(f"tally bench: {args.broker} broker, {', '.join(patterns)}", flush=True)
     try:
         stack.start(args)
         sampler.start()
@@ -948,7 +973,7 @@ def _bench(
     bench.engine.dispose()
     report["environment"]["loadavg_after"] = list(os.getloadavg())
     report["runs"] = [asdict(run) for run in bench.runs]
-    report["memory_peak_mb"] = MemorySampler.by_role(sampler.peaks)
+    report["memory_peak_mb"] = ProcessMonitor.by_role(sampler.peaks)
     report["invariants"] = {"ok": invariants_ok, "report": lines}
     errors = sum(run.errors["total"] for run in bench.runs)
     report["ok"] = invariants_ok and errors == 0

@@ -146,6 +146,9 @@ def _add_runtime_commands(commands: Any, add: Callable[..., Any]) -> None:
     worker.add_argument("--concurrency", type=int, default=2)
     worker.add_argument("--loglevel", default="INFO")
     worker.add_argument("--no-relay", action="store_true", help="do not start the relay")
+    worker.add_argument(
+        "--pool", choices=["prefork", "threads", "solo"], default="prefork", help="Celery pool"
+    )
 
     add("relay", processes.run_relay, "re-publish transactions left queued")
 

@@ -115,6 +115,7 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
             [
                 "worker",
                 f"--concurrency={args.concurrency}",
+                f"--pool={getattr(args, 'pool', 'prefork')}",
                 f"--queues={settings.queue}",
                 f"--loglevel={args.loglevel}",
                 f"--hostname=tally-{os.getpid()}@%h",

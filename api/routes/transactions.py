@@ -10,11 +10,14 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from api.auth import current_principal
+from api.bulk import submit_batch
 from api.context import tally
 from api.problems import ApiProblem
 from api.respond import json_response
 from api.schemas import (
     ReferenceQuerySchema,
+    TransactionBatchResultSchema,
+    TransactionBatchSchema,
     TransactionOutSchema,
     TransactionSchema,
     WaitQuerySchema,
@@ -40,10 +43,11 @@ def parse_transaction_id(raw: str) -> uuid.UUID:
         ) from None
 
 
+# Schema instances, not classes: webargs would build (and deep-copy) a schema per request.
 @blp.route("")
 class Transactions(MethodView):
-    @blp.arguments(TransactionSchema)
-    @blp.arguments(WaitQuerySchema, location="query")
+    @blp.arguments(TransactionSchema())
+    @blp.arguments(WaitQuerySchema(), location="query")
     @blp.response(202, TransactionOutSchema)
     @blp.alt_response(
         200, schema=TransactionOutSchema, description="Replay of an earlier submission"
@@ -63,6 +67,16 @@ class Transactions(MethodView):
         if view is None:
             raise TransactionNotFound(f"no transaction with reference_id {query['reference_id']!r}")
         return json_response(view)
+
+
+@blp.route("/batch")
+class TransactionBatch(MethodView):
+    @blp.arguments(TransactionBatchSchema())
+    @blp.response(200, TransactionBatchResultSchema)
+    @blp.alt_response(413, description="More than 1,000 items (code batch_too_large)")
+    def post(self, body: dict[str, Any]) -> Response:
+        """Submit up to 1,000 transactions in one commit; each item is answered on its own."""
+        return submit_batch(body["transactions"])
 
 
 @blp.route("/<transaction_id>")

@@ -1,0 +1,94 @@
+"""`tally bench` runs end to end at a tiny size: its report has the promised shape and the
+ledger it leaves behind holds its invariants. Its speed is read by people, not asserted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+RUN_KEYS = {
+    "pattern",
+    "mode",
+    "broker",
+    "count",
+    "intake_rate",
+    "applied_rate",
+    "accept_latency_ms",
+    "apply_latency_ms",
+    "statuses",
+    "errors",
+    "raw_sql",
+    "applied_to_raw_ratio",
+    "memory_peak_mb",
+    "cpu_ms_per_tx",
+}
+SMALL = [
+    "--count", "200", "--wallets", "20", "--raw-count", "200", "--raw-clients", "2",
+    "--clients", "1", "--concurrency", "4", "--api-workers", "1", "--api-threads", "4",
+    "--worker-concurrency", "1",
+]  # fmt: skip
+
+
+def bench(database_server_url: str, broker_url: str, out: Path, *extra: str) -> dict:
+    broker = "amqp" if broker_url.startswith("amqp") else "redis"
+    command = [
+        sys.executable, "-m", "tally.cli", "bench",
+        "--database-url", database_server_url, "--broker", broker, "--broker-url", broker_url,
+        "--json", str(out), *SMALL, *extra,
+    ]  # fmt: skip
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert "ledger invariants hold" in finished.stdout
+    report: dict = json.loads(out.read_text())
+    return report
+
+
+def check_run(run: dict, pattern: str, mode: str) -> None:
+    assert set(run) >= RUN_KEYS
+    assert (run["pattern"], run["mode"], run["count"]) == (pattern, mode, 200)
+    assert run["statuses"] == {"applied": 200}
+    assert run["errors"]["total"] == 0
+    assert run["intake_rate"] > 0 and run["applied_rate"] > 0
+    for latencies in (run["accept_latency_ms"], run["apply_latency_ms"]):
+        assert set(latencies) == {"p50", "p95", "p99", "max"}
+        assert 0 <= latencies["p50"] <= latencies["p95"] <= latencies["p99"] <= latencies["max"]
+    assert run["memory_peak_mb"]["api_worker"] > 0
+    assert run["memory_peak_mb"]["celery_worker"] > 0
+
+
+@pytest.mark.slow
+def test_bench_reports_both_patterns_and_a_consistent_ledger(
+    database_server_url: str, broker_url: str, tmp_path: Path
+) -> None:
+    report = bench(database_server_url, broker_url, tmp_path / "bench.json")
+
+    assert report["ok"] is True
+    assert report["invariants"]["ok"] is True
+    assert [run["pattern"] for run in report["runs"]] == ["uniform", "hot"]
+    for run in report["runs"]:
+        check_run(run, run["pattern"], "single")
+        assert run["raw_sql"]["count"] == 200 and run["raw_sql"]["rate"] > 0
+        assert run["applied_to_raw_ratio"] > 0
+    assert report["environment"]["cpus"] >= 1
+
+
+@pytest.mark.slow
+def test_bench_drives_the_bulk_endpoint(
+    database_server_url: str, broker_url: str, tmp_path: Path
+) -> None:
+    report = bench(
+        database_server_url,
+        broker_url,
+        tmp_path / "bench.json",
+        *("--bulk", "--bulk-size", "50", "--pattern", "hot", "--skip-raw", "--rate", "400"),
+    )
+
+    assert report["ok"] is True
+    (run,) = report["runs"]
+    check_run(run, "hot", "bulk")
+    assert run["raw_sql"] is None
+    assert run["offered_rate"] == 400
