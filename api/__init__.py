@@ -8,7 +8,7 @@ from flask import Flask, Response, request
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 
-from api import metrics
+from api import database, metrics
 from api.auth import authenticate_request
 from api.context import Tally
 from api.docs import render_docs
@@ -59,6 +59,7 @@ def create_app(
         waiter=TransactionWaiter(database_url),
     )
     register_problem_handlers(app)
+    database.init_app(app)
     # Before the guard: a request refused by authentication is still timed.
     metrics.init_app(app, app.extensions["tally"].engine)
     api = ProblemApi(app)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import g, request
 
-from api.context import tally
+from api.database import request_connection
 from api.problems import ApiProblem
 from ledger.tenants import Principal, authenticate
 
@@ -42,7 +42,7 @@ def authenticate_request() -> None:
             "Authorization must be 'Bearer <api key>'.",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    with tally().engine.connect() as conn:
+    with request_connection() as conn:
         principal = authenticate(conn, key.strip())
     if principal is None:
         raise ApiProblem(

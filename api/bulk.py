@@ -12,11 +12,12 @@ from sqlalchemy.exc import DBAPIError
 
 from api.auth import current_principal
 from api.context import tally
+from api.database import request_transaction
 from api.problems import ApiProblem
 from api.respond import json_response
 from api.schemas import MAX_BATCH_ITEMS, TransactionSchema
 from api.submission import request_from_body
-from ledger.db import RETRYABLE_SQLSTATES, sqlstate, unit_of_work
+from ledger.db import RETRYABLE_SQLSTATES, sqlstate
 from ledger.errors import Conflict, LedgerError, NotFound
 from ledger.intake import Submission, submit_transactions
 from ledger.requests import TransactionRequest
@@ -61,7 +62,7 @@ def _record(requests: list[TransactionRequest]) -> list[Submission | LedgerError
     tenant_id = current_principal().tenant_id
     for attempt in range(MAX_INTAKE_ATTEMPTS):
         try:
-            with unit_of_work(ctx.engine) as conn:
+            with request_transaction() as conn:
                 return submit_transactions(
                     conn, tenant_id, requests, max_metadata_bytes=ctx.settings.max_metadata_bytes
                 )

@@ -9,8 +9,11 @@ from flask import Response, url_for
 
 from api.auth import current_principal, require_admin
 from api.context import tally
+from api.database import (
+    release_request_connection,
+    request_transaction,
+)
 from api.respond import json_response
-from ledger.db import unit_of_work
 from ledger.intake import submit_transaction
 from ledger.queries import get_transaction
 from ledger.requests import TransactionRequest
@@ -42,6 +45,8 @@ def wait_for_outcome(tenant_id: uuid.UUID, view: dict[str, Any], wait: float) ->
     ctx = tally()
     transaction_id = uuid.UUID(view["id"])
     latest = view
+    # A waiting request holds no pooled connection: each check borrows one briefly.
+    release_request_connection()
 
     def is_final() -> bool:
         nonlocal latest
@@ -61,7 +66,7 @@ def submit(request: TransactionRequest, wait: float) -> Response:
     principal = current_principal()
     if request.type == "adjustment":
         require_admin()
-    with unit_of_work(ctx.engine) as conn:
+    with request_transaction() as conn:
         submission = submit_transaction(
             conn, principal.tenant_id, request, max_metadata_bytes=ctx.settings.max_metadata_bytes
         )

@@ -9,10 +9,9 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from api.auth import current_principal, require_admin
-from api.context import tally
+from api.database import request_connection, request_transaction
 from api.respond import json_response
 from api.schemas import AssetSchema
-from ledger.db import unit_of_work
 from ledger.tenants import create_asset, list_assets
 
 blp = Blueprint("assets", __name__, url_prefix="/api/v1/assets", description="Assets.")
@@ -25,7 +24,7 @@ class Assets(MethodView):
     def post(self, body: dict[str, Any]) -> Response:
         """Register an asset and its system accounts (admin keys only)."""
         principal = require_admin()
-        with unit_of_work(tally().engine) as conn:
+        with request_transaction() as conn:
             asset = create_asset(
                 conn, principal.tenant_id, body["code"], body["name"], body["decimal_places"]
             )
@@ -34,5 +33,5 @@ class Assets(MethodView):
     @blp.response(200, AssetSchema(many=True))
     def get(self) -> Response:
         """The tenant's assets."""
-        with tally().engine.connect() as conn:
+        with request_connection() as conn:
             return json_response(list_assets(conn, current_principal().tenant_id))

@@ -9,6 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from api.context import tally
+from api.database import request_connection
 from api.problems import RETRY_AFTER_SECONDS
 from api.respond import json_response
 from api.schemas import HealthSchema
@@ -24,7 +25,7 @@ class Health(MethodView):
         """Database and broker reachability; 503 when either is down."""
         ctx = tally()
         try:
-            with ctx.engine.connect() as conn:
+            with request_connection() as conn:
                 conn.execute(text("SELECT 1"))
             database = "ok"
         except SQLAlchemyError:

@@ -11,7 +11,7 @@ from flask_smorest import Blueprint
 
 from api.auth import current_principal
 from api.bulk import submit_batch
-from api.context import tally
+from api.database import request_connection
 from api.problems import ApiProblem
 from api.respond import json_response
 from api.schemas import (
@@ -60,7 +60,7 @@ class Transactions(MethodView):
     @blp.response(200, TransactionOutSchema)
     def get(self, query: dict[str, Any]) -> Response:
         """Find a transaction by its reference id."""
-        with tally().engine.connect() as conn:
+        with request_connection() as conn:
             view = get_transaction(
                 conn, current_principal().tenant_id, reference_id=query["reference_id"]
             )
@@ -86,7 +86,7 @@ class Transaction(MethodView):
     def get(self, query: dict[str, Any], transaction_id: str) -> Response:
         """A transaction's status and outcome; `wait` holds the answer until it is final."""
         tenant_id = current_principal().tenant_id
-        with tally().engine.connect() as conn:
+        with request_connection() as conn:
             view = get_transaction(
                 conn, tenant_id, transaction_id=parse_transaction_id(transaction_id)
             )

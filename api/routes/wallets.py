@@ -9,7 +9,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from api.auth import current_principal, require_admin
-from api.context import tally
+from api.database import request_connection, request_transaction
 from api.respond import json_response
 from api.schemas import (
     AssetQuerySchema,
@@ -24,7 +24,6 @@ from api.schemas import (
     WalletUpdateSchema,
 )
 from api.submission import request_from_body, submit
-from ledger.db import unit_of_work
 from ledger.queries import get_balance, wallet_history
 from ledger.requests import check_user_id
 from ledger.tenants import update_wallet
@@ -74,7 +73,7 @@ class Balance(MethodView):
     def get(self, query: dict[str, Any], user_id: str) -> Response:
         """A wallet's balance, pending holds, available funds and version."""
         check_user_id(user_id)
-        with tally().engine.connect() as conn:
+        with request_connection() as conn:
             balance = get_balance(conn, current_principal().tenant_id, user_id, query["asset_code"])
         return json_response(balance)
 
@@ -86,7 +85,7 @@ class History(MethodView):
     def get(self, query: dict[str, Any], user_id: str) -> Response:
         """A wallet's journal, newest first; follow `next_cursor` for older entries."""
         check_user_id(user_id)
-        with tally().engine.connect() as conn:
+        with request_connection() as conn:
             page = wallet_history(
                 conn,
                 current_principal().tenant_id,
@@ -101,7 +100,7 @@ class History(MethodView):
 def _set_wallet(user_id: str, asset_code: str, **changes: Any) -> Response:
     check_user_id(user_id)
     tenant_id = current_principal().tenant_id
-    with unit_of_work(tally().engine) as conn:
+    with request_transaction() as conn:
         update_wallet(conn, tenant_id, user_id, asset_code, **changes)
         balance = get_balance(conn, tenant_id, user_id, asset_code)
     return json_response(balance)

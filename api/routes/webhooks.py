@@ -11,6 +11,7 @@ from flask_smorest import Blueprint
 
 from api.auth import current_principal
 from api.context import tally
+from api.database import request_connection, request_transaction
 from api.respond import json_response
 from api.webhook_schemas import (
     DeliveryQuerySchema,
@@ -24,7 +25,6 @@ from api.webhook_schemas import (
     WebhookEndpointUpdateSchema,
     WebhookEndpointWithSecretSchema,
 )
-from ledger.db import unit_of_work
 from ledger.errors import NotFound
 from ledger.webhooks import deliveries, endpoints
 from ledger.webhooks.errors import DeliveryNotFound, EndpointNotFound
@@ -55,7 +55,7 @@ class WebhookEndpoints(MethodView):
     def post(self, body: dict[str, Any]) -> Response:
         """Register an endpoint; the answer carries its signing secret, shown only now."""
         ctx = tally()
-        with unit_of_work(ctx.engine) as conn:
+        with request_transaction() as conn:
             endpoint = endpoints.create_endpoint(
                 conn,
                 _tenant(),
@@ -69,7 +69,7 @@ class WebhookEndpoints(MethodView):
     @blp.response(200, WebhookEndpointSchema(many=True))
     def get(self) -> Response:
         """The tenant's endpoints."""
-        with tally().engine.connect() as conn:
+        with request_connection() as conn:
             return json_response(endpoints.list_endpoints(conn, _tenant()))
 
 
@@ -78,7 +78,7 @@ class WebhookEndpoint(MethodView):
     @blp.response(200, WebhookEndpointSchema)
     def get(self, endpoint_id: str) -> Response:
         """One endpoint."""
-        with tally().engine.connect() as conn:
+        with request_connection() as conn:
             return json_response(
                 endpoints.get_endpoint(conn, _tenant(), _id(endpoint_id, EndpointNotFound))
             )
@@ -88,7 +88,7 @@ class WebhookEndpoint(MethodView):
     def patch(self, body: dict[str, Any], endpoint_id: str) -> Response:
         """Change the URL, event types or description; enable or disable the endpoint."""
         ctx = tally()
-        with unit_of_work(ctx.engine) as conn:
+        with request_transaction() as conn:
             endpoint = endpoints.update_endpoint(
                 conn,
                 _tenant(),
@@ -101,7 +101,7 @@ class WebhookEndpoint(MethodView):
     @blp.response(204)
     def delete(self, endpoint_id: str) -> Response:
         """Delete an endpoint; deliveries waiting for it are failed."""
-        with unit_of_work(tally().engine) as conn:
+        with request_transaction() as conn:
             endpoints.delete_endpoint(conn, _tenant(), _id(endpoint_id, EndpointNotFound))
         return Response(status=204)
 
@@ -113,7 +113,7 @@ class RotateSecret(MethodView):
     def post(self, body: dict[str, Any], endpoint_id: str) -> Response:
         """Issue a new secret; the old one keeps signing alongside it during the overlap."""
         ctx = tally()
-        with unit_of_work(ctx.engine) as conn:
+        with request_transaction() as conn:
             endpoint = endpoints.rotate_secret(
                 conn,
                 _tenant(),
@@ -130,7 +130,7 @@ class TestEvent(MethodView):
     @blp.response(202, WebhookDeliverySchema)
     def post(self, endpoint_id: str) -> Response:
         """Send a signed `webhook.test` event to the endpoint."""
-        with unit_of_work(tally().engine) as conn:
+        with request_transaction() as conn:
             delivery = deliveries.send_test_event(
                 conn, _tenant(), _id(endpoint_id, EndpointNotFound)
             )
@@ -143,7 +143,7 @@ class Recover(MethodView):
     @blp.response(202, RecoverResultSchema)
     def post(self, body: dict[str, Any], endpoint_id: str) -> Response:
         """Redeliver every failed delivery of events since `since`."""
-        with unit_of_work(tally().engine) as conn:
+        with request_transaction() as conn:
             count = deliveries.recover_failed(
                 conn,
                 _tenant(),
@@ -160,7 +160,7 @@ class Deliveries(MethodView):
     @blp.response(200, WebhookDeliveryPageSchema)
     def get(self, query: dict[str, Any], endpoint_id: str) -> Response:
         """The endpoint's deliveries, newest first, each with its attempts."""
-        with tally().engine.connect() as conn:
+        with request_connection() as conn:
             page = deliveries.list_deliveries(
                 conn,
                 _tenant(),
@@ -177,7 +177,7 @@ class Delivery(MethodView):
     @blp.response(200, WebhookDeliverySchema)
     def get(self, endpoint_id: str, delivery_id: str) -> Response:
         """One delivery with every attempt."""
-        with tally().engine.connect() as conn:
+        with request_connection() as conn:
             delivery = deliveries.get_delivery(
                 conn,
                 _tenant(),
@@ -192,7 +192,7 @@ class Retry(MethodView):
     @blp.response(202, WebhookDeliverySchema)
     def post(self, endpoint_id: str, delivery_id: str) -> Response:
         """Redeliver one delivery now, with the same webhook-id."""
-        with unit_of_work(tally().engine) as conn:
+        with request_transaction() as conn:
             delivery = deliveries.redeliver(
                 conn,
                 _tenant(),
