@@ -10,6 +10,7 @@ the accept latency of submissions) lives in memory, per API process.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from collections.abc import Iterator
@@ -27,6 +28,8 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
+
+from api.problems import ApiProblem
 
 log = logging.getLogger(__name__)
 
@@ -212,8 +215,12 @@ class LedgerCollector(Collector):
         return [deliveries, attempts]
 
 
-def init_app(app: Flask, engine: Engine) -> None:
-    """Time every request and serve GET /metrics (public, like /health)."""
+def init_app(app: Flask, engine: Engine, token: str | None = None) -> None:
+    """Time every request and serve GET /metrics.
+
+    The numbers span every tenant, so with `token` set (TALLY_METRICS_TOKEN) a scrape must
+    send `Authorization: Bearer <token>`; without it the endpoint is open, for development.
+    """
     registry = CollectorRegistry(auto_describe=False)
     ProcessCollector(registry=registry)
     registry.register(LedgerCollector(engine))
@@ -240,6 +247,15 @@ def init_app(app: Flask, engine: Engine) -> None:
 
     def metrics() -> Response:
         """Prometheus metrics: ledger-wide from the database, requests from this process."""
+        if token is not None and not hmac.compare_digest(
+            request.headers.get("Authorization", ""), f"Bearer {token}"
+        ):
+            raise ApiProblem(
+                401,
+                "invalid_metrics_token",
+                "Send Authorization: Bearer <TALLY_METRICS_TOKEN>.",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
 
     app.add_url_rule("/metrics", endpoint="metrics", view_func=metrics, methods=["GET"])

@@ -33,14 +33,15 @@ class MinorUnits(fields.Integer):
         return number
 
 
-def _storable(value: str) -> None:
+def storable(value: str) -> None:
+    """Refuse text PostgreSQL cannot store (NUL) or encode (unpaired surrogates)."""
     if UNSTORABLE.search(value):
         raise ValidationError("Must not contain NUL characters or unpaired surrogates.")
 
 
 def _text(**kwargs: Any) -> fields.String:
     # Also checked before a lookup, not only before an insert: the database refuses NUL.
-    return fields.String(validate=[validate.Length(min=1, max=MAX_TEXT), _storable], **kwargs)
+    return fields.String(validate=[validate.Length(min=1, max=MAX_TEXT), storable], **kwargs)
 
 
 class FullMatch(validate.Regexp):
@@ -201,7 +202,7 @@ class WalletUpdateSchema(Schema):
 
 class AssetSchema(Schema):
     code = _asset_code(required=True)
-    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    name = fields.String(required=True, validate=[validate.Length(min=1, max=200), storable])
     decimal_places = fields.Integer(strict=True, required=True, validate=validate.Range(0, 18))
     created_at = fields.DateTime(dump_only=True)
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
 from flask import Response, url_for
+from sqlalchemy.exc import DBAPIError
 
 from api.auth import current_principal, require_admin
 from api.context import tally
@@ -18,6 +20,8 @@ from ledger.intake import submit_transaction
 from ledger.queries import get_transaction
 from ledger.requests import TransactionRequest
 from ledger.views import TERMINAL_STATUSES
+
+log = logging.getLogger(__name__)
 
 
 def request_from_body(type: str, body: dict[str, Any]) -> TransactionRequest:
@@ -56,7 +60,12 @@ def wait_for_outcome(tenant_id: uuid.UUID, view: dict[str, Any], wait: float) ->
             latest = found
         return latest["status"] in TERMINAL_STATUSES
 
-    ctx.waiter.wait_until(view["id"], min(wait, ctx.settings.max_wait_seconds), is_final)
+    try:
+        ctx.waiter.wait_until(view["id"], min(wait, ctx.settings.max_wait_seconds), is_final)
+    except DBAPIError:
+        # The transaction is committed already: a 5xx now would tell the client it was not
+        # accepted. Answer with what we last saw; the client can poll later.
+        log.warning("database unavailable while waiting for %s", view["id"])
     return latest
 
 

@@ -19,6 +19,7 @@ from ledger.events import NOTIFY_CHANNEL
 log = logging.getLogger(__name__)
 
 RECONNECT_DELAY_SECONDS = 1.0
+LISTEN_START_SECONDS = 5.0
 
 
 def libpq_url(url: str) -> str:
@@ -39,7 +40,7 @@ class TransactionWaiter:
         """Block until `is_final()` holds or `timeout` seconds pass; returns the last answer."""
         deadline = time.monotonic() + timeout
         event = threading.Event()
-        self._ensure_listening()
+        self._ensure_listening(min(timeout, LISTEN_START_SECONDS))
         with self._lock:
             self._events.setdefault(transaction_id, set()).add(event)
         try:
@@ -62,7 +63,7 @@ class TransactionWaiter:
     def close(self) -> None:
         self._stopped.set()
 
-    def _ensure_listening(self) -> None:
+    def _ensure_listening(self, timeout: float) -> None:
         if self._thread is None:
             with self._lock:
                 if self._thread is None:
@@ -72,7 +73,7 @@ class TransactionWaiter:
                     self._thread.start()
         # Until LISTEN is active a notification could slip past us; waiters still re-check
         # the status when they wake, so a bounded wait here is enough.
-        self._listening.wait(5)
+        self._listening.wait(timeout)
 
     def _wake(self, ids: list[str] | None) -> None:
         with self._lock:

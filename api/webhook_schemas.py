@@ -7,6 +7,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from api.schemas import storable
 from ledger.models import DELIVERY_STATUSES, WEBHOOK_EVENT_TYPES
 from ledger.webhooks.endpoints import MAX_DESCRIPTION, MAX_OVERLAP_SECONDS
 from ledger.webhooks.targets import MAX_URL_LENGTH
@@ -14,7 +15,7 @@ from ledger.webhooks.targets import MAX_URL_LENGTH
 
 def _url(**kwargs: Any) -> fields.String:
     return fields.String(
-        validate=validate.Length(min=1, max=MAX_URL_LENGTH),
+        validate=[validate.Length(min=1, max=MAX_URL_LENGTH), storable],
         metadata={"description": "http(s) URL that receives the events (public addresses only)."},
         **kwargs,
     )
@@ -30,7 +31,9 @@ def _event_types(**kwargs: Any) -> fields.List:
 
 
 def _description(**kwargs: Any) -> fields.String:
-    return fields.String(validate=validate.Length(max=MAX_DESCRIPTION), allow_none=True, **kwargs)
+    return fields.String(
+        validate=[validate.Length(max=MAX_DESCRIPTION), storable], allow_none=True, **kwargs
+    )
 
 
 class WebhookEndpointCreateSchema(Schema):

@@ -36,12 +36,22 @@ class WalletNotFound(NotFound):
     code = "wallet_not_found"
 
 
+class TenantNotFound(NotFound):
+    code = "tenant_not_found"
+
+
 class TransactionNotFound(NotFound):
     code = "transaction_not_found"
 
 
 class Conflict(LedgerError):
     code = "conflict"
+
+
+class WalletClosed(Conflict):
+    """A closed wallet stays closed: only an admin's explicit status change reopens it."""
+
+    code = "wallet_closed"
 
 
 class IdempotencyKeyReused(Conflict):

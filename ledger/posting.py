@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine, RowMapping, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from ledger.codes import REJECTION_MESSAGES, FailureCode, RejectionCode
 from ledger.db import RETRYABLE_SQLSTATES, sqlstate
@@ -402,6 +402,10 @@ def post_transactions(
     ids = list(ids)
     try:
         return _retrying(engine, ids, fill_to)
+    except OperationalError:
+        # The database is unreachable, restarting or cancelled the statement: not the
+        # transactions' fault. Nothing was applied; the relay re-publishes them later.
+        raise
     except Exception as error:
         log.exception("batch of %d failed; applying one at a time", max(len(ids), fill_to))
         if len(ids) == 1 and fill_to <= 1:

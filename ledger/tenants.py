@@ -12,9 +12,15 @@ from psycopg import errors as pg_errors
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError
 
-from ledger.errors import AssetAlreadyExists, InvalidRequest, WalletNotFound
+from ledger.errors import (
+    AssetAlreadyExists,
+    InvalidRequest,
+    TenantNotFound,
+    WalletClosed,
+    WalletNotFound,
+)
 from ledger.models import SYSTEM_ACCOUNTS, WALLET_STATUSES
-from ledger.requests import MAX_AMOUNT, check_asset_code
+from ledger.requests import MAX_AMOUNT, UNSTORABLE, check_asset_code
 
 API_KEY_PREFIX = "tally_"
 
@@ -44,18 +50,24 @@ def create_tenant(conn: Connection, name: str) -> uuid.UUID:
 def create_api_key(conn: Connection, tenant_id: uuid.UUID, *, is_admin: bool = False) -> str:
     """A new API key for the tenant: returned in clear this once, stored only as a hash."""
     api_key = API_KEY_PREFIX + secrets.token_urlsafe(32)
-    conn.execute(
-        text(
-            "INSERT INTO api_keys (tenant_id, key_hash, prefix, is_admin)"
-            " VALUES (:tenant_id, :key_hash, :prefix, :is_admin)"
-        ),
-        {
-            "tenant_id": tenant_id,
-            "key_hash": hash_api_key(api_key),
-            "prefix": api_key[:12],
-            "is_admin": is_admin,
-        },
-    )
+    try:
+        with conn.begin_nested():
+            conn.execute(
+                text(
+                    "INSERT INTO api_keys (tenant_id, key_hash, prefix, is_admin)"
+                    " VALUES (:tenant_id, :key_hash, :prefix, :is_admin)"
+                ),
+                {
+                    "tenant_id": tenant_id,
+                    "key_hash": hash_api_key(api_key),
+                    "prefix": api_key[:12],
+                    "is_admin": is_admin,
+                },
+            )
+    except IntegrityError as error:
+        if isinstance(error.orig, pg_errors.ForeignKeyViolation):
+            raise TenantNotFound(f"no tenant {tenant_id}") from None
+        raise
     return api_key
 
 
@@ -93,7 +105,7 @@ def create_asset(
         raise InvalidRequest(
             "invalid_decimal_places", "decimal_places must be 0..18", field="decimal_places"
         )
-    if not isinstance(name, str) or not 1 <= len(name) <= 200:
+    if not isinstance(name, str) or not 1 <= len(name) <= 200 or UNSTORABLE.search(name):
         raise InvalidRequest("invalid_name", "name must be 1-200 characters", field="name")
     try:
         with conn.begin_nested():
@@ -151,8 +163,13 @@ def update_wallet(
     *,
     status: str | None = None,
     credit_limit: int | None = None,
+    reopen: bool = True,
 ) -> None:
-    """Freeze, unfreeze, close a wallet or set its credit limit; bumps its version."""
+    """Freeze, unfreeze, close a wallet or set its credit limit; bumps its version.
+
+    With `reopen=False` (freeze and unfreeze) a closed wallet is refused `wallet_closed`:
+    only an admin's explicit status change takes a wallet out of `closed`.
+    """
     if status is not None and status not in WALLET_STATUSES:
         raise InvalidRequest(
             "invalid_status", f"status must be one of {WALLET_STATUSES}", field="status"
@@ -171,6 +188,7 @@ def update_wallet(
         "o": user_id,
         "status": status,
         "credit_limit": credit_limit,
+        "reopen": reopen,
     }
     try:
         with conn.begin_nested():
@@ -184,6 +202,15 @@ def update_wallet(
             ) from None
         raise
     if result.rowcount == 0:
+        exists = conn.execute(
+            text(
+                "SELECT status FROM accounts WHERE tenant_id = :t AND asset_code = :a"
+                " AND owner = :o AND NOT is_system"
+            ),
+            params,
+        ).scalar()
+        if exists == "closed":
+            raise WalletClosed(f"the {asset_code} wallet of {user_id!r} is closed")
         raise WalletNotFound(f"no {asset_code} wallet for user {user_id!r}")
 
 
@@ -194,5 +221,6 @@ UPDATE_WALLET = text(
         credit_limit = coalesce(CAST(:credit_limit AS bigint), credit_limit),
         version = version + 1, updated_at = now()
     WHERE tenant_id = :t AND asset_code = :a AND owner = :o AND NOT is_system
+      AND (:reopen OR status <> 'closed')
     """
 )

@@ -9,6 +9,9 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.exc import OperationalError
+
+from ledger.errors import LedgerError
 from tally.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
@@ -55,8 +58,8 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
     from ledger.tenants import create_api_key
 
     with unit_of_work(_engine(settings)) as conn:
-        api_key = create_api_key(conn, uuid.UUID(args.tenant), is_admin=args.admin)
-    print(json.dumps({"tenant_id": args.tenant, "api_key": api_key, "admin": args.admin}))
+        api_key = create_api_key(conn, args.tenant, is_admin=args.admin)
+    print(json.dumps({"tenant_id": str(args.tenant), "api_key": api_key, "admin": args.admin}))
     return 0
 
 
@@ -75,7 +78,7 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     from ledger.verify import verify_ledger
 
     with unit_of_work(_engine(settings)) as conn:
-        report = verify_ledger(conn, uuid.UUID(args.tenant) if args.tenant else None)
+        report = verify_ledger(conn, args.tenant)
     print("\n".join(report.lines()))
     print("ledger is consistent" if report.ok else "LEDGER INVARIANTS VIOLATED")
     return 0 if report.ok else 1
@@ -86,9 +89,16 @@ def cmd_requeue(args: argparse.Namespace, settings: Settings) -> int:
     from ledger.posting import requeue_failed
 
     with unit_of_work(_engine(settings)) as conn:
-        done = requeue_failed(conn, uuid.UUID(args.tenant), uuid.UUID(args.transaction_id))
+        done = requeue_failed(conn, args.tenant, args.transaction_id)
     print(json.dumps({"requeued": done}))
     return 0 if done else 1
+
+
+def _uuid(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a UUID") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,17 +125,17 @@ def build_parser() -> argparse.ArgumentParser:
         dest="keys_command", required=True
     )
     key_create = add("create", cmd_keys_create, "create another API key for a tenant", keys)
-    key_create.add_argument("--tenant", required=True)
+    key_create.add_argument("--tenant", required=True, type=_uuid)
     key_create.add_argument("--admin", action="store_true")
     key_revoke = add("revoke", cmd_keys_revoke, "revoke an API key (the key or its prefix)", keys)
     key_revoke.add_argument("key")
 
     verify = add("verify", cmd_verify, "check the ledger invariants; non-zero exit on violation")
-    verify.add_argument("--tenant", help="check only this tenant")
+    verify.add_argument("--tenant", type=_uuid, help="check only this tenant")
 
     requeue = add("requeue", cmd_requeue, "put a failed transaction back in the queue")
-    requeue.add_argument("--tenant", required=True)
-    requeue.add_argument("transaction_id")
+    requeue.add_argument("--tenant", required=True, type=_uuid)
+    requeue.add_argument("transaction_id", type=_uuid)
 
     _add_runtime_commands(commands, add)
     return parser
@@ -174,6 +184,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args, settings))
     except SettingsError as error:
         print(f"tally: {error}", file=sys.stderr)
+        return 2
+    except LedgerError as error:
+        print(f"tally: {error.message} ({error.code})", file=sys.stderr)
+        return 1
+    except OperationalError as error:
+        print(f"tally: cannot reach the database: {error.orig}", file=sys.stderr)
         return 2
 
 

@@ -70,6 +70,7 @@ class Settings:
     database_url: str | None
     broker_url: str | None
     queue: str = "tally"
+    metrics_token: str | None = None
     relay_age_seconds: float = 3.0
     relay_interval_seconds: float = 1.0
     batch_size: int = 200
@@ -93,6 +94,7 @@ class Settings:
             database_url=os.environ.get("DATABASE_URL") or None,
             broker_url=os.environ.get("BROKER_URL") or None,
             queue=os.environ.get("TALLY_QUEUE") or "tally",
+            metrics_token=os.environ.get("TALLY_METRICS_TOKEN") or None,
             relay_age_seconds=_number("TALLY_RELAY_AGE_SECONDS", 3.0),
             relay_interval_seconds=_number("TALLY_RELAY_INTERVAL_SECONDS", 1.0),
             batch_size=_int("TALLY_BATCH_SIZE", 200),

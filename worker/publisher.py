@@ -45,8 +45,8 @@ class Publisher:
         return self._celery
 
     def publish(self, transaction_ids: Sequence[str]) -> bool:
-        """Enqueue one task for these ids (or, lingering, hand them to the flusher); False if
-        the broker could not take them.
+        """Enqueue one task for these ids; False if the broker could not take them. Lingering,
+        the ids go to the flusher thread and the answer is always True.
 
         The caller has committed the rows already, so a False only delays them: the relay
         re-publishes transactions left queued.

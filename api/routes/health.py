@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import Response
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from api.blueprint import Blueprint
 from api.context import tally
 from api.database import request_connection
 from api.problems import RETRY_AFTER_SECONDS

@@ -6,9 +6,9 @@ from typing import Any
 
 from flask import Response
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from api.auth import current_principal, require_admin
+from api.blueprint import Blueprint
 from api.database import request_connection, request_transaction
 from api.respond import json_response
 from api.schemas import (
@@ -112,7 +112,7 @@ class Freeze(MethodView):
     @blp.response(200, BalanceSchema)
     def post(self, body: dict[str, Any], user_id: str) -> Response:
         """Freeze a wallet: debits are rejected `wallet_frozen`, credits still land."""
-        return _set_wallet(user_id, body["asset_code"], status="frozen")
+        return _set_wallet(user_id, body["asset_code"], status="frozen", reopen=False)
 
 
 @blp.route("/<user_id>/unfreeze")
@@ -121,7 +121,7 @@ class Unfreeze(MethodView):
     @blp.response(200, BalanceSchema)
     def post(self, body: dict[str, Any], user_id: str) -> Response:
         """Make a frozen wallet active again."""
-        return _set_wallet(user_id, body["asset_code"], status="active")
+        return _set_wallet(user_id, body["asset_code"], status="active", reopen=False)
 
 
 @blp.route("/<user_id>")

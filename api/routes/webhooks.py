@@ -7,9 +7,9 @@ from typing import Any
 
 from flask import Response
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from api.auth import current_principal
+from api.blueprint import Blueprint
 from api.context import tally
 from api.database import request_connection, request_transaction
 from api.respond import json_response

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, RowMapping, text
 
 from ledger.errors import InvalidRequest
 from ledger.models import WEBHOOK_EVENT_TYPES
+from ledger.requests import UNSTORABLE
 from ledger.webhooks.errors import EndpointNotFound, TooManyEndpoints
 from ledger.webhooks.signing import generate_secret
 from ledger.webhooks.targets import check_url
@@ -70,10 +71,12 @@ def _event_types(event_types: Iterable[str] | None) -> list[str]:
 
 
 def _description(description: str | None) -> str | None:
-    if description is not None and len(description) > MAX_DESCRIPTION:
+    if description is not None and (
+        len(description) > MAX_DESCRIPTION or UNSTORABLE.search(description)
+    ):
         raise InvalidRequest(
             "invalid_description",
-            f"description must be at most {MAX_DESCRIPTION} characters",
+            f"description must be at most {MAX_DESCRIPTION} storable characters",
             field="description",
         )
     return description or None
@@ -84,7 +87,10 @@ def _locked_row(conn: Connection, tenant_id: uuid.UUID, endpoint_id: uuid.UUID) 
         conn.execute(
             text(
                 f"SELECT {COLUMNS} FROM webhook_endpoints"
-                " WHERE tenant_id = :tenant_id AND id = :id AND deleted_at IS NULL FOR UPDATE"
+                " WHERE tenant_id = :tenant_id AND id = :id AND deleted_at IS NULL"
+                # NO KEY UPDATE: posting batches insert deliveries referencing this row
+                # (taking KEY SHARE) while they hold hot account locks; they must not wait.
+                " FOR NO KEY UPDATE"
             ),
             {"tenant_id": tenant_id, "id": endpoint_id},
         )
@@ -109,6 +115,11 @@ def create_endpoint(
     check_url(url, allow_private=allow_private)
     types = _event_types(event_types)
     description = _description(description)
+    # One creator per tenant at a time, so two concurrent creates cannot pass the cap.
+    conn.execute(
+        text("SELECT pg_advisory_xact_lock(hashtext('webhook_endpoints:' || :tenant_id))"),
+        {"tenant_id": str(tenant_id)},
+    )
     count = conn.execute(
         text(
             "SELECT count(*) FROM webhook_endpoints"
@@ -184,10 +195,11 @@ def update_endpoint(
     unknown = set(changes) - UPDATABLE
     if unknown:
         raise InvalidRequest("invalid_request", f"cannot change {', '.join(sorted(unknown))}")
+    if "url" in changes:
+        # DNS before the row lock: a slow resolver must not hold the lock.
+        check_url(changes["url"], allow_private=allow_private)
     current = _locked_row(conn, tenant_id, endpoint_id)
     url = changes.get("url", current["url"])
-    if "url" in changes:
-        check_url(url, allow_private=allow_private)
     types = _event_types(changes["event_types"]) if "event_types" in changes else None
     description = (
         _description(changes["description"]) if "description" in changes else current["description"]

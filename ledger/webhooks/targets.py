@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from ledger.errors import InvalidRequest
+from ledger.requests import UNSTORABLE
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -55,11 +56,17 @@ def parse_target(url: str) -> Target:
         raise TargetRefused(f"the URL is longer than {MAX_URL_LENGTH} characters")
     if any(char.isspace() or ord(char) < 32 or ord(char) == 127 for char in url):
         raise TargetRefused("the URL contains whitespace or control characters")
-    parts = urlsplit(url)
+    if UNSTORABLE.search(url):
+        raise TargetRefused("the URL contains characters that cannot be stored")
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        raise TargetRefused("the URL cannot be parsed") from None
     scheme = parts.scheme.lower()
     if scheme not in {"http", "https"}:
         raise TargetRefused("the URL must start with http:// or https://")
-    if not parts.hostname:
+    if not hostname:
         raise TargetRefused("the URL has no host")
     if parts.username is not None or parts.password is not None:
         raise TargetRefused("the URL must not carry credentials; verify signatures instead")
@@ -70,7 +77,7 @@ def parse_target(url: str) -> Target:
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
-    return Target(scheme, parts.hostname, port, path)
+    return Target(scheme, hostname, port, path)
 
 
 def _effective(address: IPAddress) -> IPAddress:

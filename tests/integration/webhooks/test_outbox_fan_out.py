@@ -87,3 +87,34 @@ def test_a_batch_of_many_transactions_fans_out_in_one_commit(engine, tenant):
     apply(engine, *ids)
 
     assert {x for _, x, _ in deliveries_of(engine, endpoint["id"])} == set(ids)
+
+
+def test_an_endpoint_being_edited_does_not_stall_posting(engine, tenant, database_url):
+    """The outbox insert references the endpoint row; an open edit must not block batches
+    that hold hot account locks (FOR NO KEY UPDATE, not FOR UPDATE)."""
+    from ledger.db import make_engine
+    from ledger.posting import post_transactions
+
+    endpoint = register(engine, tenant.id, URL)
+    submission = submit(engine, tenant.id, "topup", user_id="ann", amount=100)
+    # If the batch had to wait for the edit, it would hit this timeout and raise.
+    impatient = make_engine(database_url, pool_size=1, statement_timeout_ms=3000)
+    editing = engine.connect()
+    try:
+        editing.begin()
+        update_endpoint(
+            editing,
+            tenant.id,
+            uuid.UUID(str(endpoint["id"])),
+            {"description": "being edited"},
+            allow_private=True,
+        )
+        result = post_transactions(impatient, [submission.id])
+        assert [o.status for o in result.outcomes] == ["applied"]
+    finally:
+        editing.rollback()
+        editing.close()
+        impatient.dispose()
+    assert [row.event_type for row in deliveries_of(engine, endpoint["id"])] == [
+        "transaction.applied"
+    ]
