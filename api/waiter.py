@@ -15,16 +15,12 @@ from collections.abc import Callable
 import psycopg
 
 from ledger.events import NOTIFY_CHANNEL
+from tally.settings import libpq_url
 
 log = logging.getLogger(__name__)
 
 RECONNECT_DELAY_SECONDS = 1.0
 LISTEN_START_SECONDS = 5.0
-
-
-def libpq_url(url: str) -> str:
-    """The plain libpq form of a (possibly SQLAlchemy-style) PostgreSQL URL."""
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
 class TransactionWaiter:

@@ -22,13 +22,15 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from ledger.codes import REJECTION_MESSAGES, FailureCode, RejectionCode
 from ledger.db import RETRYABLE_SQLSTATES, sqlstate
 from ledger.events import record_transaction_events
+from ledger.queries import available_balance
 from ledger.requests import MAX_BALANCE
 from ledger.views import transaction_view
 
 log = logging.getLogger(__name__)
 
-# Deadlocks cannot happen between two batches (accounts are locked in ascending id order),
-# but a serialization failure or a lock taken by another path can; a few retries suffice.
+# Batches cannot deadlock each other (accounts are locked in ascending id order), but a
+# path that locks in another order, or a stricter isolation level configured on the server,
+# can still make PostgreSQL abort us with 40P01/40001: a few retries suffice.
 MAX_CONFLICT_RETRIES = 8
 MAX_ERROR_LENGTH = 500
 
@@ -134,7 +136,7 @@ class AccountState:
         )
 
     def available(self) -> int:
-        return self.balance - self.pending + self.credit_limit
+        return available_balance(self.balance, self.pending, self.credit_limit)
 
 
 @dataclass(frozen=True)

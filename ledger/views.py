@@ -9,7 +9,8 @@ from typing import Any
 TERMINAL_STATUSES = frozenset({"applied", "rejected", "failed"})
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso(value: datetime | None) -> str | None:
+    """ISO 8601 text of a timestamp, or None."""
     return value.isoformat() if value is not None else None
 
 
@@ -30,8 +31,8 @@ def transaction_view(row: Mapping[Any, Any], balances_after: Mapping[str, int]) 
         ),
         "balance_after": balances_after.get(row["user_id"]),
         "metadata": row["metadata"],
-        "created_at": _iso(row["created_at"]),
-        "completed_at": _iso(row["completed_at"]),
+        "created_at": iso(row["created_at"]),
+        "completed_at": iso(row["completed_at"]),
     }
     for optional in ("payment_method", "bonus_type", "item_id", "reason"):
         if row[optional] is not None:

@@ -86,7 +86,9 @@ def run_relay(args: argparse.Namespace, settings: Settings) -> int:
         signal.signal(sig, lambda *_: stop.set())
 
     def relay() -> int:
-        return relay_once(engine, publisher, settings.relay_age_seconds)
+        return relay_once(
+            engine, publisher, settings.relay_age_seconds, chunk_size=settings.batch_size
+        )
 
     log.info("relay running every %.1fs", settings.relay_interval_seconds)
     dispatcher = run_dispatcher(settings, stop)

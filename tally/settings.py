@@ -65,6 +65,11 @@ def sqlalchemy_url(url: str) -> str:
     return url
 
 
+def libpq_url(url: str) -> str:
+    """The plain libpq form of a (possibly SQLAlchemy-style) PostgreSQL URL."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None

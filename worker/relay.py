@@ -38,7 +38,13 @@ CLAIM_STALE = text(
 )
 
 
-def relay_once(engine: Engine, publisher: Publisher, age_seconds: float, limit: int = 5000) -> int:
+def relay_once(
+    engine: Engine,
+    publisher: Publisher,
+    age_seconds: float,
+    limit: int = 5000,
+    chunk_size: int = PUBLISH_CHUNK,
+) -> int:
     """Publish the transactions queued for longer than `age_seconds`; how many were sent."""
     with unit_of_work(engine) as conn:
         ids = [
@@ -46,8 +52,8 @@ def relay_once(engine: Engine, publisher: Publisher, age_seconds: float, limit: 
             for i in conn.execute(CLAIM_STALE, {"age": age_seconds, "limit": limit}).scalars()
         ]
     sent = 0
-    for start in range(0, len(ids), PUBLISH_CHUNK):
-        chunk = ids[start : start + PUBLISH_CHUNK]
+    for start in range(0, len(ids), chunk_size):
+        chunk = ids[start : start + chunk_size]
         if publisher.publish(chunk):
             sent += len(chunk)
     if ids:

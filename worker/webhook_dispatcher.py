@@ -35,7 +35,7 @@ from ledger.webhooks.dispatch import (
     seconds_until_next_due,
 )
 from ledger.webhooks.signing import webhook_headers
-from tally.settings import Settings
+from tally.settings import Settings, libpq_url
 from worker.webhook_http import post_webhook
 
 log = logging.getLogger(__name__)
@@ -51,10 +51,6 @@ BUSY_POLL_SECONDS = 0.1
 RECONNECT_DELAY_SECONDS = 1.0
 
 Sender = Callable[..., AttemptResult]
-
-
-def libpq_url(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
 class WebhookDispatcher:

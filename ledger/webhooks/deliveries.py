@@ -14,6 +14,7 @@ from sqlalchemy import Connection, RowMapping, text
 from ledger.errors import InvalidCursor
 from ledger.events import WEBHOOK_NOTIFY_CHANNEL
 from ledger.models import WEBHOOK_TEST_EVENT
+from ledger.views import iso
 from ledger.webhooks.errors import (
     DeliveryInFlight,
     DeliveryNotFound,
@@ -35,14 +36,10 @@ RESTART = """
 """
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
 def attempt_view(row: RowMapping) -> dict[str, Any]:
     return {
         "attempt": row["attempt"],
-        "attempted_at": _iso(row["attempted_at"]),
+        "attempted_at": iso(row["attempted_at"]),
         "status_code": row["status_code"],
         "latency_ms": row["latency_ms"],
         "response_body": row["response_body"],
@@ -60,13 +57,13 @@ def delivery_view(row: RowMapping, attempts: Sequence[RowMapping] = ()) -> dict[
         "event_type": row["event_type"],
         "status": row["status"],
         "attempt_count": row["attempts"],
-        "next_attempt_at": _iso(row["next_attempt_at"]) if row["status"] == "pending" else None,
-        "last_attempt_at": _iso(row["last_attempt_at"]),
+        "next_attempt_at": iso(row["next_attempt_at"]) if row["status"] == "pending" else None,
+        "last_attempt_at": iso(row["last_attempt_at"]),
         "last_status_code": row["last_status_code"],
         "last_error": row["last_error"],
-        "delivered_at": _iso(row["delivered_at"]),
-        "created_at": _iso(row["created_at"]),
-        "updated_at": _iso(row["updated_at"]),
+        "delivered_at": iso(row["delivered_at"]),
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
         "attempts": [attempt_view(attempt) for attempt in attempts],
     }
 

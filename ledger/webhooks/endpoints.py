@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, RowMapping, text
@@ -12,6 +11,7 @@ from sqlalchemy import Connection, RowMapping, text
 from ledger.errors import InvalidRequest
 from ledger.models import WEBHOOK_EVENT_TYPES
 from ledger.requests import UNSTORABLE
+from ledger.views import iso
 from ledger.webhooks.errors import EndpointNotFound, TooManyEndpoints
 from ledger.webhooks.signing import generate_secret
 from ledger.webhooks.targets import check_url
@@ -37,10 +37,6 @@ FAIL_PENDING = text(
 )
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
 def endpoint_view(row: RowMapping) -> dict[str, Any]:
     """An endpoint as the API shows it; the secret is never part of it."""
     return {
@@ -50,9 +46,9 @@ def endpoint_view(row: RowMapping) -> dict[str, Any]:
         "event_types": list(row["event_types"]),
         "enabled": row["enabled"],
         "disabled_reason": row["disabled_reason"],
-        "previous_secret_expires_at": _iso(row["previous_secret_expires_at"]),
-        "created_at": _iso(row["created_at"]),
-        "updated_at": _iso(row["updated_at"]),
+        "previous_secret_expires_at": iso(row["previous_secret_expires_at"]),
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
     }
 
 
