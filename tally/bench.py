@@ -777,12 +777,33 @@ class Bench:
         if stranded:
             raise BenchError(f"{stranded} funding top-ups were not applied")
 
+    def warm_up(self, port: int, run_id: str, concurrency: int) -> None:
+        """Unmeasured single submissions first, so the measured phase sees a steady state
+        (pooled database connections, client keep-alives, API threads), not a cold start."""
+        count = max(100, min(500, concurrency * 10))
+        items = [
+            {
+                "type": "topup",
+                "asset_code": ASSET,
+                "amount": 1,
+                "reference_id": f"warm-{run_id}-{n}",
+                "user_id": f"{run_id}-w{n % self.args.wallets}",
+            }
+            for n in range(count)
+        ]
+        self.drive(port, items, 1, concurrency, 0)
+        stranded = self.wait_terminal(f"warm-{run_id}-", count, 60)
+        if stranded:
+            raise BenchError(f"{stranded} warm-up top-ups were not applied")
+
     def run_pattern(self, pattern: str, port: int, sampler: ProcessMonitor) -> RunResult:
         args = self.args
         mode = "bulk" if args.bulk else "single"
         concurrency = args.concurrency or (4 if args.bulk else 32)
         run_id = f"{pattern}-{mode}-{uuid.uuid4().hex[:6]}"
         self.fund(port, run_id)
+        if not args.bulk:
+            self.warm_up(port, run_id, concurrency)
         items = workload(pattern, run_id, args.count, args.wallets, args.seed)
         sampler.take_run_peaks()
         from sqlalchemy.engine import make_url
