@@ -22,7 +22,6 @@ import multiprocessing
 import os
 import random
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tally.processes import stop_process_groups
 from tally.settings import Settings, sqlalchemy_url
 
 ASSET = "BENCH"
@@ -475,16 +475,7 @@ class Stack:
         return (self.log_dir / f"{role}.log").read_text(errors="replace")[-3000:]
 
     def stop(self) -> None:
-        for process in self.processes.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in self.processes.values():
-            try:
-                process.wait(STOP_TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(STOP_TIMEOUT_SECONDS)
+        stop_process_groups(self.processes.values(), STOP_TIMEOUT_SECONDS)
 
 
 class ProcessMonitor:

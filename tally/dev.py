@@ -29,7 +29,7 @@ from typing import Any
 
 import psutil
 
-from tally.processes import die_with_parent
+from tally.processes import die_with_parent, stop_process_groups
 from tally.settings import Settings, sqlalchemy_url
 
 STATE_FILE = "dev.json"
@@ -236,16 +236,7 @@ class _Children:
         """SIGTERM every group, wait for all of them, SIGKILL whatever is left."""
         # Recorded first: a pool child or the relay could outlive its group leader.
         descendants = psutil.Process().children(recursive=True)
-        for process in self.processes.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in self.processes.values():
-            try:
-                process.wait(STOP_TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop_process_groups(self.processes.values(), STOP_TIMEOUT_SECONDS)
         _terminate(descendants)
         self.processes.clear()
 

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 from tally.settings import Settings
@@ -25,6 +26,21 @@ def die_with_parent() -> None:
     # Not Linux: no such call, and the parent's shutdown path still stops its children.
     with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def stop_process_groups(processes: Iterable[subprocess.Popen[Any]], timeout: float) -> None:
+    """SIGTERM each child's process group, wait up to `timeout`, SIGKILL what is left."""
+    processes = list(processes)
+    for process in processes:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout)
 
 
 def _configure_logging() -> None:
