@@ -15,8 +15,8 @@ from api.docs import render_docs
 from api.problems import ApiProblem, from_http_exception, register_problem_handlers
 from api.routes import assets, health, transactions, wallets, webhooks
 from api.waiter import TransactionWaiter
+from config.settings import Settings
 from ledger.db import make_engine
-from tally.settings import Settings
 from worker.publisher import Publisher
 
 PUBLIC_ENDPOINTS = {"health.Health", "api-docs.openapi_json", "docs", "metrics", "static"}

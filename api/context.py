@@ -8,7 +8,7 @@ from flask import current_app
 from sqlalchemy import Engine
 
 from api.waiter import TransactionWaiter
-from tally.settings import Settings
+from config.settings import Settings
 from worker.publisher import Publisher
 
 

@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 import psycopg
 
+from config.database_urls import libpq_url
 from ledger.events import NOTIFY_CHANNEL
-from tally.settings import libpq_url
 
 log = logging.getLogger(__name__)
 

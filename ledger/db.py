@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import Connection, Engine, create_engine
 
-from tally.settings import sqlalchemy_url
+from config.database_urls import sqlalchemy_url
 
 
 def make_engine(

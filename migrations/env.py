@@ -7,8 +7,8 @@ import os
 from alembic import context
 from sqlalchemy import create_engine, pool, text
 
+from config.database_urls import sqlalchemy_url
 from ledger.models import Base
-from tally.settings import sqlalchemy_url
 
 # Any constant works; it only has to be the same for every migrator of this database.
 MIGRATION_LOCK_ID = 0x7A11_7A11

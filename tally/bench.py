@@ -35,8 +35,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from config.database_urls import sqlalchemy_url
+from config.settings import Settings
 from tally.processes import stop_process_groups
-from tally.settings import Settings, sqlalchemy_url
 
 ASSET = "BENCH"
 STARTUP_TIMEOUT_SECONDS = 60.0

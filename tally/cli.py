@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import OperationalError
 
+from config.settings import Settings, SettingsError
 from ledger.errors import LedgerError
-from tally.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine

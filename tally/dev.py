@@ -29,8 +29,9 @@ from typing import Any
 
 import psutil
 
+from config.database_urls import sqlalchemy_url
+from config.settings import Settings
 from tally.processes import die_with_parent, stop_process_groups
-from tally.settings import Settings, sqlalchemy_url
 
 STATE_FILE = "dev.json"
 TENANT_NAME = "development"

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from tally.settings import Settings
+from config.settings import Settings
 
 log = logging.getLogger(__name__)
 

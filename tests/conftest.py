@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine, make_url, text
 
+from config.database_urls import sqlalchemy_url
 from ledger.db import make_engine, unit_of_work
 from ledger.tenants import create_api_key, create_asset, create_tenant
 from ledger.verify import verify_ledger
-from tally.settings import sqlalchemy_url
 
 REQUIRE_BACKENDS = os.environ.get("TALLY_TEST_REQUIRE_BACKENDS", "").lower() in {"1", "true", "yes"}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from tally.settings import Settings
+from config.settings import Settings
 from worker.celery_app import make_celery
 from worker.tasks import register_tasks
 

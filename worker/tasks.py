@@ -12,9 +12,9 @@ from celery import Celery
 from psycopg.types.array import ListBinaryDumper
 from sqlalchemy import Engine, event
 
+from config.settings import Settings
 from ledger.db import make_engine
 from ledger.posting import BatchResult, post_transactions
-from tally.settings import Settings
 from worker.celery_app import APPLY_TASK
 
 log = logging.getLogger(__name__)

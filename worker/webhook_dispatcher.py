@@ -24,6 +24,8 @@ import psycopg
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from config.database_urls import libpq_url
+from config.settings import Settings
 from ledger.db import unit_of_work
 from ledger.events import WEBHOOK_NOTIFY_CHANNEL
 from ledger.webhooks.dispatch import (
@@ -35,7 +37,6 @@ from ledger.webhooks.dispatch import (
     seconds_until_next_due,
 )
 from ledger.webhooks.signing import webhook_headers
-from tally.settings import Settings, libpq_url
 from worker.webhook_http import post_webhook
 
 log = logging.getLogger(__name__)

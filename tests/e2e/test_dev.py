@@ -20,7 +20,7 @@ import pytest
 import requests
 from sqlalchemy import create_engine, make_url, text
 
-from tally.settings import sqlalchemy_url
+from config.database_urls import sqlalchemy_url
 from tests.support.stack import free_port
 
 STARTUP_TIMEOUT = 90.0

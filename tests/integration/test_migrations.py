@@ -12,9 +12,9 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 
+from config.database_urls import sqlalchemy_url
 from ledger.models import Base
 from tally.migrate import alembic_config, upgrade
-from tally.settings import sqlalchemy_url
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 from werkzeug.test import TestResponse
 
 from api import create_app
-from tally.settings import Settings
+from config.settings import Settings
 from tests.conftest import TenantFixture
 
 

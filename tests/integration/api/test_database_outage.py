@@ -9,7 +9,7 @@ import pytest
 from flask import Flask
 
 from api import create_app
-from tally.settings import Settings
+from config.settings import Settings
 from tests.support.stack import free_port
 
 

@@ -55,7 +55,7 @@ def test_unstorable_webhook_endpoints_are_refused(api: Api, body, code):
 
 def test_metrics_ask_for_the_token_when_one_is_set(database_url, redis_url):
     from api import create_app
-    from tally.settings import Settings
+    from config.settings import Settings
 
     app = create_app(
         Settings(

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from tally.settings import Settings
+from config.settings import Settings
 from tests.support.webhook_receiver import WebhookReceiver
 from worker.webhook_dispatcher import WebhookDispatcher
 

@@ -1,8 +1,8 @@
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
+from config.settings import DEFAULT_WEBHOOK_RETRY_SCHEDULE
 from ledger.webhooks.dispatch import MAX_RETRY_AFTER_SECONDS, retry_delay
-from tally.settings import DEFAULT_WEBHOOK_RETRY_SCHEDULE
 from worker.webhook_http import parse_retry_after
 
 

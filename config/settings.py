@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from config.database_urls import sqlalchemy_url
+
 DEFAULT_WEBHOOK_RETRY_SCHEDULE = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
 
 
@@ -55,19 +57,6 @@ def _schedule(name: str) -> tuple[int, ...]:
     if not steps or any(step < 0 for step in steps):
         raise SettingsError(f"{name} must list one or more non-negative delays")
     return steps
-
-
-def sqlalchemy_url(url: str) -> str:
-    """Turn the usual `postgresql://` form into the psycopg 3 driver URL SQLAlchemy needs."""
-    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
-
-
-def libpq_url(url: str) -> str:
-    """The plain libpq form of a (possibly SQLAlchemy-style) PostgreSQL URL."""
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
 @dataclass(frozen=True)
