@@ -20,7 +20,7 @@ from api.submission import request_from_body
 from ledger.db import RETRYABLE_SQLSTATES, sqlstate
 from ledger.errors import Conflict, LedgerError, NotFound
 from ledger.intake import Submission, submit_transactions
-from ledger.requests import TransactionRequest
+from ledger.transaction_request import TransactionRequest
 
 # Two batches naming the same new reference ids in opposite orders can deadlock on the
 # unique index; PostgreSQL aborts one of them, and it is safe to run again.

@@ -8,7 +8,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from ledger.models import TRANSACTION_TYPES
-from ledger.requests import ASSET_CODE, MAX_AMOUNT, MAX_TEXT, UNSTORABLE, USER_ID
+from ledger.transaction_request import ASSET_CODE, MAX_AMOUNT, MAX_TEXT, UNSTORABLE, USER_ID
 
 
 class MinorUnits(fields.Integer):

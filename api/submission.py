@@ -18,7 +18,7 @@ from api.database import (
 from api.respond import json_response
 from ledger.intake import submit_transaction
 from ledger.queries import get_transaction
-from ledger.requests import TransactionRequest
+from ledger.transaction_request import TransactionRequest
 from ledger.views import TERMINAL_STATUSES
 
 log = logging.getLogger(__name__)

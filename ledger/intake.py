@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ledger.errors import AssetNotFound, IdempotencyKeyReused, InvalidRequest, LedgerError
 from ledger.queries import balances_after, transaction_row
-from ledger.requests import MAX_METADATA_BYTES, TransactionRequest
+from ledger.transaction_request import MAX_METADATA_BYTES, TransactionRequest
 from ledger.views import transaction_view
 
 INSERT_TRANSACTION = text(

@@ -174,7 +174,7 @@ class Transaction(Base):
             "(type = 'adjustment' AND amount <> 0) OR (type <> 'adjustment' AND amount > 0)",
             name="amount_sign",
         ),
-        # 2**53 - 1: amounts stay exact in every JSON client (ledger.requests.MAX_AMOUNT).
+        # 2**53 - 1: amounts stay exact in every JSON client (transaction_request.MAX_AMOUNT).
         CheckConstraint("abs(amount) <= 9007199254740991", name="amount_within_limit"),
         CheckConstraint(
             "(status = 'queued') = (completed_at IS NULL)", name="completed_when_final"

@@ -23,7 +23,7 @@ from ledger.codes import REJECTION_MESSAGES, FailureCode, RejectionCode
 from ledger.db import RETRYABLE_SQLSTATES, sqlstate
 from ledger.events import record_transaction_events
 from ledger.queries import available_balance
-from ledger.requests import MAX_BALANCE
+from ledger.transaction_request import MAX_BALANCE
 from ledger.views import transaction_view
 
 log = logging.getLogger(__name__)

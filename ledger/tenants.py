@@ -20,7 +20,7 @@ from ledger.errors import (
     WalletNotFound,
 )
 from ledger.models import SYSTEM_ACCOUNTS, WALLET_STATUSES
-from ledger.requests import MAX_AMOUNT, UNSTORABLE, check_asset_code
+from ledger.transaction_request import MAX_AMOUNT, UNSTORABLE, check_asset_code
 
 API_KEY_PREFIX = "tally_"
 

@@ -25,8 +25,8 @@ from api.schemas import (
 )
 from api.submission import request_from_body, submit
 from ledger.queries import get_balance, wallet_history
-from ledger.requests import check_user_id
 from ledger.tenants import update_wallet
+from ledger.transaction_request import check_user_id
 
 blp = Blueprint(
     "wallets",

@@ -10,7 +10,7 @@ from sqlalchemy import Connection, RowMapping, text
 
 from ledger.errors import InvalidRequest
 from ledger.models import WEBHOOK_EVENT_TYPES
-from ledger.requests import UNSTORABLE
+from ledger.transaction_request import UNSTORABLE
 from ledger.views import iso
 from ledger.webhooks.errors import EndpointNotFound, TooManyEndpoints
 from ledger.webhooks.signing import generate_secret

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from ledger.errors import InvalidRequest
-from ledger.requests import UNSTORABLE
+from ledger.transaction_request import UNSTORABLE
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 

@@ -11,7 +11,7 @@ from ledger.db import unit_of_work
 from ledger.intake import Submission, submit_transaction
 from ledger.posting import BatchResult, post_transactions
 from ledger.queries import get_balance, get_transaction
-from ledger.requests import TransactionRequest
+from ledger.transaction_request import TransactionRequest
 
 
 def submit(engine: Engine, tenant_id: uuid.UUID, type: str, **fields: Any) -> Submission:

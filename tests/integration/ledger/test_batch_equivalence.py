@@ -19,8 +19,8 @@ from ledger.db import unit_of_work
 from ledger.errors import LedgerError
 from ledger.intake import submit_transactions
 from ledger.posting import post_transactions
-from ledger.requests import TransactionRequest
 from ledger.tenants import create_asset, create_tenant, update_wallet
+from ledger.transaction_request import TransactionRequest
 from tests.conftest import assert_invariants
 from worker.tasks import make_worker_engine
 

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, text
 from ledger.db import unit_of_work
 from ledger.intake import submit_transaction
 from ledger.posting import BatchResult, post_transactions
-from ledger.requests import TransactionRequest
+from ledger.transaction_request import TransactionRequest
 from tests.integration.ledger.helpers import balance, run, submit
 
 T = TypeVar("T")

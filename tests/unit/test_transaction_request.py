@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from ledger.errors import InvalidRequest
-from ledger.requests import MAX_AMOUNT, MAX_METADATA_BYTES, TransactionRequest
+from ledger.transaction_request import MAX_AMOUNT, MAX_METADATA_BYTES, TransactionRequest
 
 
 def request(type: str = "topup", **fields: Any) -> TransactionRequest:
