@@ -7,8 +7,8 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from ledger.models import TRANSACTION_TYPES
 from ledger.transaction_request import ASSET_CODE, MAX_AMOUNT, MAX_TEXT, UNSTORABLE, USER_ID
+from ledger.vocabulary import AccountStatus, TransactionStatus, TransactionType
 
 
 class MinorUnits(fields.Integer):
@@ -102,7 +102,7 @@ class SpendSchema(SubmissionSchema):
 class TransactionSchema(SubmissionSchema):
     """`POST /transactions`: any type, with the fields that type needs."""
 
-    type = fields.String(required=True, validate=validate.OneOf(TRANSACTION_TYPES))
+    type = fields.String(required=True, validate=validate.OneOf(list(TransactionType)))
     amount = MinorUnits(required=True, signed=True)
     to_user_id = _user_id()
     original_transaction_id = fields.UUID()
@@ -137,7 +137,7 @@ class ResultSchema(Schema):
 class TransactionOutSchema(Schema):
     id = fields.UUID()
     type = fields.String()
-    status = fields.String(metadata={"enum": ["queued", "applied", "rejected", "failed"]})
+    status = fields.String(metadata={"enum": list(TransactionStatus)})
     reference_id = fields.String()
     user_id = fields.String()
     to_user_id = fields.String()
@@ -196,7 +196,7 @@ class WalletUpdateSchema(Schema):
     """Admin keys only: change a wallet's status or credit limit."""
 
     asset_code = _asset_code(required=True)
-    status = fields.String(validate=validate.OneOf(["active", "frozen", "closed"]))
+    status = fields.String(validate=validate.OneOf(list(AccountStatus)))
     credit_limit = fields.Integer(strict=True, validate=validate.Range(min=0, max=MAX_AMOUNT))
 
 

@@ -19,7 +19,7 @@ from api.respond import json_response
 from ledger.intake import submit_transaction
 from ledger.queries import get_transaction
 from ledger.transaction_request import TransactionRequest
-from ledger.views import TERMINAL_STATUSES
+from ledger.vocabulary import TERMINAL_STATUSES
 
 log = logging.getLogger(__name__)
 

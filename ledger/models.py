@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +26,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from ledger.vocabulary import AccountStatus, SystemAccount, TransactionStatus, TransactionType
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -33,14 +36,9 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-TRANSACTION_TYPES = ("topup", "bonus", "spend", "refund", "transfer", "adjustment")
-TRANSACTION_STATUSES = ("queued", "applied", "rejected", "failed")
-WALLET_STATUSES = ("active", "frozen", "closed")
-SYSTEM_ACCOUNTS = ("@topup", "@bonus", "@revenue", "@adjustments")
 
-
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+def _in(column: str, values: Iterable[str]) -> str:
+    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
 
 
 UUID_DEFAULT = text("gen_random_uuid()")
@@ -117,9 +115,9 @@ class Account(Base):
             name="fk_accounts_asset",
         ),
         UniqueConstraint("tenant_id", "asset_code", "owner"),
-        CheckConstraint(_in("status", WALLET_STATUSES), name="status_known"),
+        CheckConstraint(_in("status", AccountStatus), name="status_known"),
         CheckConstraint(
-            f"is_system = (owner LIKE '@%') AND (NOT is_system OR {_in('owner', SYSTEM_ACCOUNTS)})",
+            f"is_system = (owner LIKE '@%') AND (NOT is_system OR {_in('owner', SystemAccount)})",
             name="owner_kind",
         ),
         CheckConstraint("length(owner) BETWEEN 1 AND 128", name="owner_length"),
@@ -168,8 +166,8 @@ class Transaction(Base):
     __table_args__ = (
         # Invariant 5 and the idempotency key of every submission.
         UniqueConstraint("tenant_id", "reference_id"),
-        CheckConstraint(_in("type", TRANSACTION_TYPES), name="type_known"),
-        CheckConstraint(_in("status", TRANSACTION_STATUSES), name="status_known"),
+        CheckConstraint(_in("type", TransactionType), name="type_known"),
+        CheckConstraint(_in("status", TransactionStatus), name="status_known"),
         CheckConstraint(
             "(type = 'adjustment' AND amount <> 0) OR (type <> 'adjustment' AND amount > 0)",
             name="amount_sign",

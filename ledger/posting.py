@@ -22,9 +22,9 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from ledger.codes import REJECTION_MESSAGES, FailureCode, RejectionCode
 from ledger.db import RETRYABLE_SQLSTATES, sqlstate
 from ledger.events import record_transaction_events
-from ledger.queries import available_balance
-from ledger.transaction_request import MAX_BALANCE
+from ledger.rules import AccountState, Book, Original, Proposal
 from ledger.views import transaction_view
+from ledger.vocabulary import TransactionType
 
 log = logging.getLogger(__name__)
 
@@ -108,37 +108,6 @@ WRITE_BATCH = text(
 )
 
 
-@dataclass
-class AccountState:
-    """A locked account as the batch sees it: balances move here before they are written."""
-
-    id: int
-    owner: str
-    is_system: bool
-    status: str
-    credit_limit: int
-    balance: int
-    pending: int
-    version: int
-    touched: bool = False
-
-    @classmethod
-    def from_row(cls, row: RowMapping) -> AccountState:
-        return cls(
-            id=row["id"],
-            owner=row["owner"],
-            is_system=row["is_system"],
-            status=row["status"],
-            credit_limit=row["credit_limit"],
-            balance=row["balance"],
-            pending=row["pending"],
-            version=row["version"],
-        )
-
-    def available(self) -> int:
-        return available_balance(self.balance, self.pending, self.credit_limit)
-
-
 @dataclass(frozen=True)
 class Outcome:
     """What happened to one transaction of a batch."""
@@ -163,203 +132,111 @@ class BatchResult:
         return None
 
 
-class Rejected(Exception):
-    """A business rule said no; carries the stable code."""
-
-    def __init__(self, code: RejectionCode) -> None:
-        super().__init__(code.value)
-        self.code = code
+EntryRow = tuple[uuid.UUID, uuid.UUID, int, int, int, int]
 
 
-AccountKey = tuple[uuid.UUID, str, str]
-
-
-def _system_account(txn: RowMapping) -> str:
-    return {
-        "topup": "@topup",
-        "bonus": "@bonus",
-        "spend": "@revenue",
-        "refund": "@revenue",
-        "adjustment": "@adjustments",
-    }[txn["type"]]
-
-
-def _account_keys(txn: RowMapping) -> list[AccountKey]:
-    tenant, asset = txn["tenant_id"], txn["asset_code"]
-    keys = [(tenant, asset, txn["user_id"])]
-    if txn["type"] == "transfer":
-        keys.append((tenant, asset, txn["to_user_id"]))
-    else:
-        keys.append((tenant, asset, _system_account(txn)))
-    return keys
-
-
-class _Batch:
-    """One batch's working state: locked accounts, refund bookkeeping, and pending writes."""
-
-    def __init__(self, conn: Connection, txns: list[RowMapping]) -> None:
-        self.conn = conn
-        self.txns = txns
-        self.now = conn.execute(text("SELECT now()")).scalar_one()
-        keys = sorted({key for txn in txns for key in _account_keys(txn)})
-        rows = conn.execute(
-            LOCK_ACCOUNTS,
-            {
-                "tenant_ids": [k[0] for k in keys],
-                "assets": [k[1] for k in keys],
-                "owners": [k[2] for k in keys],
-            },
-        ).mappings()
-        self.accounts: dict[AccountKey, AccountState] = {
+def _open_book(conn: Connection, proposals: list[Proposal]) -> Book:
+    """Lock every account the batch touches (ascending id) and load what refunds need."""
+    keys = sorted({key for proposal in proposals for key in proposal.account_keys()})
+    rows = conn.execute(
+        LOCK_ACCOUNTS,
+        {
+            "tenant_ids": [k[0] for k in keys],
+            "assets": [k[1] for k in keys],
+            "owners": [k[2] for k in keys],
+        },
+    ).mappings()
+    book = Book(
+        {
             (row["tenant_id"], row["asset_code"], row["owner"]): AccountState.from_row(row)
             for row in rows
         }
-        # Read only after the wallet locks are held: every refund of a spend locks that
-        # spend's wallet, so these sums cannot move under us.
-        original_ids = [t["original_transaction_id"] for t in txns if t["type"] == "refund"]
-        self.originals: dict[uuid.UUID, RowMapping] = {}
-        self.refunded: dict[uuid.UUID, int] = {}
-        if original_ids:
-            for row in conn.execute(ORIGINALS, {"ids": original_ids}).mappings():
-                self.originals[row["id"]] = row
-            for original_id, refunded in conn.execute(REFUNDED, {"ids": original_ids}):
-                self.refunded[original_id] = int(refunded)
-        self.status_in_batch: dict[uuid.UUID, str] = {}
-        self.entries: list[tuple[uuid.UUID, uuid.UUID, AccountState, int]] = []
+    )
+    # Read only after the wallet locks are held: every refund of a spend locks that
+    # spend's wallet, so these sums cannot move under us.
+    original_ids = [
+        p.original_transaction_id for p in proposals if p.type == TransactionType.REFUND
+    ]
+    if original_ids:
+        for row in conn.execute(ORIGINALS, {"ids": original_ids}).mappings():
+            book.originals[row["id"]] = Original.from_row(row)
+        for original_id, refunded in conn.execute(REFUNDED, {"ids": original_ids}):
+            book.refunded[original_id] = int(refunded)
+    return book
 
-    def account(self, txn: RowMapping, owner: str) -> AccountState:
-        state = self.accounts.get((txn["tenant_id"], txn["asset_code"], owner))
-        if state is None:
-            raise Rejected(RejectionCode.WALLET_NOT_FOUND)
-        return state
 
-    def post(self, txn: RowMapping) -> None:
-        """Move the money of one transaction, or raise Rejected having changed nothing."""
-        kind, amount = txn["type"], txn["amount"]
-        wallet = self.account(txn, txn["user_id"])
-        if kind == "transfer":
-            target = self.account(txn, txn["to_user_id"])
-            if target.id == wallet.id:
-                raise Rejected(RejectionCode.SAME_WALLET)
-            self._move(txn, debit=wallet, credit=target, amount=amount)
-            return
-        system = self.account(txn, _system_account(txn))
-        if kind == "spend" or (kind == "adjustment" and amount < 0):
-            self._move(txn, debit=wallet, credit=system, amount=abs(amount))
-            return
-        if kind == "refund":
-            self._check_refund(txn)
-        self._move(txn, debit=system, credit=wallet, amount=amount)
-        if kind == "refund":
-            original_id = txn["original_transaction_id"]
-            self.refunded[original_id] = self.refunded.get(original_id, 0) + amount
+def _message(code: str | None) -> str | None:
+    return REJECTION_MESSAGES[RejectionCode(code)] if code else None
 
-    def _check_refund(self, txn: RowMapping) -> None:
-        original = self.originals.get(txn["original_transaction_id"])
-        if (
-            original is None
-            or original["tenant_id"] != txn["tenant_id"]
-            or original["type"] != "spend"
-        ):
-            raise Rejected(RejectionCode.ORIGINAL_NOT_FOUND)
-        status = self.status_in_batch.get(original["id"], original["status"])
-        if status != "applied":
-            raise Rejected(RejectionCode.ORIGINAL_NOT_APPLIED)
-        if original["user_id"] != txn["user_id"] or original["asset_code"] != txn["asset_code"]:
-            raise Rejected(RejectionCode.ORIGINAL_MISMATCH)
-        already = self.refunded.get(original["id"], 0)
-        if already + txn["amount"] > original["amount"]:
-            raise Rejected(RejectionCode.REFUND_EXCEEDS_ORIGINAL)
 
-    def _move(
-        self, txn: RowMapping, *, debit: AccountState, credit: AccountState, amount: int
-    ) -> None:
-        for account in (debit, credit):
-            if not account.is_system and account.status == "closed":
-                raise Rejected(RejectionCode.WALLET_CLOSED)
-        if not debit.is_system:
-            if debit.status == "frozen":
-                raise Rejected(RejectionCode.WALLET_FROZEN)
-            if debit.available() < amount:
-                raise Rejected(RejectionCode.INSUFFICIENT_FUNDS)
-        if credit.balance + amount > MAX_BALANCE or debit.balance - amount < -MAX_BALANCE:
-            raise Rejected(RejectionCode.BALANCE_LIMIT_EXCEEDED)
-        for account, delta in ((debit, -amount), (credit, amount)):
-            account.balance += delta
-            account.version += 1
-            account.touched = True
-            self.entries.append((txn["tenant_id"], txn["id"], account, delta))
-
-    def apply_all(self) -> list[Outcome]:
-        outcomes: list[Outcome] = []
-        finished: list[tuple[uuid.UUID, dict[str, Any]]] = []
-        entry_rows: list[tuple[uuid.UUID, uuid.UUID, int, int, int, int]] = []
-        for txn in self.txns:
-            first_entry = len(self.entries)
-            try:
-                self.post(txn)
-            except Rejected as rejection:
-                del self.entries[first_entry:]
-                outcome = Outcome(txn["id"], txn["type"], "rejected", rejection.code.value)
-            else:
-                outcome = Outcome(txn["id"], txn["type"], "applied")
-            # Snapshot balances now: a later transaction in the batch moves them again.
-            after: dict[str, int] = {}
-            for tenant_id, txn_id, account, delta in self.entries[first_entry:]:
-                entry_rows.append(
-                    (tenant_id, txn_id, account.id, delta, account.balance, account.version)
+def _apply_batch(conn: Connection, txns: list[RowMapping]) -> list[Outcome]:
+    """Judge the claimed rows in order against their locked accounts; write it all at once."""
+    now = conn.execute(text("SELECT now()")).scalar_one()
+    proposals = [Proposal.from_row(txn) for txn in txns]
+    book = _open_book(conn, proposals)
+    outcomes: list[Outcome] = []
+    finished: list[tuple[uuid.UUID, dict[str, Any]]] = []
+    entry_rows: list[EntryRow] = []
+    for txn, proposal in zip(txns, proposals, strict=True):
+        judgement = book.judge(proposal)
+        outcome = Outcome(proposal.id, proposal.type, judgement.status, judgement.code)
+        # Balances as this transaction left them: a later one in the batch moves them again.
+        after: dict[str, int] = {}
+        for line in judgement.lines:
+            entry_rows.append(
+                (
+                    proposal.tenant_id,
+                    proposal.id,
+                    line.account.id,
+                    line.amount,
+                    line.balance_after,
+                    line.version,
                 )
-                if not account.is_system:
-                    after[account.owner] = account.balance
-            self.status_in_batch[txn["id"]] = outcome.status
-            outcomes.append(outcome)
-            finished.append((txn["tenant_id"], self._view(txn, outcome, after)))
-        self._write(entry_rows, outcomes, finished)
-        return outcomes
-
-    def _view(self, txn: RowMapping, outcome: Outcome, after: dict[str, int]) -> dict[str, Any]:
+            )
+            if not line.account.is_system:
+                after[line.account.owner] = line.balance_after
+        outcomes.append(outcome)
         row = dict(txn)
         row.update(
             status=outcome.status,
             result_code=outcome.code,
-            result_message=REJECTION_MESSAGES[RejectionCode(outcome.code)]
-            if outcome.code
-            else None,
-            completed_at=self.now,
+            result_message=_message(outcome.code),
+            completed_at=now,
         )
-        return transaction_view(row, after)
+        finished.append((proposal.tenant_id, transaction_view(row, after)))
+    touched = [account for account in book.accounts.values() if account.touched]
+    _write(conn, now, entry_rows, touched, outcomes)
+    record_transaction_events(conn, now, finished)
+    return outcomes
 
-    def _write(
-        self,
-        entry_rows: list[tuple[uuid.UUID, uuid.UUID, int, int, int, int]],
-        outcomes: list[Outcome],
-        finished: list[tuple[uuid.UUID, dict[str, Any]]],
-    ) -> None:
-        conn = self.conn
-        columns = list(zip(*entry_rows, strict=True)) or [()] * 6
-        touched = [a for a in self.accounts.values() if a.touched]
-        conn.execute(
-            WRITE_BATCH,
-            {
-                "now": self.now,
-                "entry_tenant_ids": list(columns[0]),
-                "entry_transaction_ids": list(columns[1]),
-                "entry_account_ids": list(columns[2]),
-                "entry_amounts": list(columns[3]),
-                "entry_balances": list(columns[4]),
-                "entry_versions": list(columns[5]),
-                "account_ids": [a.id for a in touched],
-                "account_balances": [a.balance for a in touched],
-                "account_versions": [a.version for a in touched],
-                "ids": [o.transaction_id for o in outcomes],
-                "statuses": [o.status for o in outcomes],
-                "codes": [o.code for o in outcomes],
-                "messages": [
-                    REJECTION_MESSAGES[RejectionCode(o.code)] if o.code else None for o in outcomes
-                ],
-            },
-        )
-        record_transaction_events(conn, self.now, finished)
+
+def _write(
+    conn: Connection,
+    now: Any,
+    entry_rows: list[EntryRow],
+    touched: list[AccountState],
+    outcomes: list[Outcome],
+) -> None:
+    columns = list(zip(*entry_rows, strict=True)) or [()] * 6
+    conn.execute(
+        WRITE_BATCH,
+        {
+            "now": now,
+            "entry_tenant_ids": list(columns[0]),
+            "entry_transaction_ids": list(columns[1]),
+            "entry_account_ids": list(columns[2]),
+            "entry_amounts": list(columns[3]),
+            "entry_balances": list(columns[4]),
+            "entry_versions": list(columns[5]),
+            "account_ids": [a.id for a in touched],
+            "account_balances": [a.balance for a in touched],
+            "account_versions": [a.version for a in touched],
+            "ids": [o.transaction_id for o in outcomes],
+            "statuses": [str(o.status) for o in outcomes],
+            "codes": [str(o.code) if o.code else None for o in outcomes],
+            "messages": [_message(o.code) for o in outcomes],
+        },
+    )
 
 
 def apply_claimed(conn: Connection, ids: Sequence[uuid.UUID], fill_to: int = 0) -> BatchResult:
@@ -375,7 +252,7 @@ def apply_claimed(conn: Connection, ids: Sequence[uuid.UUID], fill_to: int = 0) 
     result = BatchResult(skipped=[i for i in given if i not in claimed_ids])
     if claimed:
         claimed.sort(key=lambda row: row["seq"])
-        result.outcomes = _Batch(conn, claimed).apply_all()
+        result.outcomes = _apply_batch(conn, claimed)
     return result
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, RowMapping, text
 
 from ledger.errors import InvalidCursor, WalletNotFound
+from ledger.rules import available_balance
 from ledger.views import transaction_view
 
 MAX_PAGE = 200
@@ -98,11 +99,6 @@ def get_balance(
         "status": row["status"],
         "version": row["version"],
     }
-
-
-def available_balance(balance: int, pending: int, credit_limit: int) -> int:
-    """What a wallet can spend now: its balance less holds, plus its credit line."""
-    return balance - pending + credit_limit
 
 
 def encode_cursor(account_version: int) -> str:

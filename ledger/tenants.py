@@ -19,8 +19,8 @@ from ledger.errors import (
     WalletClosed,
     WalletNotFound,
 )
-from ledger.models import SYSTEM_ACCOUNTS, WALLET_STATUSES
 from ledger.transaction_request import MAX_AMOUNT, UNSTORABLE, check_asset_code
+from ledger.vocabulary import AccountStatus, SystemAccount
 
 API_KEY_PREFIX = "tally_"
 
@@ -130,7 +130,7 @@ def create_asset(
             "INSERT INTO accounts (tenant_id, asset_code, owner, is_system)"
             " SELECT :t, :code, owner, true FROM unnest(CAST(:owners AS text[])) AS owner"
         ),
-        {"t": tenant_id, "code": code, "owners": list(SYSTEM_ACCOUNTS)},
+        {"t": tenant_id, "code": code, "owners": [str(account) for account in SystemAccount]},
     )
     return asset_view(row)
 
@@ -170,9 +170,9 @@ def update_wallet(
     With `reopen=False` (freeze and unfreeze) a closed wallet is refused `wallet_closed`:
     only an admin's explicit status change takes a wallet out of `closed`.
     """
-    if status is not None and status not in WALLET_STATUSES:
+    if status is not None and status not in list(AccountStatus):
         raise InvalidRequest(
-            "invalid_status", f"status must be one of {WALLET_STATUSES}", field="status"
+            "invalid_status", f"status must be one of {', '.join(AccountStatus)}", field="status"
         )
     if credit_limit is not None and (
         isinstance(credit_limit, bool)

@@ -10,12 +10,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ledger.errors import InvalidRequest
-from ledger.models import TRANSACTION_TYPES
+from ledger.vocabulary import TransactionType
 
 # Amounts beyond 2**53 - 1 lose precision in JavaScript clients reading our JSON.
 MAX_AMOUNT = 2**53 - 1
-# Stored balances are 64-bit; keep clear of the edge so sums over a few accounts cannot wrap.
-MAX_BALANCE = 2**62
 # fullmatch, not match: `$` would also accept a trailing newline ("alice\n" is not "alice").
 ASSET_CODE = re.compile(r"[A-Z0-9_]{1,32}")
 # No whitespace, no NUL (PostgreSQL text cannot hold it), no unpaired surrogate (not
@@ -107,9 +105,9 @@ class TransactionRequest:
 
     def validated(self, max_metadata_bytes: int = MAX_METADATA_BYTES) -> TransactionRequest:
         """This request, or InvalidRequest naming the first field that breaks a rule."""
-        if self.type not in TRANSACTION_TYPES:
+        if self.type not in list(TransactionType):
             raise InvalidRequest(
-                "invalid_type", f"type must be one of {TRANSACTION_TYPES}", field="type"
+                "invalid_type", f"type must be one of {', '.join(TransactionType)}", field="type"
             )
         _check_text(self.reference_id, "reference_id", required=True)
         check_user_id(self.user_id)

@@ -6,8 +6,6 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-TERMINAL_STATUSES = frozenset({"applied", "rejected", "failed"})
-
 
 def iso(value: datetime | None) -> str | None:
     """ISO 8601 text of a timestamp, or None."""

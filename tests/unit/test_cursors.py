@@ -7,7 +7,8 @@ import base64
 import pytest
 
 from ledger.errors import InvalidCursor
-from ledger.queries import available_balance, decode_cursor, encode_cursor
+from ledger.queries import decode_cursor, encode_cursor
+from ledger.rules import available_balance
 
 
 def raw_cursor(text: str) -> str:

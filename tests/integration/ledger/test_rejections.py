@@ -14,8 +14,9 @@ from ledger.errors import AssetNotFound, InvalidRequest
 from ledger.intake import submit_transaction
 from ledger.posting import post_transactions
 from ledger.queries import get_balance
+from ledger.rules import MAX_BALANCE
 from ledger.tenants import create_asset, update_wallet
-from ledger.transaction_request import MAX_AMOUNT, MAX_BALANCE, TransactionRequest
+from ledger.transaction_request import MAX_AMOUNT, TransactionRequest
 from tests.integration.ledger.helpers import balance, run, status, submit
 
 
