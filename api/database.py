@@ -14,6 +14,7 @@ from flask import Flask, g
 from sqlalchemy import Connection
 
 from api.context import tally
+from ledger.db import UnitOfWork, transaction
 
 
 @contextmanager
@@ -26,15 +27,18 @@ def request_connection() -> Iterator[Connection]:
 
 
 @contextmanager
+def request_unit_of_work() -> Iterator[UnitOfWork]:
+    """The request's unit of work: committed when the block ends normally, else rolled back;
+    its after-commit hooks run once it has committed."""
+    with request_connection() as conn, transaction(conn) as work:
+        yield work
+
+
+@contextmanager
 def request_transaction() -> Iterator[Connection]:
-    """The request's unit of work: committed when the block ends normally, else rolled back."""
-    with request_connection() as conn:
-        try:
-            yield conn
-        except BaseException:
-            conn.rollback()
-            raise
-        conn.commit()
+    """`request_unit_of_work`, for a view that needs only the connection."""
+    with request_unit_of_work() as work:
+        yield work.connection
 
 
 def release_request_connection() -> None:

@@ -9,13 +9,7 @@ from flask import Flask, Response, json, request
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
-from ledger.errors import (
-    Conflict,
-    InvalidCursor,
-    InvalidRequest,
-    LedgerError,
-    NotFound,
-)
+from ledger.errors import Conflict, Forbidden, InvalidRequest, LedgerError, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -115,17 +109,29 @@ def from_http_exception(error: HTTPException) -> Response:
     return problem(status, code, error.description or code, headers=headers)
 
 
-def from_ledger_error(error: LedgerError) -> Response:
-    errors = {error.field: [error.message]} if error.field else None
+def ledger_error_status(error: LedgerError) -> int:
+    """The HTTP status a ledger error answers with, wherever it is reported."""
+    if isinstance(error, Forbidden):
+        return 403
     if isinstance(error, NotFound):
-        return problem(404, error.code, error.message)
+        return 404
     if isinstance(error, Conflict):
-        return problem(409, error.code, error.message, errors=errors)
-    if isinstance(error, InvalidCursor):
-        return problem(400, error.code, error.message, errors=errors)
+        return 409
     if isinstance(error, InvalidRequest):
-        return problem(422, error.code, error.message, errors=errors)
-    return problem(400, error.code, error.message, errors=errors)
+        return 422
+    return 400  # InvalidCursor and any other error in what the caller sent
+
+
+def ledger_error_fields(error: LedgerError) -> dict[str, Any] | None:
+    """Per-field `errors` for a ledger error that names its field."""
+    return {error.field: [error.message]} if error.field else None
+
+
+def from_ledger_error(error: LedgerError) -> Response:
+    status = ledger_error_status(error)
+    # A missing thing has no field to blame: the path or id already says which.
+    errors = None if status == 404 else ledger_error_fields(error)
+    return problem(status, error.code, error.message, errors=errors)
 
 
 def register_problem_handlers(app: Flask) -> None:

@@ -9,14 +9,14 @@ from typing import Any
 from flask import Response, url_for
 from sqlalchemy.exc import DBAPIError
 
-from api.auth import current_principal, require_admin
+from api.auth import current_principal
 from api.context import tally
 from api.database import (
     release_request_connection,
-    request_transaction,
+    request_unit_of_work,
 )
 from api.respond import json_response
-from ledger.intake import submit_transaction
+from ledger.intake import accept_transaction
 from ledger.queries import get_transaction
 from ledger.transaction_request import TransactionRequest
 from ledger.vocabulary import TERMINAL_STATUSES
@@ -73,15 +73,14 @@ def submit(request: TransactionRequest, wait: float) -> Response:
     """Record the request durably, publish it after the commit, answer 202 (200 on replay)."""
     ctx = tally()
     principal = current_principal()
-    if request.type == "adjustment":
-        require_admin()
-    with request_transaction() as conn:
-        submission = submit_transaction(
-            conn, principal.tenant_id, request, max_metadata_bytes=ctx.settings.max_metadata_bytes
-        )
-    if not submission.replayed:
-        # After the commit: a worker must never receive an id it cannot see yet.
-        ctx.publisher.publish([submission.transaction["id"]])
+    submission = accept_transaction(
+        request_unit_of_work,
+        principal.tenant_id,
+        request,
+        admin=principal.is_admin,
+        publish=ctx.publisher.publish,
+        max_metadata_bytes=ctx.settings.max_metadata_bytes,
+    )
     view = wait_for_outcome(principal.tenant_id, submission.transaction, wait)
     headers = {"Location": url_for("transactions.Transaction", transaction_id=view["id"])}
     if submission.replayed:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy.exc import DBAPIError
 
 from config.database_urls import sqlalchemy_url
 
@@ -32,11 +37,50 @@ def make_engine(
     )
 
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
 @contextmanager
 def unit_of_work(engine: Engine) -> Iterator[Connection]:
     """One transaction: committed when the block ends normally, rolled back otherwise."""
     with engine.begin() as connection:
         yield connection
+
+
+class UnitOfWork:
+    """One transaction on a connection, and what must happen only once it has committed."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self._after_commit: list[Callable[[], object]] = []
+
+    def after_commit(self, hook: Callable[[], object]) -> None:
+        """Run `hook` after the commit (never after a rollback), e.g. to publish new ids."""
+        self._after_commit.append(hook)
+
+    def _committed(self) -> None:
+        for hook in self._after_commit:
+            try:
+                hook()
+            except Exception:
+                # The commit stands: an after-commit failure must not turn it into an error
+                # (a transaction left unpublished is found by the relay).
+                log.exception("after-commit hook failed")
+
+
+@contextmanager
+def transaction(connection: Connection) -> Iterator[UnitOfWork]:
+    """The block as one transaction on `connection`: committed when it ends normally, then
+    its after-commit hooks run; rolled back otherwise."""
+    work = UnitOfWork(connection)
+    try:
+        yield work
+    except BaseException:
+        connection.rollback()
+        raise
+    connection.commit()
+    work._committed()
 
 
 SERIALIZATION_FAILURE = "40001"
@@ -48,3 +92,17 @@ def sqlstate(error: BaseException) -> str | None:
     """The SQLSTATE of a database error wrapped by SQLAlchemy, if any."""
     orig = getattr(error, "orig", None)
     return getattr(orig, "sqlstate", None)
+
+
+def retry_on_conflict(attempt: Callable[[], T], *, attempts: int, backoff: float) -> T:
+    """Run `attempt` (a whole transaction) again when PostgreSQL aborted it with a
+    serialization failure or a deadlock; up to `attempts` runs, with jittered backoff."""
+    for number in range(attempts):
+        try:
+            return attempt()
+        except DBAPIError as error:
+            if sqlstate(error) not in RETRYABLE_SQLSTATES or number == attempts - 1:
+                raise
+            log.info("retrying after %s (attempt %d)", sqlstate(error), number + 1)
+            time.sleep(random.uniform(0, backoff * 2**number))
+    raise AssertionError("unreachable")  # pragma: no cover

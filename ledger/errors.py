@@ -24,6 +24,16 @@ class InvalidRequest(LedgerError):
         self.code = code
 
 
+class Forbidden(LedgerError):
+    """The caller's key may not do this."""
+
+    code = "forbidden"
+
+
+class AdminKeyRequired(Forbidden):
+    code = "admin_key_required"
+
+
 class NotFound(LedgerError):
     code = "not_found"
 

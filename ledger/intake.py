@@ -1,37 +1,65 @@
-"""Recording submissions durably and idempotently, before any worker sees them."""
+"""Intake: recording submissions durably and idempotently, before any worker sees them.
+
+One path for one submission and for a thousand: a single submission is a batch of one.
+Every request is validated by the ledger itself, recorded with one set-based INSERT, and
+answered on its own terms (new, replayed, or the error it alone ran into); the new ids are
+published only after the commit.
+"""
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from psycopg import errors as pg_errors
-from sqlalchemy import Connection, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, RowMapping, text
 
-from ledger.errors import AssetNotFound, IdempotencyKeyReused, InvalidRequest, LedgerError
-from ledger.queries import balances_after, transaction_row
+from ledger.db import UnitOfWork, retry_on_conflict
+from ledger.errors import AdminKeyRequired, AssetNotFound, IdempotencyKeyReused, LedgerError
+from ledger.queries import balances_after_many
 from ledger.transaction_request import MAX_METADATA_BYTES, TransactionRequest
 from ledger.views import transaction_view
+from ledger.vocabulary import TransactionStatus, TransactionType
 
-INSERT_TRANSACTION = text(
+# Two batches naming the same new reference ids in opposite orders can deadlock on the
+# unique index; PostgreSQL aborts one of them, and it is safe to run again.
+MAX_INTAKE_ATTEMPTS = 3
+INTAKE_BACKOFF_SECONDS = 0.01
+
+# Set-based: positions kept so `seq` (the order of application) follows the batch. Rows
+# naming an asset the tenant lacks are left out by the join (no foreign-key error aborts
+# the batch); the caller tells them apart from replays afterwards.
+INSERT_TRANSACTIONS = text(
     """
     INSERT INTO transactions (
         tenant_id, type, reference_id, request_hash, asset_code, amount, user_id,
         to_user_id, original_transaction_id, payment_method, bonus_type, item_id, reason, metadata
-    ) VALUES (
-        :tenant_id, :type, :reference_id, :request_hash, :asset_code, :amount, :user_id,
-        :to_user_id, :original_transaction_id, :payment_method, :bonus_type, :item_id, :reason,
-        CAST(:metadata AS jsonb)
     )
+    SELECT :tenant_id, r.type, r.reference_id, r.request_hash, r.asset_code, r.amount, r.user_id,
+           r.to_user_id, r.original_transaction_id, r.payment_method, r.bonus_type, r.item_id,
+           r.reason, r.metadata
+    FROM unnest(
+        CAST(:types AS text[]), CAST(:reference_ids AS text[]), CAST(:request_hashes AS text[]),
+        CAST(:asset_codes AS text[]), CAST(:amounts AS bigint[]), CAST(:user_ids AS text[]),
+        CAST(:to_user_ids AS text[]), CAST(:original_transaction_ids AS uuid[]),
+        CAST(:payment_methods AS text[]), CAST(:bonus_types AS text[]),
+        CAST(:item_ids AS text[]), CAST(:reasons AS text[]), CAST(:metadata AS jsonb[])
+    ) WITH ORDINALITY AS r(
+        type, reference_id, request_hash, asset_code, amount, user_id, to_user_id,
+        original_transaction_id, payment_method, bonus_type, item_id, reason, metadata, position
+    )
+    JOIN assets a ON a.tenant_id = :tenant_id AND a.code = r.asset_code
+    ORDER BY r.position
     ON CONFLICT (tenant_id, reference_id) DO NOTHING
     RETURNING *
     """
 )
-
+EXISTING_BY_REFERENCE = text(
+    "SELECT * FROM transactions WHERE tenant_id = :tenant_id AND reference_id = ANY(:references)"
+)
 # Sorted multi-row insert: concurrent intakes take the unique-index locks in the same order.
 ENSURE_WALLETS = text(
     """
@@ -56,22 +84,194 @@ class Submission:
         return uuid.UUID(self.transaction["id"])
 
 
-def _params(tenant_id: uuid.UUID, request: TransactionRequest) -> dict[str, Any]:
+Result = Submission | LedgerError
+Publish = Callable[[Sequence[str]], object]
+
+
+def accept_transactions(
+    begin: Callable[[], AbstractContextManager[UnitOfWork]],
+    tenant_id: uuid.UUID,
+    requests: Sequence[TransactionRequest],
+    *,
+    admin: bool,
+    publish: Publish,
+    max_metadata_bytes: int = MAX_METADATA_BYTES,
+) -> list[Result]:
+    """The intake use case: record the requests in one unit of work (`begin` opens it), run
+    again on a deadlock, and publish the new ids once it has committed."""
+
+    def attempt() -> list[Result]:
+        with begin() as work:
+            results = submit_transactions(
+                work.connection,
+                tenant_id,
+                requests,
+                admin=admin,
+                max_metadata_bytes=max_metadata_bytes,
+            )
+            new_ids = [
+                r.transaction["id"] for r in results if isinstance(r, Submission) and not r.replayed
+            ]
+            if new_ids:
+                # After the commit: a worker must never receive an id it cannot see yet.
+                work.after_commit(lambda: publish(new_ids))
+        return results
+
+    return retry_on_conflict(attempt, attempts=MAX_INTAKE_ATTEMPTS, backoff=INTAKE_BACKOFF_SECONDS)
+
+
+def accept_transaction(
+    begin: Callable[[], AbstractContextManager[UnitOfWork]],
+    tenant_id: uuid.UUID,
+    request: TransactionRequest,
+    *,
+    admin: bool,
+    publish: Publish,
+    max_metadata_bytes: int = MAX_METADATA_BYTES,
+) -> Submission:
+    """`accept_transactions` for one request: its Submission, or its LedgerError raised."""
+    (result,) = accept_transactions(
+        begin,
+        tenant_id,
+        [request],
+        admin=admin,
+        publish=publish,
+        max_metadata_bytes=max_metadata_bytes,
+    )
+    if isinstance(result, LedgerError):
+        raise result
+    return result
+
+
+def submit_transaction(
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    request: TransactionRequest,
+    *,
+    admin: bool,
+    max_metadata_bytes: int = MAX_METADATA_BYTES,
+) -> Submission:
+    """Within the caller's transaction: record one request as `queued`, or return the
+    transaction its reference made; its LedgerError is raised."""
+    (result,) = submit_transactions(
+        conn, tenant_id, [request], admin=admin, max_metadata_bytes=max_metadata_bytes
+    )
+    if isinstance(result, LedgerError):
+        raise result
+    return result
+
+
+def submit_transactions(
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    requests: Sequence[TransactionRequest],
+    *,
+    admin: bool,
+    max_metadata_bytes: int = MAX_METADATA_BYTES,
+) -> list[Result]:
+    """Within the caller's transaction: record many requests, each on its own terms.
+
+    One result per request, in order: a new or replayed Submission, or the LedgerError
+    (not allowed, invalid, unknown asset, reference id reused for another body) that request
+    alone ran into. A reference id repeated inside the batch is recorded once; later
+    copies are replays. `admin` says whether the caller may submit adjustments.
+    """
+    results: list[Result | None] = [None] * len(requests)
+    checked: dict[int, TransactionRequest] = {}
+    for index, request in enumerate(requests):
+        try:
+            if request.type == TransactionType.ADJUSTMENT and not admin:
+                raise AdminKeyRequired("Adjustments need an admin API key.")
+            checked[index] = request.validated(max_metadata_bytes)
+        except LedgerError as error:
+            results[index] = error
+    if checked:
+        _record(conn, tenant_id, checked, results)
+    return [result for result in results if result is not None]
+
+
+def _record(
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    checked: dict[int, TransactionRequest],
+    results: list[Result | None],
+) -> None:
+    """Insert the first request of each reference id and answer every checked one."""
+    first_of: dict[str, int] = {}
+    for index, request in checked.items():
+        first_of.setdefault(request.reference_id, index)
+    fresh = [checked[index] for index in sorted(first_of.values())]
+    inserted = {
+        row["reference_id"]: row
+        for row in conn.execute(INSERT_TRANSACTIONS, _columns(tenant_id, fresh)).mappings()
+    }
+    ensure_wallets(
+        conn,
+        tenant_id,
+        [
+            (request.asset_code, owner)
+            for request in fresh
+            if request.reference_id in inserted
+            for owner in request.credited_wallets()
+        ],
+    )
+    existing: dict[str, RowMapping] = {}
+    missing = [reference for reference in first_of if reference not in inserted]
+    if missing:
+        rows = conn.execute(
+            EXISTING_BY_REFERENCE, {"tenant_id": tenant_id, "references": missing}
+        ).mappings()
+        existing = {row["reference_id"]: row for row in rows}
+    applied = [row["id"] for row in existing.values() if row["status"] == TransactionStatus.APPLIED]
+    after = balances_after_many(conn, applied) if applied else {}
+
+    # Copies of a reference whose first request named an unknown asset get a turn of
+    # their own: the first valid one of them is recorded.
+    again: dict[int, TransactionRequest] = {}
+    for index, request in checked.items():
+        reference = request.reference_id
+        row = inserted.get(reference) or existing.get(reference)
+        if row is None:
+            if first_of[reference] == index:
+                results[index] = AssetNotFound(
+                    f"asset {request.asset_code} does not exist", field="asset_code"
+                )
+            else:
+                again[index] = request
+        elif reference in inserted and first_of[reference] == index:
+            results[index] = Submission(transaction_view(row, {}), replayed=False)
+        else:
+            results[index] = _replay(row, request, after.get(row["id"], {}))
+    if again:
+        _record(conn, tenant_id, again, results)
+
+
+def _replay(row: RowMapping, request: TransactionRequest, after: dict[str, int]) -> Result:
+    if row["request_hash"] != request.fingerprint():
+        return IdempotencyKeyReused(
+            f"reference_id {request.reference_id!r} was used for a different request",
+            field="reference_id",
+        )
+    return Submission(transaction_view(row, after), replayed=True)
+
+
+def _columns(tenant_id: uuid.UUID, requests: list[TransactionRequest]) -> dict[str, Any]:
+    """INSERT_TRANSACTIONS' parameters: one array per column, in the requests' order."""
     return {
         "tenant_id": tenant_id,
-        "type": request.type,
-        "reference_id": request.reference_id,
-        "request_hash": request.fingerprint(),
-        "asset_code": request.asset_code,
-        "amount": request.amount,
-        "user_id": request.user_id,
-        "to_user_id": request.to_user_id,
-        "original_transaction_id": request.original_transaction_id,
-        "payment_method": request.payment_method,
-        "bonus_type": request.bonus_type,
-        "item_id": request.item_id,
-        "reason": request.reason,
-        "metadata": json.dumps(request.metadata),
+        "types": [r.type for r in requests],
+        "reference_ids": [r.reference_id for r in requests],
+        "request_hashes": [r.fingerprint() for r in requests],
+        "asset_codes": [r.asset_code for r in requests],
+        "amounts": [r.amount for r in requests],
+        "user_ids": [r.user_id for r in requests],
+        "to_user_ids": [r.to_user_id for r in requests],
+        "original_transaction_ids": [r.original_transaction_id for r in requests],
+        "payment_methods": [r.payment_method for r in requests],
+        "bonus_types": [r.bonus_type for r in requests],
+        "item_ids": [r.item_id for r in requests],
+        "reasons": [r.reason for r in requests],
+        "metadata": [json.dumps(r.metadata) for r in requests],
     }
 
 
@@ -90,203 +290,3 @@ def ensure_wallets(
             "owners": [owner for _, owner in keys],
         },
     )
-
-
-def submit_transaction(
-    conn: Connection,
-    tenant_id: uuid.UUID,
-    request: TransactionRequest,
-    *,
-    max_metadata_bytes: int = MAX_METADATA_BYTES,
-) -> Submission:
-    """Record a request as `queued`, or return the transaction its reference made.
-
-    The ledger validates the request itself: no caller can record an amount out of bounds.
-    """
-    request = request.validated(max_metadata_bytes)
-    params = _params(tenant_id, request)
-    try:
-        row = conn.execute(INSERT_TRANSACTION, params).mappings().first()
-    except IntegrityError as error:
-        if isinstance(error.orig, pg_errors.ForeignKeyViolation):
-            raise AssetNotFound(
-                f"asset {request.asset_code} does not exist", field="asset_code"
-            ) from None
-        raise
-    if row is not None:
-        ensure_wallets(
-            conn, tenant_id, [(request.asset_code, owner) for owner in request.credited_wallets()]
-        )
-        return Submission(transaction_view(row, {}), replayed=False)
-
-    existing = transaction_row(conn, tenant_id, reference_id=request.reference_id)
-    if existing is None:  # pragma: no cover - the conflicting row was committed before us
-        raise RuntimeError("idempotency conflict without a committed row")
-    if existing["request_hash"] != params["request_hash"]:
-        raise IdempotencyKeyReused(
-            f"reference_id {request.reference_id!r} was used for a different request",
-            field="reference_id",
-        )
-    return Submission(
-        transaction_view(existing, balances_after(conn, existing["id"])), replayed=True
-    )
-
-
-# Set-based intake of many requests: one statement, positions kept so `seq` (the order of
-# application) follows the order of the batch.
-INSERT_TRANSACTIONS = text(
-    """
-    INSERT INTO transactions (
-        tenant_id, type, reference_id, request_hash, asset_code, amount, user_id,
-        to_user_id, original_transaction_id, payment_method, bonus_type, item_id, reason, metadata
-    )
-    SELECT :tenant_id, r.type, r.reference_id, r.request_hash, r.asset_code, r.amount, r.user_id,
-           r.to_user_id, r.original_transaction_id, r.payment_method, r.bonus_type, r.item_id,
-           r.reason, r.metadata
-    FROM unnest(
-        CAST(:types AS text[]), CAST(:reference_ids AS text[]), CAST(:request_hashes AS text[]),
-        CAST(:asset_codes AS text[]), CAST(:amounts AS bigint[]), CAST(:user_ids AS text[]),
-        CAST(:to_user_ids AS text[]), CAST(:original_transaction_ids AS uuid[]),
-        CAST(:payment_methods AS text[]), CAST(:bonus_types AS text[]),
-        CAST(:item_ids AS text[]), CAST(:reasons AS text[]), CAST(:metadata AS jsonb[])
-    ) WITH ORDINALITY AS r(
-        type, reference_id, request_hash, asset_code, amount, user_id, to_user_id,
-        original_transaction_id, payment_method, bonus_type, item_id, reason, metadata, position
-    )
-    ORDER BY r.position
-    ON CONFLICT (tenant_id, reference_id) DO NOTHING
-    RETURNING *
-    """
-)
-EXISTING_ASSETS = text(
-    "SELECT code FROM assets WHERE tenant_id = :tenant_id AND code = ANY(:codes)"
-)
-EXISTING_BY_REFERENCE = text(
-    "SELECT * FROM transactions WHERE tenant_id = :tenant_id AND reference_id = ANY(:references)"
-)
-BALANCES_AFTER_MANY = text(
-    """
-    SELECT e.transaction_id, a.owner, e.balance_after
-    FROM entries e JOIN accounts a ON a.id = e.account_id
-    WHERE e.transaction_id = ANY(:ids) AND NOT a.is_system
-    """
-)
-
-# The columns of INSERT_TRANSACTIONS, in its order, as `_params` names them.
-_BATCH_COLUMNS = {
-    "types": "type",
-    "reference_ids": "reference_id",
-    "request_hashes": "request_hash",
-    "asset_codes": "asset_code",
-    "amounts": "amount",
-    "user_ids": "user_id",
-    "to_user_ids": "to_user_id",
-    "original_transaction_ids": "original_transaction_id",
-    "payment_methods": "payment_method",
-    "bonus_types": "bonus_type",
-    "item_ids": "item_id",
-    "reasons": "reason",
-    "metadata": "metadata",
-}
-
-
-def _replay(
-    row: Any, request_hash: str, reference_id: str, after: dict[str, int]
-) -> Submission | LedgerError:
-    if row["request_hash"] != request_hash:
-        return IdempotencyKeyReused(
-            f"reference_id {reference_id!r} was used for a different request",
-            field="reference_id",
-        )
-    return Submission(transaction_view(row, after), replayed=True)
-
-
-def submit_transactions(
-    conn: Connection,
-    tenant_id: uuid.UUID,
-    requests: Sequence[TransactionRequest],
-    *,
-    max_metadata_bytes: int = MAX_METADATA_BYTES,
-) -> list[Submission | LedgerError]:
-    """Record many requests in the caller's transaction, each on its own terms.
-
-    One result per request, in order: a new or replayed Submission, or the LedgerError
-    (invalid request, unknown asset, reference id reused for another body) that request
-    alone ran into. A reference id repeated inside the batch is recorded once; later
-    copies are replays. As `submit_transaction`, the ledger validates every request itself.
-    """
-    invalid: dict[int, LedgerError] = {}
-    checked: list[TransactionRequest] = []
-    for index, request in enumerate(requests):
-        try:
-            checked.append(request.validated(max_metadata_bytes))
-        except InvalidRequest as error:
-            invalid[index] = error
-            checked.append(request)
-    requests = checked
-    params = {i: _params(tenant_id, r) for i, r in enumerate(requests) if i not in invalid}
-    codes = sorted({r.asset_code for i, r in enumerate(requests) if i not in invalid})
-    known = set(conn.execute(EXISTING_ASSETS, {"tenant_id": tenant_id, "codes": codes}).scalars())
-    for index, request in enumerate(requests):
-        if index not in invalid and request.asset_code not in known:
-            invalid[index] = AssetNotFound(
-                f"asset {request.asset_code} does not exist", field="asset_code"
-            )
-    first_of: dict[str, int] = {}
-    for index, request in enumerate(requests):
-        if index not in invalid:
-            first_of.setdefault(request.reference_id, index)
-    fresh = sorted(first_of.values())
-    inserted: dict[str, Any] = {}
-    if fresh:
-        columns = {
-            name: [params[i][column] for i in fresh] for name, column in _BATCH_COLUMNS.items()
-        }
-        for row in conn.execute(
-            INSERT_TRANSACTIONS, {"tenant_id": tenant_id, **columns}
-        ).mappings():
-            inserted[row["reference_id"]] = row
-        ensure_wallets(
-            conn,
-            tenant_id,
-            [
-                (requests[i].asset_code, owner)
-                for i in fresh
-                if requests[i].reference_id in inserted
-                for owner in requests[i].credited_wallets()
-            ],
-        )
-    existing: dict[str, Any] = {}
-    conflicted = [ref for ref in first_of if ref not in inserted]
-    after: dict[uuid.UUID, dict[str, int]] = {}
-    if conflicted:
-        rows = conn.execute(
-            EXISTING_BY_REFERENCE, {"tenant_id": tenant_id, "references": conflicted}
-        ).mappings()
-        existing = {row["reference_id"]: row for row in rows}
-        applied = [row["id"] for row in existing.values() if row["status"] == "applied"]
-        if applied:
-            for transaction_id, owner, balance in conn.execute(
-                BALANCES_AFTER_MANY, {"ids": applied}
-            ):
-                after.setdefault(transaction_id, {})[owner] = balance
-
-    results: list[Submission | LedgerError] = []
-    for index, request in enumerate(requests):
-        reference = request.reference_id
-        if index in invalid:
-            results.append(invalid[index])
-            continue
-        param = params[index]
-        if reference in inserted:
-            row = inserted[reference]
-            if first_of[reference] == index:
-                results.append(Submission(transaction_view(row, {}), replayed=False))
-            else:
-                results.append(_replay(row, param["request_hash"], reference, {}))
-        elif reference in existing:
-            row = existing[reference]
-            results.append(_replay(row, param["request_hash"], reference, after.get(row["id"], {})))
-        else:  # pragma: no cover - the conflicting row was committed before we looked
-            raise RuntimeError("idempotency conflict without a committed row")
-    return results

@@ -9,18 +9,16 @@ never undoes a neighbour. A batch of one is the one-at-a-time path; both share e
 from __future__ import annotations
 
 import logging
-import random
-import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine, RowMapping, text
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import OperationalError
 
 from ledger.codes import REJECTION_MESSAGES, FailureCode, RejectionCode
-from ledger.db import RETRYABLE_SQLSTATES, sqlstate
+from ledger.db import retry_on_conflict
 from ledger.events import record_transaction_events
 from ledger.rules import AccountState, Book, Original, Proposal
 from ledger.views import transaction_view
@@ -32,6 +30,7 @@ log = logging.getLogger(__name__)
 # path that locks in another order, or a stricter isolation level configured on the server,
 # can still make PostgreSQL abort us with 40P01/40001: a few retries suffice.
 MAX_CONFLICT_RETRIES = 8
+CONFLICT_BACKOFF_SECONDS = 0.005
 MAX_ERROR_LENGTH = 500
 
 CLAIM_GIVEN = text(
@@ -257,16 +256,13 @@ def apply_claimed(conn: Connection, ids: Sequence[uuid.UUID], fill_to: int = 0) 
 
 
 def _retrying(engine: Engine, ids: Sequence[uuid.UUID], fill_to: int) -> BatchResult:
-    for attempt in range(MAX_CONFLICT_RETRIES):
-        try:
-            with engine.begin() as conn:
-                return apply_claimed(conn, ids, fill_to)
-        except DBAPIError as error:
-            if sqlstate(error) not in RETRYABLE_SQLSTATES or attempt == MAX_CONFLICT_RETRIES - 1:
-                raise
-            log.info("retrying batch after %s (attempt %d)", sqlstate(error), attempt + 1)
-            time.sleep(random.uniform(0, 0.005 * 2**attempt))
-    raise AssertionError("unreachable")  # pragma: no cover
+    def attempt() -> BatchResult:
+        with engine.begin() as conn:
+            return apply_claimed(conn, ids, fill_to)
+
+    return retry_on_conflict(
+        attempt, attempts=MAX_CONFLICT_RETRIES, backoff=CONFLICT_BACKOFF_SECONDS
+    )
 
 
 def post_transactions(

@@ -35,19 +35,28 @@ def transaction_row(
     return conn.execute(text(query), {"tenant_id": tenant_id, "key": key}).mappings().first()
 
 
+BALANCES_AFTER = text(
+    """
+    SELECT e.transaction_id, a.owner, e.balance_after
+    FROM entries e JOIN accounts a ON a.id = e.account_id
+    WHERE e.transaction_id = ANY(:ids) AND NOT a.is_system
+    """
+)
+
+
+def balances_after_many(
+    conn: Connection, transaction_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, dict[str, int]]:
+    """Per transaction: wallet owner -> balance right after it, for the wallets it moved."""
+    after: dict[uuid.UUID, dict[str, int]] = {}
+    for transaction_id, owner, balance in conn.execute(BALANCES_AFTER, {"ids": transaction_ids}):
+        after.setdefault(transaction_id, {})[owner] = balance
+    return after
+
+
 def balances_after(conn: Connection, transaction_id: uuid.UUID) -> dict[str, int]:
     """Wallet owner -> balance right after this transaction, for the wallets it moved."""
-    rows = conn.execute(
-        text(
-            """
-            SELECT a.owner, e.balance_after
-            FROM entries e JOIN accounts a ON a.id = e.account_id
-            WHERE e.transaction_id = :id AND NOT a.is_system
-            """
-        ),
-        {"id": transaction_id},
-    )
-    return {owner: balance for owner, balance in rows}
+    return balances_after_many(conn, [transaction_id]).get(transaction_id, {})
 
 
 def get_transaction(

@@ -45,8 +45,8 @@ class Publisher:
         return self._celery
 
     def publish(self, transaction_ids: Sequence[str]) -> bool:
-        """Enqueue one task for these ids; False if the broker could not take them. Lingering,
-        the ids go to the flusher thread and the answer is always True.
+        """Enqueue these ids, one task per `max_ids` of them; False if the broker could not take
+        them. Lingering, the ids go to the flusher thread and the answer is always True.
 
         The caller has committed the rows already, so a False only delays them: the relay
         re-publishes transactions left queued.
@@ -59,14 +59,13 @@ class Publisher:
                 self._pending.extend(transaction_ids)
                 self._wakeup.notify()
             return True
-        return self._send(transaction_ids)
+        return self._send_in_chunks(transaction_ids)
 
     def flush(self) -> None:
         """Send whatever is waiting now (at exit, so a clean shutdown strands nothing)."""
         with self._wakeup:
             ids, self._pending = self._pending, []
-        for start in range(0, len(ids), self.max_ids):
-            self._send(ids[start : start + self.max_ids])
+        self._send_in_chunks(ids)
 
     def _ensure_flusher(self) -> None:
         # Per process: a forked child (gunicorn worker) does not inherit the parent's thread.
@@ -93,8 +92,14 @@ class Publisher:
                     self._wakeup.wait(remaining)
                 ids, self._pending = self._pending, []
             last_sent = time.monotonic()
-            for start in range(0, len(ids), self.max_ids):
-                self._send(ids[start : start + self.max_ids])
+            self._send_in_chunks(ids)
+
+    def _send_in_chunks(self, transaction_ids: Sequence[str]) -> bool:
+        # One message per worker batch at most: a worker applies what one message carries.
+        sent = True
+        for start in range(0, len(transaction_ids), self.max_ids):
+            sent = self._send(transaction_ids[start : start + self.max_ids]) and sent
+        return sent
 
     def _send(self, transaction_ids: Sequence[str]) -> bool:
         try:

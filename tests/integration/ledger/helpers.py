@@ -19,7 +19,7 @@ def submit(engine: Engine, tenant_id: uuid.UUID, type: str, **fields: Any) -> Su
     fields.setdefault("asset_code", "EUR")
     request = TransactionRequest(type=type, **fields).validated()
     with unit_of_work(engine) as conn:
-        return submit_transaction(conn, tenant_id, request)
+        return submit_transaction(conn, tenant_id, request, admin=True)
 
 
 def apply(engine: Engine, *ids: uuid.UUID) -> BatchResult:

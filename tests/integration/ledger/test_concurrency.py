@@ -77,6 +77,7 @@ def submit_many(
                 TransactionRequest(
                     reference_id=uuid.uuid4().hex, asset_code="EUR", **fields
                 ).validated(),
+                admin=True,
             ).id
             for fields in requests
         ]
