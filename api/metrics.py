@@ -26,66 +26,18 @@ from prometheus_client.core import (
 )
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from api.problems import ApiProblem
+from ledger import stats
 
 log = logging.getLogger(__name__)
 
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-APPLY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 # A scrape must never hold a connection for long, whatever the size of the ledger.
 SCRAPE_TIMEOUT_MS = 5000
-
-_APPLY_BUCKET_COLUMNS = ",\n".join(
-    f"count(*) FILTER (WHERE status IN ('applied', 'rejected')"
-    f" AND completed_at - created_at <= interval '{bound} seconds')"
-    for bound in APPLY_BUCKETS
-)
-# One pass over transactions for every per-type number.
-TRANSACTIONS_BY_OUTCOME = text(
-    f"""
-    SELECT type, status, coalesce(result_code, '') AS code, count(*) AS n,
-           coalesce(sum(publish_count), 0) AS republished,
-           count(*) FILTER (WHERE status IN ('applied', 'rejected')) AS decided,
-           coalesce(sum(extract(epoch FROM completed_at - created_at))
-                    FILTER (WHERE status IN ('applied', 'rejected')), 0) AS latency_sum,
-           {_APPLY_BUCKET_COLUMNS}
-    FROM transactions
-    GROUP BY type, status, result_code
-    """
-)
-# The posting engine stamps every transaction of a batch with the batch's transaction
-# time (`completed_at = now()`), so transactions sharing a `completed_at` are one batch.
-BATCH_SIZES = text(
-    """
-    SELECT size, count(*) FROM (
-        SELECT count(*) AS size FROM transactions
-        WHERE status IN ('applied', 'rejected')
-        GROUP BY completed_at
-    ) batches
-    GROUP BY size
-    """
-)
-# The partial index on queued rows makes this a short index scan.
-OLDEST_QUEUED = text(
-    """
-    SELECT extract(epoch FROM now() - created_at) FROM transactions
-    WHERE status = 'queued' ORDER BY seq LIMIT 1
-    """
-)
-HAS_WEBHOOK_DELIVERIES = text(
-    """
-    SELECT count(*) = 2 FROM information_schema.columns
-    WHERE table_schema = current_schema() AND table_name = 'webhook_deliveries'
-      AND column_name IN ('status', 'attempts')
-    """
-)
-WEBHOOK_DELIVERIES = text(
-    "SELECT status, count(*), coalesce(sum(attempts), 0) FROM webhook_deliveries GROUP BY status"
-)
 
 
 class LedgerCollector(Collector):
@@ -102,11 +54,11 @@ class LedgerCollector(Collector):
         up = GaugeMetricFamily("tally_database_up", "Whether the ledger database answered.")
         try:
             with self.engine.connect() as conn:
-                conn.execute(text(f"SET LOCAL statement_timeout = {SCRAPE_TIMEOUT_MS}"))
-                metrics = list(self._transactions(conn))
-                metrics += self._batches(conn)
-                metrics += self._oldest_queued(conn)
-                metrics += self._webhooks(conn)
+                stats.limit_statement_time(conn, SCRAPE_TIMEOUT_MS)
+                metrics = list(self._transactions(stats.transaction_stats(conn)))
+                metrics += self._batches(stats.batch_sizes(conn))
+                metrics += self._oldest_queued(stats.oldest_queued_age(conn))
+                metrics += self._webhooks(stats.webhook_delivery_counts(conn))
         except SQLAlchemyError as error:
             log.warning("metrics scrape could not read the ledger: %s", error)
             up.add_metric([], 0)
@@ -116,7 +68,7 @@ class LedgerCollector(Collector):
         yield up
         yield from metrics
 
-    def _transactions(self, conn: Connection) -> Iterator[Metric]:
+    def _transactions(self, numbers: stats.TransactionStats) -> Iterator[Metric]:
         accepted = CounterMetricFamily(
             "tally_transactions_accepted", "Transactions accepted (recorded).", labels=["type"]
         )
@@ -140,25 +92,17 @@ class LedgerCollector(Collector):
             "tally_relay_republished", "Transactions re-published by the relay."
         )
         totals: dict[str, dict[str, float]] = {}
-        latency_buckets = [0] * len(APPLY_BUCKETS)
-        latency_count, latency_sum, republished_total = 0, 0.0, 0
-        for row in conn.execute(TRANSACTIONS_BY_OUTCOME):
-            kind, status, code, count = row[0], row[1], row[2], int(row[3])
-            per_type = totals.setdefault(kind, {})
-            per_type[status] = per_type.get(status, 0) + count
-            if status == "rejected":
-                rejected.add_metric([kind, code], count)
-            republished_total += int(row[4])
-            latency_count += int(row[5])
-            latency_sum += float(row[6])
-            for index, in_bucket in enumerate(row[7:]):
-                latency_buckets[index] += int(in_bucket)
+        for outcome in numbers.outcomes:
+            per_type = totals.setdefault(outcome.type, {})
+            per_type[outcome.status] = per_type.get(outcome.status, 0) + outcome.count
+            if outcome.status == "rejected":
+                rejected.add_metric([outcome.type, outcome.code], outcome.count)
         for kind, counts in sorted(totals.items()):
             accepted.add_metric([kind], sum(counts.values()))
             applied.add_metric([kind], counts.get("applied", 0))
             failed.add_metric([kind], counts.get("failed", 0))
             queued.add_metric([kind], counts.get("queued", 0))
-        republished.add_metric([], republished_total)
+        republished.add_metric([], numbers.republished)
         latency = HistogramMetricFamily(
             "tally_apply_latency_seconds",
             "From acceptance to the outcome (applied or rejected).",
@@ -166,15 +110,17 @@ class LedgerCollector(Collector):
         latency.add_metric(
             [],
             [
-                *((str(b), n) for b, n in zip(APPLY_BUCKETS, latency_buckets, strict=True)),
-                ("+Inf", latency_count),
+                *(
+                    (str(b), n)
+                    for b, n in zip(stats.APPLY_BUCKETS, numbers.latency_buckets, strict=True)
+                ),
+                ("+Inf", numbers.decided),
             ],
-            latency_sum,
+            numbers.latency_sum,
         )
         yield from (accepted, applied, rejected, failed, queued, republished, latency)
 
-    def _batches(self, conn: Connection) -> list[Metric]:
-        sizes = sorted((int(size), int(n)) for size, n in conn.execute(BATCH_SIZES))
+    def _batches(self, sizes: list[tuple[int, int]]) -> list[Metric]:
         buckets = [
             (str(bound), sum(n for size, n in sizes if size <= bound)) for bound in BATCH_BUCKETS
         ]
@@ -188,18 +134,16 @@ class LedgerCollector(Collector):
         )
         return [batches]
 
-    def _oldest_queued(self, conn: Connection) -> list[Metric]:
-        age = conn.execute(OLDEST_QUEUED).scalar()
+    def _oldest_queued(self, age: float) -> list[Metric]:
         gauge = GaugeMetricFamily(
             "tally_oldest_queued_age_seconds",
             "Age of the oldest transaction still queued (0 when none is).",
         )
-        gauge.add_metric([], float(age or 0))
+        gauge.add_metric([], age)
         return [gauge]
 
-    def _webhooks(self, conn: Connection) -> list[Metric]:
-        # Webhook deliveries are another component's tables: read them only if they exist.
-        if not conn.execute(HAS_WEBHOOK_DELIVERIES).scalar():
+    def _webhooks(self, counts: list[stats.DeliveryCount] | None) -> list[Metric]:
+        if counts is None:
             return []
         deliveries = GaugeMetricFamily(
             "tally_webhook_deliveries", "Webhook deliveries by status.", labels=["status"]
@@ -209,9 +153,9 @@ class LedgerCollector(Collector):
             "Delivery attempts made, by the delivery's status.",
             labels=["status"],
         )
-        for status, count, tried in conn.execute(WEBHOOK_DELIVERIES):
-            deliveries.add_metric([status], int(count))
-            attempts.add_metric([status], int(tried))
+        for count in counts:
+            deliveries.add_metric([count.status], count.count)
+            attempts.add_metric([count.status], count.attempts)
         return [deliveries, attempts]
 
 
