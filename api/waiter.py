@@ -7,25 +7,19 @@ until a notification names its id or its time is up: no request thread polls the
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
 
-import psycopg
-
-from config.database_urls import libpq_url
 from ledger.events import NOTIFY_CHANNEL
+from ledger.notifications import listen
 
-log = logging.getLogger(__name__)
-
-RECONNECT_DELAY_SECONDS = 1.0
 LISTEN_START_SECONDS = 5.0
 
 
 class TransactionWaiter:
     def __init__(self, database_url: str) -> None:
-        self._url = libpq_url(database_url)
+        self._url = database_url
         self._events: dict[str, set[threading.Event]] = {}
         self._lock = threading.Lock()
         self._listening = threading.Event()
@@ -81,18 +75,21 @@ class TransactionWaiter:
             event.set()
 
     def _listen_forever(self) -> None:
-        while not self._stopped.is_set():
-            try:
-                with psycopg.connect(self._url, autocommit=True, connect_timeout=5) as conn:
-                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                    self._listening.set()
-                    # Anything finished while we were not listening: let every waiter re-check.
-                    self._wake(None)
-                    while not self._stopped.is_set():
-                        for notify in conn.notifies(timeout=1.0):
-                            self._wake(notify.payload.split(","))
-            except psycopg.Error as error:
-                self._listening.clear()
-                log.warning("long-poll listener lost its connection: %s", error)
-                self._wake(None)
-                time.sleep(RECONNECT_DELAY_SECONDS)
+        listen(
+            self._url,
+            NOTIFY_CHANNEL,
+            self._stopped,
+            lambda payload: self._wake(payload.split(",")),
+            on_listening=self._on_listening,
+            on_lost=self._on_lost,
+            name="long-poll listener",
+        )
+
+    def _on_listening(self) -> None:
+        self._listening.set()
+        # Anything finished while we were not listening: let every waiter re-check.
+        self._wake(None)
+
+    def _on_lost(self) -> None:
+        self._listening.clear()
+        self._wake(None)

@@ -20,14 +20,13 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-import psycopg
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from config.database_urls import libpq_url
 from config.settings import Settings
 from ledger.db import unit_of_work
 from ledger.events import WEBHOOK_NOTIFY_CHANNEL
+from ledger.notifications import listen
 from ledger.webhooks.dispatch import (
     AttemptResult,
     ClaimedDelivery,
@@ -168,18 +167,16 @@ class WebhookDispatcher:
             return sum(self._in_flight.values()) >= self.capacity
 
     def _listen(self, stop: threading.Event) -> None:
-        url = libpq_url(self.settings.require_database_url())
-        while not stop.is_set():
-            try:
-                with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
-                    conn.execute(f"LISTEN {WEBHOOK_NOTIFY_CHANNEL}")
-                    self.wake.set()  # anything written while we were not listening
-                    while not stop.is_set():
-                        for _ in conn.notifies(timeout=1.0):
-                            self.wake.set()
-            except psycopg.Error as error:
-                log.warning("webhook listener lost its connection: %s", error)
-                stop.wait(RECONNECT_DELAY_SECONDS)
+        listen(
+            self.settings.require_database_url(),
+            WEBHOOK_NOTIFY_CHANNEL,
+            stop,
+            lambda _payload: self.wake.set(),
+            # Deliveries written while nothing listened woke nobody: look for them now.
+            on_listening=self.wake.set,
+            name="webhook listener",
+            reconnect_delay=RECONNECT_DELAY_SECONDS,
+        )
         self.wake.set()
 
 
