@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from sqlalchemy import Engine, text
 
-from tests.conftest import TenantFixture
+from tests.conftest import TenantFixture, backend_missing
 from tests.support.stack import (
     Stack,
     free_port,
@@ -42,7 +42,7 @@ def broken_api(
     database_url: str, broker_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
     if not broker_url.startswith(("redis://", "amqp://")):
-        pytest.skip("needs a TCP broker URL to point at a closed port")
+        backend_missing("needs a TCP broker URL to point at a closed port")
     log_dir = tmp_path_factory.mktemp("broken-broker-logs")
     dead = unreachable(broker_url)
     stack = Stack(database_url, dead, log_dir, stack_env(database_url, dead))

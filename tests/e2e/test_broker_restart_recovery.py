@@ -20,7 +20,7 @@ import pytest
 import requests
 from sqlalchemy import Engine
 
-from tests.conftest import TenantFixture
+from tests.conftest import TenantFixture, backend_missing
 from tests.support.stack import Stack, outcome_of, stack_env, status_counts, wait_until
 
 BATCH = 20
@@ -110,7 +110,7 @@ def through(proxy: BrokerProxy, broker_url: str) -> str:
 def proxy(broker_url: str) -> Iterator[BrokerProxy]:
     parts = urlsplit(broker_url)
     if parts.scheme not in {"redis", "amqp"} or parts.port is None:
-        pytest.skip("needs a TCP broker URL with an explicit port")
+        backend_missing("needs a TCP broker URL with an explicit port")
     proxy = BrokerProxy((parts.hostname or "127.0.0.1", parts.port))
     proxy.restore()
     yield proxy
