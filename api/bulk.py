@@ -7,15 +7,11 @@ from typing import Any
 from flask import Response
 from marshmallow import ValidationError
 
-from api.auth import current_principal
-from api.context import tally
-from api.database import request_unit_of_work
 from api.problems import ApiProblem, ledger_error_fields, ledger_error_status
 from api.respond import json_response
 from api.schemas import MAX_BATCH_ITEMS, TransactionSchema
-from api.submission import request_from_body
+from api.submission import record, request_from_body
 from ledger.errors import LedgerError
-from ledger.intake import accept_transactions
 from ledger.transaction_request import TransactionRequest
 
 _item_schema = TransactionSchema()
@@ -55,8 +51,6 @@ def submit_batch(items: list[Any]) -> Response:
             "batch_too_large",
             f"A batch holds at most {MAX_BATCH_ITEMS} transactions; this one has {len(items)}.",
         )
-    ctx = tally()
-    principal = current_principal()
     results: list[dict[str, Any]] = [{} for _ in items]
     requests: list[TransactionRequest] = []
     positions: list[int] = []
@@ -67,14 +61,7 @@ def submit_batch(items: list[Any]) -> Response:
             positions.append(index)
         else:
             results[index] = parsed
-    recorded = accept_transactions(
-        request_unit_of_work,
-        principal.tenant_id,
-        requests,
-        admin=principal.is_admin,
-        publish=ctx.publisher.publish,
-        max_metadata_bytes=ctx.settings.max_metadata_bytes,
-    )
+    recorded = record(requests)
     for index, outcome in zip(positions, recorded, strict=True):
         if isinstance(outcome, LedgerError):
             results[index] = _ledger_error(index, outcome)

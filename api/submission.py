@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from flask import Response, url_for
@@ -16,7 +17,7 @@ from api.database import (
     request_unit_of_work,
 )
 from api.respond import json_response
-from ledger.intake import accept_transaction
+from ledger.intake import Result, accept_transactions, sole_submission
 from ledger.queries import get_transaction
 from ledger.transaction_request import TransactionRequest
 from ledger.vocabulary import TERMINAL_STATUSES
@@ -69,19 +70,24 @@ def wait_for_outcome(tenant_id: uuid.UUID, view: dict[str, Any], wait: float) ->
     return latest
 
 
-def submit(request: TransactionRequest, wait: float) -> Response:
-    """Record the request durably, publish it after the commit, answer 202 (200 on replay)."""
+def record(requests: Sequence[TransactionRequest]) -> list[Result]:
+    """Record requests for the calling key's tenant through the one intake service."""
     ctx = tally()
     principal = current_principal()
-    submission = accept_transaction(
+    return accept_transactions(
         request_unit_of_work,
         principal.tenant_id,
-        request,
+        requests,
         admin=principal.is_admin,
         publish=ctx.publisher.publish,
         max_metadata_bytes=ctx.settings.max_metadata_bytes,
     )
-    view = wait_for_outcome(principal.tenant_id, submission.transaction, wait)
+
+
+def submit(request: TransactionRequest, wait: float) -> Response:
+    """Record the request durably, publish it after the commit, answer 202 (200 on replay)."""
+    submission = sole_submission(record([request]))
+    view = wait_for_outcome(current_principal().tenant_id, submission.transaction, wait)
     headers = {"Location": url_for("transactions.Transaction", transaction_id=view["id"])}
     if submission.replayed:
         headers["Idempotent-Replayed"] = "true"

@@ -120,29 +120,6 @@ def accept_transactions(
     return retry_on_conflict(attempt, attempts=MAX_INTAKE_ATTEMPTS, backoff=INTAKE_BACKOFF_SECONDS)
 
 
-def accept_transaction(
-    begin: Callable[[], AbstractContextManager[UnitOfWork]],
-    tenant_id: uuid.UUID,
-    request: TransactionRequest,
-    *,
-    admin: bool,
-    publish: Publish,
-    max_metadata_bytes: int = MAX_METADATA_BYTES,
-) -> Submission:
-    """`accept_transactions` for one request: its Submission, or its LedgerError raised."""
-    (result,) = accept_transactions(
-        begin,
-        tenant_id,
-        [request],
-        admin=admin,
-        publish=publish,
-        max_metadata_bytes=max_metadata_bytes,
-    )
-    if isinstance(result, LedgerError):
-        raise result
-    return result
-
-
 def submit_transaction(
     conn: Connection,
     tenant_id: uuid.UUID,
@@ -151,11 +128,17 @@ def submit_transaction(
     admin: bool,
     max_metadata_bytes: int = MAX_METADATA_BYTES,
 ) -> Submission:
-    """Within the caller's transaction: record one request as `queued`, or return the
-    transaction its reference made; its LedgerError is raised."""
-    (result,) = submit_transactions(
-        conn, tenant_id, [request], admin=admin, max_metadata_bytes=max_metadata_bytes
+    """`submit_transactions` for one request; its LedgerError is raised."""
+    return sole_submission(
+        submit_transactions(
+            conn, tenant_id, [request], admin=admin, max_metadata_bytes=max_metadata_bytes
+        )
     )
+
+
+def sole_submission(results: list[Result]) -> Submission:
+    """The one result of a batch of one, or its LedgerError raised."""
+    (result,) = results
     if isinstance(result, LedgerError):
         raise result
     return result

@@ -20,7 +20,7 @@ from sqlalchemy.exc import OperationalError
 from ledger.codes import REJECTION_MESSAGES, FailureCode, RejectionCode
 from ledger.db import retry_on_conflict
 from ledger.events import record_transaction_events
-from ledger.rules import AccountState, Book, Original, Proposal
+from ledger.rules import AccountState, Book, Original, Proposal, from_row
 from ledger.views import transaction_view
 from ledger.vocabulary import TransactionType
 
@@ -147,7 +147,7 @@ def _open_book(conn: Connection, proposals: list[Proposal]) -> Book:
     ).mappings()
     book = Book(
         {
-            (row["tenant_id"], row["asset_code"], row["owner"]): AccountState.from_row(row)
+            (row["tenant_id"], row["asset_code"], row["owner"]): from_row(AccountState, row)
             for row in rows
         }
     )
@@ -158,7 +158,7 @@ def _open_book(conn: Connection, proposals: list[Proposal]) -> Book:
     ]
     if original_ids:
         for row in conn.execute(ORIGINALS, {"ids": original_ids}).mappings():
-            book.originals[row["id"]] = Original.from_row(row)
+            book.originals[row["id"]] = from_row(Original, row)
         for original_id, refunded in conn.execute(REFUNDED, {"ids": original_ids}):
             book.refunded[original_id] = int(refunded)
     return book
@@ -171,7 +171,7 @@ def _message(code: str | None) -> str | None:
 def _apply_batch(conn: Connection, txns: list[RowMapping]) -> list[Outcome]:
     """Judge the claimed rows in order against their locked accounts; write it all at once."""
     now = conn.execute(text("SELECT now()")).scalar_one()
-    proposals = [Proposal.from_row(txn) for txn in txns]
+    proposals = [from_row(Proposal, txn) for txn in txns]
     book = _open_book(conn, proposals)
     outcomes: list[Outcome] = []
     finished: list[tuple[uuid.UUID, dict[str, Any]]] = []

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
 
 from ledger.codes import RejectionCode
 from ledger.vocabulary import (
@@ -37,6 +37,14 @@ AccountKey = tuple[uuid.UUID, str, str]
 """(tenant_id, asset_code, owner): how a transaction names an account."""
 
 
+RowT = TypeVar("RowT", "AccountState", "Proposal", "Original")
+
+
+def from_row(kind: type[RowT], row: Mapping[Any, Any]) -> RowT:
+    """A rules record from a database row (or any mapping) that holds its fields."""
+    return kind(**{f.name: row[f.name] for f in fields(kind) if f.name in row})
+
+
 def available_balance(balance: int, pending: int, credit_limit: int) -> int:
     """What a wallet can spend: its balance, less what holds reserve, plus its credit."""
     return balance - pending + credit_limit
@@ -56,19 +64,6 @@ class AccountState:
     version: int
     touched: bool = False
 
-    @classmethod
-    def from_row(cls, row: Mapping[Any, Any]) -> AccountState:
-        return cls(
-            id=row["id"],
-            owner=row["owner"],
-            is_system=row["is_system"],
-            status=row["status"],
-            credit_limit=row["credit_limit"],
-            balance=row["balance"],
-            pending=row["pending"],
-            version=row["version"],
-        )
-
     def available(self) -> int:
         return available_balance(self.balance, self.pending, self.credit_limit)
 
@@ -85,19 +80,6 @@ class Proposal:
     user_id: str
     to_user_id: str | None = None
     original_transaction_id: uuid.UUID | None = None
-
-    @classmethod
-    def from_row(cls, row: Mapping[Any, Any]) -> Proposal:
-        return cls(
-            id=row["id"],
-            tenant_id=row["tenant_id"],
-            type=row["type"],
-            asset_code=row["asset_code"],
-            amount=row["amount"],
-            user_id=row["user_id"],
-            to_user_id=row["to_user_id"],
-            original_transaction_id=row["original_transaction_id"],
-        )
 
     def account_keys(self) -> list[AccountKey]:
         """The two accounts this transaction moves money between."""
@@ -123,18 +105,6 @@ class Original:
     user_id: str
     asset_code: str
     amount: int
-
-    @classmethod
-    def from_row(cls, row: Mapping[Any, Any]) -> Original:
-        return cls(
-            id=row["id"],
-            tenant_id=row["tenant_id"],
-            type=row["type"],
-            status=row["status"],
-            user_id=row["user_id"],
-            asset_code=row["asset_code"],
-            amount=row["amount"],
-        )
 
 
 @dataclass(frozen=True)
