@@ -78,15 +78,18 @@ def _description(description: str | None) -> str | None:
     return description or None
 
 
-def _locked_row(conn: Connection, tenant_id: uuid.UUID, endpoint_id: uuid.UUID) -> RowMapping:
+def _endpoint_row(
+    conn: Connection, tenant_id: uuid.UUID, endpoint_id: uuid.UUID, *, lock: bool = False
+) -> RowMapping:
+    """One endpoint row of the tenant, locked for a change if asked, or EndpointNotFound."""
+    # NO KEY UPDATE: posting batches insert deliveries referencing this row (taking KEY
+    # SHARE) while they hold hot account locks; they must not wait.
+    lock_clause = " FOR NO KEY UPDATE" if lock else ""
     row = (
         conn.execute(
             text(
                 f"SELECT {COLUMNS} FROM webhook_endpoints"
-                " WHERE tenant_id = :tenant_id AND id = :id AND deleted_at IS NULL"
-                # NO KEY UPDATE: posting batches insert deliveries referencing this row
-                # (taking KEY SHARE) while they hold hot account locks; they must not wait.
-                " FOR NO KEY UPDATE"
+                " WHERE tenant_id = :tenant_id AND id = :id AND deleted_at IS NULL" + lock_clause
             ),
             {"tenant_id": tenant_id, "id": endpoint_id},
         )
@@ -163,20 +166,7 @@ def list_endpoints(conn: Connection, tenant_id: uuid.UUID) -> list[dict[str, Any
 
 def get_endpoint(conn: Connection, tenant_id: uuid.UUID, endpoint_id: uuid.UUID) -> dict[str, Any]:
     """One endpoint of the tenant, or EndpointNotFound."""
-    row = (
-        conn.execute(
-            text(
-                f"SELECT {COLUMNS} FROM webhook_endpoints"
-                " WHERE tenant_id = :tenant_id AND id = :id AND deleted_at IS NULL"
-            ),
-            {"tenant_id": tenant_id, "id": endpoint_id},
-        )
-        .mappings()
-        .first()
-    )
-    if row is None:
-        raise EndpointNotFound(f"no webhook endpoint {endpoint_id}")
-    return endpoint_view(row)
+    return endpoint_view(_endpoint_row(conn, tenant_id, endpoint_id))
 
 
 def update_endpoint(
@@ -194,7 +184,7 @@ def update_endpoint(
     if "url" in changes:
         # DNS before the row lock: a slow resolver must not hold the lock.
         check_url(changes["url"], allow_private=allow_private)
-    current = _locked_row(conn, tenant_id, endpoint_id)
+    current = _endpoint_row(conn, tenant_id, endpoint_id, lock=True)
     url = changes.get("url", current["url"])
     types = _event_types(changes["event_types"]) if "event_types" in changes else None
     description = (
@@ -236,7 +226,7 @@ def update_endpoint(
 
 def delete_endpoint(conn: Connection, tenant_id: uuid.UUID, endpoint_id: uuid.UUID) -> None:
     """Delete an endpoint: nothing more is sent to it and it disappears from the API."""
-    _locked_row(conn, tenant_id, endpoint_id)
+    _endpoint_row(conn, tenant_id, endpoint_id, lock=True)
     conn.execute(
         text(
             """
@@ -260,7 +250,7 @@ def rotate_secret(
             f"overlap_seconds must be between 0 and {MAX_OVERLAP_SECONDS}",
             field="overlap_seconds",
         )
-    _locked_row(conn, tenant_id, endpoint_id)
+    _endpoint_row(conn, tenant_id, endpoint_id, lock=True)
     secret = generate_secret()
     row = (
         conn.execute(
