@@ -1,13 +1,21 @@
-"""The Blueprint every route module uses: flask-smorest's, with a stricter JSON parser."""
+"""The Blueprint every route module uses: flask-smorest's, with a stricter JSON parser and
+problem+json error responses in the OpenAPI document."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from copy import deepcopy
+from typing import Any, TypeVar
 
 import flask
 import flask_smorest
+from apispec import APISpec
 from webargs.flaskparser import FlaskParser
+
+from api import contract
+
+View = TypeVar("View", bound=Callable[..., Any])
 
 
 class JsonBodyParser(FlaskParser):
@@ -28,3 +36,73 @@ class JsonBodyParser(FlaskParser):
 
 class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = JsonBodyParser()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Last: it replaces flask-smorest's JSON error responses, which Tally never sends.
+        self._prepare_doc_cbks.append(self._prepare_problem_doc)
+
+    @staticmethod
+    def problem(status: int, *codes: str) -> Callable[[View], View]:
+        """Document that the view answers `status` as problem+json with one of `codes`."""
+
+        def decorator(view: View) -> View:
+            apidoc = deepcopy(getattr(view, "_apidoc", {}))
+            apidoc.setdefault("problems", {}).setdefault(status, []).extend(codes)
+            view._apidoc = apidoc  # type: ignore[attr-defined]
+            return view
+
+        return decorator
+
+    def submission_responses(self, schema: Any) -> Callable[[View], View]:
+        """What every submission route answers (DESIGN §4): 202, or 200 replaying the answer
+        to an earlier submission of the same `reference_id` and body."""
+        accepted = self.response(202, schema, headers={"Location": "Location"})
+        replayed = self.alt_response(
+            200,
+            schema=schema,
+            description="The same `reference_id` and body were submitted before: that answer.",
+            headers={"Location": "Location", "Idempotent-Replayed": "Idempotent-Replayed"},
+            success=True,
+        )
+        unknown_asset = self.problem(404, "asset_not_found")
+        reused = self.problem(409, "idempotency_key_reused")
+        invalid = self.problem(422, "invalid_metadata", "metadata_too_large")
+
+        def decorator(view: View) -> View:
+            for document in (invalid, reused, unknown_asset, replayed, accepted):
+                view = document(view)
+            return view
+
+        return decorator
+
+    def register_views_in_doc(
+        self, api: flask_smorest.Api, app: flask.Flask, spec: APISpec, **kwargs: Any
+    ) -> None:
+        contract.prepare_document(spec, api.ma_plugin)
+        super().register_views_in_doc(api, app, spec, **kwargs)
+
+    @staticmethod
+    def _prepare_problem_doc(
+        doc: dict[str, Any], doc_info: dict[str, Any], *, method: str, **_: Any
+    ) -> dict[str, Any]:
+        # `@blp.doc(security=[])` marks a public operation, as in the document itself.
+        authenticated = doc_info.get("manual_doc", {}).get("security") != []
+        problems = contract.operation_problems(
+            method=method,
+            authenticated=authenticated,
+            json_body="requestBody" in doc,
+            arguments="arguments" in doc_info,
+            declared=doc_info.get("problems", {}),
+        )
+        responses = doc.setdefault("responses", {})
+        for status, codes in problems.items():
+            # Only flask-smorest's own error reference (a name) may be replaced.
+            if isinstance(responses.get(status), dict):
+                raise ValueError(f"{method} answers {status} both as a problem and otherwise")
+            responses[status] = contract.problem_response(status, codes)
+        responses["default"] = contract.default_response()
+        doc["responses"] = dict(sorted(responses.items(), key=lambda item: str(item[0])))
+        if authenticated:
+            doc["security"] = [{contract.BEARER_AUTH: []}]
+        return doc

@@ -129,31 +129,45 @@ class ReferenceQuerySchema(Schema):
     reference_id = _text(required=True)
 
 
+# Output schemas only document what the views render (they return JSON already rendered):
+# `required` marks the fields every answer carries, and marshmallow's default of refusing
+# unknown fields becomes `additionalProperties: false`, so the document is exact.
+
+
 class ResultSchema(Schema):
-    code = fields.String()
-    message = fields.String()
+    code = fields.String(required=True)
+    message = fields.String(required=True)
 
 
 class TransactionOutSchema(Schema):
-    id = fields.UUID()
-    type = fields.String()
-    status = fields.String(metadata={"enum": list(TransactionStatus)})
-    reference_id = fields.String()
-    user_id = fields.String()
-    to_user_id = fields.String()
-    asset_code = fields.String()
-    amount = fields.Integer()
-    result = fields.Nested(ResultSchema, allow_none=True)
-    balance_after = fields.Integer(allow_none=True)
-    to_balance_after = fields.Integer(allow_none=True)
-    original_transaction_id = fields.UUID()
+    id = fields.UUID(required=True)
+    type = fields.String(required=True, metadata={"enum": list(TransactionType)})
+    status = fields.String(required=True, metadata={"enum": list(TransactionStatus)})
+    reference_id = fields.String(required=True)
+    user_id = fields.String(required=True)
+    to_user_id = fields.String(metadata={"description": "Transfers only."})
+    asset_code = fields.String(required=True)
+    amount = fields.Integer(required=True)
+    result = fields.Nested(
+        ResultSchema,
+        required=True,
+        allow_none=True,
+        metadata={"description": "Why the ledger rejected or failed it; null otherwise."},
+    )
+    balance_after = fields.Integer(
+        required=True, allow_none=True, metadata={"description": "Null until applied."}
+    )
+    to_balance_after = fields.Integer(
+        allow_none=True, metadata={"description": "Transfers only; null until applied."}
+    )
+    original_transaction_id = fields.UUID(metadata={"description": "Refunds only."})
     payment_method = fields.String()
     bonus_type = fields.String()
     item_id = fields.String()
     reason = fields.String()
-    metadata = fields.Dict()
-    created_at = fields.DateTime()
-    completed_at = fields.DateTime(allow_none=True)
+    metadata = fields.Dict(required=True)
+    created_at = fields.DateTime(required=True)
+    completed_at = fields.DateTime(required=True, allow_none=True)
 
 
 class AssetQuerySchema(Schema):
@@ -166,30 +180,32 @@ class HistoryQuerySchema(AssetQuerySchema):
 
 
 class BalanceSchema(Schema):
-    user_id = fields.String()
-    asset_code = fields.String()
-    balance = fields.Integer()
-    pending = fields.Integer()
-    credit_limit = fields.Integer()
-    available = fields.Integer()
-    decimal_places = fields.Integer()
-    status = fields.String()
-    version = fields.Integer()
+    user_id = fields.String(required=True)
+    asset_code = fields.String(required=True)
+    balance = fields.Integer(required=True)
+    pending = fields.Integer(required=True)
+    credit_limit = fields.Integer(required=True)
+    available = fields.Integer(required=True)
+    decimal_places = fields.Integer(required=True)
+    status = fields.String(required=True, metadata={"enum": list(AccountStatus)})
+    version = fields.Integer(required=True)
 
 
 class HistoryItemSchema(Schema):
-    transaction_id = fields.UUID()
-    type = fields.String()
-    reference_id = fields.String()
-    amount = fields.Integer()
-    balance_after = fields.Integer()
-    version = fields.Integer()
-    created_at = fields.DateTime()
+    transaction_id = fields.UUID(required=True)
+    type = fields.String(required=True, metadata={"enum": list(TransactionType)})
+    reference_id = fields.String(required=True)
+    amount = fields.Integer(required=True)
+    balance_after = fields.Integer(required=True)
+    version = fields.Integer(required=True)
+    created_at = fields.DateTime(required=True)
 
 
 class HistorySchema(Schema):
-    items = fields.List(fields.Nested(HistoryItemSchema))
-    next_cursor = fields.String(allow_none=True)
+    items = fields.List(fields.Nested(HistoryItemSchema), required=True)
+    next_cursor = fields.String(
+        required=True, allow_none=True, metadata={"description": "Null on the last page."}
+    )
 
 
 class WalletUpdateSchema(Schema):
@@ -204,13 +220,32 @@ class AssetSchema(Schema):
     code = _asset_code(required=True)
     name = fields.String(required=True, validate=[validate.Length(min=1, max=200), storable])
     decimal_places = fields.Integer(strict=True, required=True, validate=validate.Range(0, 18))
-    created_at = fields.DateTime(dump_only=True)
+    # Required in answers only: OpenAPI ignores `required` on a readOnly field in requests.
+    created_at = fields.DateTime(dump_only=True, required=True)
 
 
 class HealthSchema(Schema):
-    status = fields.String()
-    database = fields.String()
-    broker = fields.String()
+    status = fields.String(required=True, metadata={"enum": ["ok", "degraded"]})
+    database = fields.String(required=True, metadata={"enum": ["ok", "unavailable"]})
+    broker = fields.String(required=True, metadata={"enum": ["ok", "unavailable"]})
+
+
+class ProblemSchema(Schema):
+    """RFC 9457 problem details: the body of every error (`application/problem+json`)."""
+
+    type = fields.String(required=True, metadata={"format": "uri"})
+    title = fields.String(required=True)
+    status = fields.Integer(required=True, metadata={"description": "The HTTP status."})
+    detail = fields.String(required=True, metadata={"description": "For people, not programs."})
+    code = fields.String(
+        required=True,
+        metadata={"pattern": "^[a-z][a-z0-9_]*$", "description": "Stable: branch on this."},
+    )
+    errors = fields.Dict(
+        keys=fields.String(),
+        metadata={"description": "Messages per invalid field (a nested field nests them)."},
+    )
+    instance = fields.String(metadata={"description": "The path of the request."})
 
 
 MAX_BATCH_ITEMS = 1000
@@ -229,23 +264,28 @@ class TransactionBatchSchema(Schema):
 
 
 class ItemErrorSchema(Schema):
-    code = fields.String()
-    detail = fields.String()
-    errors = fields.Dict()
+    code = fields.String(required=True)
+    detail = fields.String(required=True)
+    errors = fields.Dict(keys=fields.String())
 
 
 class BatchItemResultSchema(Schema):
-    index = fields.Integer(metadata={"description": "Position of the item in the request."})
-    status = fields.Integer(
-        metadata={"description": "The status POST /transactions would have answered."}
+    index = fields.Integer(
+        required=True, metadata={"description": "Position of the item in the request."}
     )
-    outcome = fields.String(metadata={"enum": ["accepted", "replayed", "error"]})
-    transaction = fields.Nested(TransactionOutSchema)
-    error = fields.Nested(ItemErrorSchema)
+    status = fields.Integer(
+        required=True,
+        metadata={"description": "The status POST /transactions would have answered."},
+    )
+    outcome = fields.String(required=True, metadata={"enum": ["accepted", "replayed", "error"]})
+    transaction = fields.Nested(
+        TransactionOutSchema, metadata={"description": "Accepted and replayed items."}
+    )
+    error = fields.Nested(ItemErrorSchema, metadata={"description": "Refused items."})
 
 
 class TransactionBatchResultSchema(Schema):
-    accepted = fields.Integer()
-    replayed = fields.Integer()
-    errors = fields.Integer()
-    results = fields.List(fields.Nested(BatchItemResultSchema))
+    accepted = fields.Integer(required=True)
+    replayed = fields.Integer(required=True)
+    errors = fields.Integer(required=True)
+    results = fields.List(fields.Nested(BatchItemResultSchema), required=True)

@@ -8,7 +8,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from api.schemas import storable
-from ledger.models import DELIVERY_STATUSES, WEBHOOK_EVENT_TYPES
+from ledger.models import DELIVERY_STATUSES, WEBHOOK_EVENT_TYPES, WEBHOOK_TEST_EVENT
 from ledger.webhooks.endpoints import MAX_DESCRIPTION, MAX_OVERLAP_SECONDS
 from ledger.webhooks.targets import MAX_URL_LENGTH
 
@@ -56,26 +56,33 @@ class WebhookEndpointUpdateSchema(Schema):
             raise ValidationError("Send at least one of url, event_types, description, enabled.")
 
 
+# Output schemas document what the views render: `required` marks what every answer carries.
+
+
 class WebhookEndpointSchema(Schema):
-    id = fields.UUID()
-    url = fields.String()
-    description = fields.String(allow_none=True)
-    event_types = fields.List(fields.String())
-    enabled = fields.Boolean()
-    disabled_reason = fields.String(allow_none=True)
+    id = fields.UUID(required=True)
+    url = fields.String(required=True)
+    description = fields.String(required=True, allow_none=True)
+    event_types = fields.List(
+        fields.String(metadata={"enum": list(WEBHOOK_EVENT_TYPES)}), required=True
+    )
+    enabled = fields.Boolean(required=True)
+    disabled_reason = fields.String(required=True, allow_none=True)
     previous_secret_expires_at = fields.DateTime(
+        required=True,
         allow_none=True,
         metadata={
             "description": "Until then deliveries carry a signature with the old secret too."
         },
     )
-    created_at = fields.DateTime()
-    updated_at = fields.DateTime()
+    created_at = fields.DateTime(required=True)
+    updated_at = fields.DateTime(required=True)
 
 
 class WebhookEndpointWithSecretSchema(WebhookEndpointSchema):
     secret = fields.String(
-        metadata={"description": "The whsec_ signing secret; shown only at creation and rotation."}
+        required=True,
+        metadata={"description": "The whsec_ signing secret; shown only at creation and rotation."},
     )
 
 
@@ -94,35 +101,51 @@ class DeliveryQuerySchema(Schema):
 
 
 class WebhookAttemptSchema(Schema):
-    attempt = fields.Integer()
-    attempted_at = fields.DateTime()
-    status_code = fields.Integer(allow_none=True)
-    latency_ms = fields.Integer()
-    response_body = fields.String(allow_none=True, metadata={"description": "Truncated."})
-    error = fields.String(allow_none=True)
+    attempt = fields.Integer(required=True)
+    attempted_at = fields.DateTime(required=True)
+    status_code = fields.Integer(required=True, allow_none=True)
+    latency_ms = fields.Integer(required=True)
+    response_body = fields.String(
+        required=True, allow_none=True, metadata={"description": "Truncated."}
+    )
+    error = fields.String(required=True, allow_none=True)
 
 
 class WebhookDeliverySchema(Schema):
-    id = fields.UUID()
-    endpoint_id = fields.UUID()
-    event_id = fields.UUID(allow_none=True)
-    message_id = fields.String(metadata={"description": "The webhook-id header, stable."})
-    event_type = fields.String()
-    status = fields.String(metadata={"enum": list(DELIVERY_STATUSES)})
-    attempt_count = fields.Integer()
-    next_attempt_at = fields.DateTime(allow_none=True)
-    last_attempt_at = fields.DateTime(allow_none=True)
-    last_status_code = fields.Integer(allow_none=True)
-    last_error = fields.String(allow_none=True)
-    delivered_at = fields.DateTime(allow_none=True)
-    created_at = fields.DateTime()
-    updated_at = fields.DateTime()
-    attempts = fields.List(fields.Nested(WebhookAttemptSchema))
+    id = fields.UUID(required=True)
+    endpoint_id = fields.UUID(required=True)
+    event_id = fields.UUID(
+        required=True, allow_none=True, metadata={"description": "Null for test events."}
+    )
+    message_id = fields.String(
+        required=True, metadata={"description": "The webhook-id header, stable."}
+    )
+    event_type = fields.String(
+        required=True, metadata={"enum": [*WEBHOOK_EVENT_TYPES, WEBHOOK_TEST_EVENT]}
+    )
+    status = fields.String(required=True, metadata={"enum": list(DELIVERY_STATUSES)})
+    attempt_count = fields.Integer(required=True)
+    next_attempt_at = fields.DateTime(
+        required=True, allow_none=True, metadata={"description": "Set while pending."}
+    )
+    last_attempt_at = fields.DateTime(required=True, allow_none=True)
+    last_status_code = fields.Integer(required=True, allow_none=True)
+    last_error = fields.String(required=True, allow_none=True)
+    delivered_at = fields.DateTime(required=True, allow_none=True)
+    created_at = fields.DateTime(required=True)
+    updated_at = fields.DateTime(required=True)
+    attempts = fields.List(
+        fields.Nested(WebhookAttemptSchema),
+        required=True,
+        metadata={"description": "Oldest first."},
+    )
 
 
 class WebhookDeliveryPageSchema(Schema):
-    items = fields.List(fields.Nested(WebhookDeliverySchema))
-    next_cursor = fields.String(allow_none=True)
+    items = fields.List(fields.Nested(WebhookDeliverySchema), required=True)
+    next_cursor = fields.String(
+        required=True, allow_none=True, metadata={"description": "Null on the last page."}
+    )
 
 
 class RecoverSchema(Schema):
@@ -133,4 +156,6 @@ class RecoverSchema(Schema):
 
 
 class RecoverResultSchema(Schema):
-    redelivered = fields.Integer()
+    redelivered = fields.Integer(
+        required=True, metadata={"description": "Failed deliveries scheduled again."}
+    )

@@ -21,6 +21,8 @@ blp = Blueprint("assets", __name__, url_prefix="/api/v1/assets", description="As
 class Assets(MethodView):
     @blp.arguments(AssetSchema)
     @blp.response(201, AssetSchema)
+    @blp.problem(403, "admin_key_required")
+    @blp.problem(409, "asset_exists")
     def post(self, body: dict[str, Any]) -> Response:
         """Register an asset and its system accounts (admin keys only)."""
         principal = require_admin()

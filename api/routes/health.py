@@ -19,8 +19,14 @@ blp = Blueprint("health", __name__, url_prefix="/api/v1/health", description="He
 
 @blp.route("")
 class Health(MethodView):
+    @blp.doc(security=[])
     @blp.response(200, HealthSchema)
-    @blp.alt_response(503, schema=HealthSchema, description="A dependency is unreachable")
+    @blp.alt_response(
+        503,
+        schema=HealthSchema,
+        description="A dependency is unreachable",
+        headers={"Retry-After": "Retry-After"},
+    )
     def get(self) -> Response:
         """Database and broker reachability; 503 when either is down."""
         ctx = tally()

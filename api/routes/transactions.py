@@ -48,16 +48,16 @@ def parse_transaction_id(raw: str) -> uuid.UUID:
 class Transactions(MethodView):
     @blp.arguments(TransactionSchema())
     @blp.arguments(WaitQuerySchema(), location="query")
-    @blp.response(202, TransactionOutSchema)
-    @blp.alt_response(
-        200, schema=TransactionOutSchema, description="Replay of an earlier submission"
-    )
+    @blp.submission_responses(TransactionOutSchema)
+    @blp.problem(403, "admin_key_required")
+    @blp.problem(422, "missing_field", "unexpected_field", "same_wallet", "invalid_user_id")
     def post(self, body: dict[str, Any], query: dict[str, Any]) -> Response:
         """Submit a transaction of any type."""
         return submit(request_from_body(body["type"], body), query["wait"])
 
     @blp.arguments(ReferenceQuerySchema, location="query")
     @blp.response(200, TransactionOutSchema)
+    @blp.problem(404, "transaction_not_found")
     def get(self, query: dict[str, Any]) -> Response:
         """Find a transaction by its reference id."""
         with request_connection() as conn:
@@ -73,7 +73,7 @@ class Transactions(MethodView):
 class TransactionBatch(MethodView):
     @blp.arguments(TransactionBatchSchema())
     @blp.response(200, TransactionBatchResultSchema)
-    @blp.alt_response(413, description="More than 1,000 items (code batch_too_large)")
+    @blp.problem(413, "batch_too_large")
     def post(self, body: dict[str, Any]) -> Response:
         """Submit up to 1,000 transactions in one commit; each item is answered on its own."""
         return submit_batch(body["transactions"])
@@ -83,6 +83,8 @@ class TransactionBatch(MethodView):
 class Transaction(MethodView):
     @blp.arguments(WaitQuerySchema, location="query")
     @blp.response(200, TransactionOutSchema)
+    @blp.problem(400, "invalid_transaction_id")
+    @blp.problem(404, "transaction_not_found")
     def get(self, query: dict[str, Any], transaction_id: str) -> Response:
         """A transaction's status and outcome; `wait` holds the answer until it is final."""
         tenant_id = current_principal().tenant_id

@@ -40,7 +40,7 @@ blp = Blueprint(
 class Topup(MethodView):
     @blp.arguments(TopupSchema)
     @blp.arguments(WaitQuerySchema, location="query")
-    @blp.response(202, TransactionOutSchema)
+    @blp.submission_responses(TransactionOutSchema)
     def post(self, body: dict[str, Any], query: dict[str, Any]) -> Response:
         """Top up a wallet (money entering from `@topup`); creates the wallet on first use."""
         return submit(request_from_body("topup", body), query["wait"])
@@ -50,7 +50,7 @@ class Topup(MethodView):
 class Bonus(MethodView):
     @blp.arguments(BonusSchema)
     @blp.arguments(WaitQuerySchema, location="query")
-    @blp.response(202, TransactionOutSchema)
+    @blp.submission_responses(TransactionOutSchema)
     def post(self, body: dict[str, Any], query: dict[str, Any]) -> Response:
         """Grant a bonus from `@bonus` to a wallet."""
         return submit(request_from_body("bonus", body), query["wait"])
@@ -60,7 +60,7 @@ class Bonus(MethodView):
 class Spend(MethodView):
     @blp.arguments(SpendSchema)
     @blp.arguments(WaitQuerySchema, location="query")
-    @blp.response(202, TransactionOutSchema)
+    @blp.submission_responses(TransactionOutSchema)
     def post(self, body: dict[str, Any], query: dict[str, Any]) -> Response:
         """Spend from a wallet to `@revenue`, if its available funds cover the amount."""
         return submit(request_from_body("spend", body), query["wait"])
@@ -70,6 +70,8 @@ class Spend(MethodView):
 class Balance(MethodView):
     @blp.arguments(AssetQuerySchema, location="query")
     @blp.response(200, BalanceSchema)
+    @blp.problem(404, "wallet_not_found")
+    @blp.problem(422, "invalid_user_id")
     def get(self, query: dict[str, Any], user_id: str) -> Response:
         """A wallet's balance, pending holds, available funds and version."""
         check_user_id(user_id)
@@ -82,6 +84,9 @@ class Balance(MethodView):
 class History(MethodView):
     @blp.arguments(HistoryQuerySchema, location="query")
     @blp.response(200, HistorySchema)
+    @blp.problem(400, "invalid_cursor")
+    @blp.problem(404, "wallet_not_found")
+    @blp.problem(422, "invalid_user_id")
     def get(self, query: dict[str, Any], user_id: str) -> Response:
         """A wallet's journal, newest first; follow `next_cursor` for older entries."""
         check_user_id(user_id)
@@ -110,6 +115,9 @@ def _set_wallet(user_id: str, asset_code: str, **changes: Any) -> Response:
 class Freeze(MethodView):
     @blp.arguments(AssetQuerySchema)
     @blp.response(200, BalanceSchema)
+    @blp.problem(404, "wallet_not_found")
+    @blp.problem(409, "wallet_closed")
+    @blp.problem(422, "invalid_user_id")
     def post(self, body: dict[str, Any], user_id: str) -> Response:
         """Freeze a wallet: debits are rejected `wallet_frozen`, credits still land."""
         return _set_wallet(user_id, body["asset_code"], status="frozen", reopen=False)
@@ -119,6 +127,9 @@ class Freeze(MethodView):
 class Unfreeze(MethodView):
     @blp.arguments(AssetQuerySchema)
     @blp.response(200, BalanceSchema)
+    @blp.problem(404, "wallet_not_found")
+    @blp.problem(409, "wallet_closed")
+    @blp.problem(422, "invalid_user_id")
     def post(self, body: dict[str, Any], user_id: str) -> Response:
         """Make a frozen wallet active again."""
         return _set_wallet(user_id, body["asset_code"], status="active", reopen=False)
@@ -128,6 +139,9 @@ class Unfreeze(MethodView):
 class Wallet(MethodView):
     @blp.arguments(WalletUpdateSchema)
     @blp.response(200, BalanceSchema)
+    @blp.problem(403, "admin_key_required")
+    @blp.problem(404, "wallet_not_found")
+    @blp.problem(422, "invalid_user_id", "credit_limit_below_balance")
     def patch(self, body: dict[str, Any], user_id: str) -> Response:
         """Set a wallet's status or credit limit (admin keys only)."""
         require_admin()

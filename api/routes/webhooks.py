@@ -52,6 +52,8 @@ def _tenant() -> uuid.UUID:
 class WebhookEndpoints(MethodView):
     @blp.arguments(WebhookEndpointCreateSchema)
     @blp.response(201, WebhookEndpointWithSecretSchema)
+    @blp.problem(409, "webhook_endpoint_limit_reached")
+    @blp.problem(422, "webhook_url_refused")
     def post(self, body: dict[str, Any]) -> Response:
         """Register an endpoint; the answer carries its signing secret, shown only now."""
         ctx = tally()
@@ -76,6 +78,7 @@ class WebhookEndpoints(MethodView):
 @blp.route("/<endpoint_id>")
 class WebhookEndpoint(MethodView):
     @blp.response(200, WebhookEndpointSchema)
+    @blp.problem(404, "webhook_endpoint_not_found")
     def get(self, endpoint_id: str) -> Response:
         """One endpoint."""
         with request_connection() as conn:
@@ -85,6 +88,8 @@ class WebhookEndpoint(MethodView):
 
     @blp.arguments(WebhookEndpointUpdateSchema)
     @blp.response(200, WebhookEndpointSchema)
+    @blp.problem(404, "webhook_endpoint_not_found")
+    @blp.problem(422, "webhook_url_refused")
     def patch(self, body: dict[str, Any], endpoint_id: str) -> Response:
         """Change the URL, event types or description; enable or disable the endpoint."""
         ctx = tally()
@@ -99,6 +104,7 @@ class WebhookEndpoint(MethodView):
         return json_response(endpoint)
 
     @blp.response(204)
+    @blp.problem(404, "webhook_endpoint_not_found")
     def delete(self, endpoint_id: str) -> Response:
         """Delete an endpoint; deliveries waiting for it are failed."""
         with request_transaction() as conn:
@@ -110,6 +116,7 @@ class WebhookEndpoint(MethodView):
 class RotateSecret(MethodView):
     @blp.arguments(RotateSecretSchema)
     @blp.response(200, WebhookEndpointWithSecretSchema)
+    @blp.problem(404, "webhook_endpoint_not_found")
     def post(self, body: dict[str, Any], endpoint_id: str) -> Response:
         """Issue a new secret; the old one keeps signing alongside it during the overlap."""
         ctx = tally()
@@ -128,6 +135,8 @@ class RotateSecret(MethodView):
 @blp.route("/<endpoint_id>/test")
 class TestEvent(MethodView):
     @blp.response(202, WebhookDeliverySchema)
+    @blp.problem(404, "webhook_endpoint_not_found")
+    @blp.problem(409, "webhook_endpoint_disabled")
     def post(self, endpoint_id: str) -> Response:
         """Send a signed `webhook.test` event to the endpoint."""
         with request_transaction() as conn:
@@ -141,6 +150,8 @@ class TestEvent(MethodView):
 class Recover(MethodView):
     @blp.arguments(RecoverSchema)
     @blp.response(202, RecoverResultSchema)
+    @blp.problem(404, "webhook_endpoint_not_found")
+    @blp.problem(409, "webhook_endpoint_disabled")
     def post(self, body: dict[str, Any], endpoint_id: str) -> Response:
         """Redeliver every failed delivery of events since `since`."""
         with request_transaction() as conn:
@@ -158,6 +169,8 @@ class Recover(MethodView):
 class Deliveries(MethodView):
     @blp.arguments(DeliveryQuerySchema, location="query")
     @blp.response(200, WebhookDeliveryPageSchema)
+    @blp.problem(400, "invalid_cursor")
+    @blp.problem(404, "webhook_endpoint_not_found")
     def get(self, query: dict[str, Any], endpoint_id: str) -> Response:
         """The endpoint's deliveries, newest first, each with its attempts."""
         with request_connection() as conn:
@@ -175,6 +188,7 @@ class Deliveries(MethodView):
 @blp.route("/<endpoint_id>/deliveries/<delivery_id>")
 class Delivery(MethodView):
     @blp.response(200, WebhookDeliverySchema)
+    @blp.problem(404, "webhook_endpoint_not_found", "webhook_delivery_not_found")
     def get(self, endpoint_id: str, delivery_id: str) -> Response:
         """One delivery with every attempt."""
         with request_connection() as conn:
@@ -190,6 +204,8 @@ class Delivery(MethodView):
 @blp.route("/<endpoint_id>/deliveries/<delivery_id>/retry")
 class Retry(MethodView):
     @blp.response(202, WebhookDeliverySchema)
+    @blp.problem(404, "webhook_endpoint_not_found", "webhook_delivery_not_found")
+    @blp.problem(409, "webhook_endpoint_disabled", "webhook_delivery_in_flight")
     def post(self, endpoint_id: str, delivery_id: str) -> Response:
         """Redeliver one delivery now, with the same webhook-id."""
         with request_transaction() as conn:

@@ -1,0 +1,147 @@
+"""How errors and authentication appear in the OpenAPI document.
+
+Every error the API answers is RFC 9457 problem+json (see api/problems.py). The document
+says so per operation: each status the operation can answer, with its stable codes. The
+statuses every operation of a kind shares are added here, from what the operation is
+(authenticated, taking a JSON body, taking arguments); a view declares only its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from http import HTTPStatus
+from typing import Any
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from marshmallow import fields
+
+from api.schemas import ProblemSchema
+
+PROBLEM_JSON = "application/problem+json"
+BEARER_AUTH = "bearerAuth"
+
+# Authentication reads the key from the database: any authenticated operation can find it
+# unreachable.
+AUTHENTICATED: dict[int, tuple[str, ...]] = {
+    401: ("missing_api_key", "invalid_authorization", "invalid_api_key"),
+    503: ("database_unavailable",),
+}
+# The request guard refuses any non-JSON body on these methods, before the view runs.
+BODY_METHODS = frozenset({"post", "put", "patch"})
+NON_JSON_BODY: dict[int, tuple[str, ...]] = {415: ("unsupported_media_type",)}
+JSON_BODY: dict[int, tuple[str, ...]] = {
+    400: ("malformed_json",),
+    413: ("body_too_large",),
+}
+ARGUMENTS: dict[int, tuple[str, ...]] = {422: ("validation_failed",)}
+
+HEADERS: dict[str, dict[str, Any]] = {
+    "Location": {
+        "description": "Where to follow the transaction: its `GET /transactions/{id}`.",
+        "required": True,
+        "schema": {"type": "string"},
+    },
+    "Idempotent-Replayed": {
+        "description": "The `reference_id` was seen before with this body: this is that answer.",
+        "required": True,
+        "schema": {"type": "string", "enum": ["true"]},
+    },
+    "WWW-Authenticate": {
+        "description": "The Bearer challenge.",
+        "required": True,
+        "schema": {"type": "string"},
+    },
+    "Retry-After": {
+        "description": "Seconds to wait before retrying.",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1},
+    },
+}
+PROBLEM_HEADERS: dict[int, dict[str, str]] = {
+    401: {"WWW-Authenticate": "WWW-Authenticate"},
+    503: {"Retry-After": "Retry-After"},
+}
+
+
+# apispec writes a nullable nested schema for OpenAPI 3.0 as `anyOf: [<ref>, ANY_OBJECT]`,
+# whose second branch takes any object at all; with `enum: [null]` it takes only null.
+ANY_OBJECT = {"type": "object", "nullable": True}
+
+
+def _null_or_reference(
+    converter: Any, field: fields.Field, ret: dict[str, Any], **_: Any
+) -> dict[str, Any]:
+    if not field.allow_none or "anyOf" not in ret:
+        return {}
+    branches = [{**b, "enum": [None]} if b == ANY_OBJECT else b for b in ret["anyOf"]]
+    return {"anyOf": branches}
+
+
+def prepare_document(spec: APISpec, marshmallow_plugin: MarshmallowPlugin) -> None:
+    """Once per document: exact nullable references, the bearer scheme, shared headers."""
+    converter = marshmallow_plugin.converter
+    assert converter is not None, "the marshmallow plugin is initialised with the spec"
+    if not hasattr(converter, _null_or_reference.__name__):
+        converter.add_attribute_function(_null_or_reference)
+    components = spec.components
+    if BEARER_AUTH not in components.security_schemes:
+        components.security_scheme(
+            BEARER_AUTH,
+            {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "A tenant's API key: `Authorization: Bearer <api key>`.",
+            },
+        )
+    for name, header in HEADERS.items():
+        if name not in components.headers:
+            components.header(name, header)
+
+
+def problem_response(status: int, codes: Iterable[str]) -> dict[str, Any]:
+    """The problem+json response of one status, naming the codes it carries."""
+    unique = list(dict.fromkeys(codes))
+    listed = ", ".join(f"`{code}`" for code in unique)
+    response: dict[str, Any] = {
+        "description": f"{HTTPStatus(status).phrase}: problem `code` {listed}.",
+        "content": {PROBLEM_JSON: {"schema": ProblemSchema}},
+        # The same codes for programs: a client (and the contract test) can check them.
+        "x-problem-codes": unique,
+    }
+    if status in PROBLEM_HEADERS:
+        response["headers"] = dict(PROBLEM_HEADERS[status])
+    return response
+
+
+def default_response() -> dict[str, Any]:
+    """What the document promises for a status it does not list: still problem+json."""
+    return {
+        "description": "Any other error, such as 500 `internal_error`.",
+        "content": {PROBLEM_JSON: {"schema": ProblemSchema}},
+    }
+
+
+def operation_problems(
+    *,
+    method: str,
+    authenticated: bool,
+    json_body: bool,
+    arguments: bool,
+    declared: Mapping[int, Iterable[str]],
+) -> dict[int, list[str]]:
+    """Every error status of an operation and its codes: the shared ones, then the view's."""
+    shared: list[Mapping[int, tuple[str, ...]]] = []
+    if authenticated:
+        shared.append(AUTHENTICATED)
+    if method in BODY_METHODS:
+        shared.append(NON_JSON_BODY)
+    if json_body:
+        shared.append(JSON_BODY)
+    if arguments:
+        shared.append(ARGUMENTS)
+    problems: dict[int, list[str]] = {}
+    for source in (*shared, declared):
+        for status, codes in source.items():
+            problems.setdefault(status, []).extend(codes)
+    return dict(sorted(problems.items()))
