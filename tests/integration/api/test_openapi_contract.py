@@ -1,0 +1,547 @@
+"""Every JSON answer of the API is described exactly by the API's own OpenAPI document.
+
+The test reads `/api/v1/openapi.json` from the app, then drives every operation in it
+against the real database: the happy paths and the errors each operation can answer. Each
+answer must have a status the operation documents, a Content-Type documented for that
+status, the documented required headers, and a body valid against the documented schema;
+a problem must carry one of the codes documented for its status. Every operation and
+every status the document lists must be exercised, so a new route, or a new documented
+answer, without a case here fails the test.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from flask import Flask
+from jsonschema import Draft202012Validator, FormatChecker
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+from sqlalchemy import Engine, text
+from werkzeug.test import TestResponse
+
+from api import create_app
+from config.settings import Settings
+from ledger.db import unit_of_work
+from ledger.webhooks.endpoints import MAX_ENDPOINTS_PER_TENANT
+from tests.integration.api.conftest import NO_KEY, Api
+from tests.integration.ledger.helpers import run
+
+PREFIX = "/api/v1"
+DOCUMENT_URI = "urn:tally:openapi"
+PROBLEM_JSON = "application/problem+json"
+METHODS = ("get", "put", "post", "patch", "delete")
+BODY_METHODS = {"post", "put", "patch"}
+RFC_3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
+
+FORMATS = FormatChecker()
+
+
+@FORMATS.checks("date-time", raises=ValueError)
+def _date_time(value: object) -> bool:
+    # jsonschema checks date-time only with an optional package: RFC 3339 by hand instead.
+    if not isinstance(value, str):
+        return True
+    if RFC_3339.fullmatch(value) is None:
+        return False
+    datetime.fromisoformat(value)  # ValueError for a month 13 or an hour 25
+    return True
+
+
+def as_json_schema(node: Any) -> Any:
+    """OpenAPI 3.0 schema objects as JSON Schema: `nullable` adds null to the `type`."""
+    if isinstance(node, list):
+        return [as_json_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    converted = {
+        key: as_json_schema(value)
+        for key, value in node.items()
+        if not (key == "nullable" and isinstance(value, bool))
+    }
+    if node.get("nullable") is True and "type" in node:
+        converted["type"] = [node["type"], "null"]
+        if "enum" in converted and None not in converted["enum"]:
+            converted["enum"] = [*converted["enum"], None]
+    return converted
+
+
+def pointer(*segments: str) -> str:
+    """A JSON pointer into the document, as a URI fragment."""
+    escaped = (segment.replace("~", "~0").replace("/", "~1") for segment in segments)
+    return quote("/" + "/".join(escaped), safe="/~")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the contract looks at in a response."""
+
+    method: str
+    path: str
+    status: int
+    content_type: str | None
+    body: bytes
+    headers: dict[str, str]
+
+    @classmethod
+    def of(cls, response: TestResponse) -> Answer:
+        request = response.request
+        return cls(
+            method=request.method.lower(),
+            path=request.path,
+            status=response.status_code,
+            content_type=response.mimetype if response.content_type else None,
+            body=response.get_data(),
+            headers={name.lower(): value for name, value in response.headers.items()},
+        )
+
+
+@dataclass
+class Contract:
+    """The document, and every (method, path template, status) seen answering as it says."""
+
+    document: dict[str, Any]
+    seen: set[tuple[str, str, str]] = field(default_factory=set)
+    violations: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        resource = Resource(contents=as_json_schema(self.document), specification=DRAFT202012)
+        self.registry: Registry[Any] = Registry().with_resource(DOCUMENT_URI, resource)
+        self.routes = [
+            (method, template, re.compile(re.sub(r"\{\w+\}", "[^/]+", template)))
+            for template, operations in self.document["paths"].items()
+            for method in operations
+            if method in METHODS
+        ]
+
+    def operations(self) -> Iterator[tuple[str, str, dict[str, Any]]]:
+        for template, operations in self.document["paths"].items():
+            for method, operation in operations.items():
+                if method in METHODS:
+                    yield method, template, operation
+
+    def template_of(self, method: str, path: str) -> str | None:
+        """The documented path a request went to; a literal segment beats a parameter."""
+        matches = [t for m, t, regex in self.routes if m == method and regex.fullmatch(path)]
+        return min(matches, key=lambda t: t.count("{"), default=None)
+
+    def check(self, response: TestResponse) -> None:
+        answer = Answer.of(response)
+        where = f"{answer.method.upper()} {answer.path} -> {answer.status}"
+        self.violations.extend(f"{where}: {problem}" for problem in self.violations_of(answer))
+
+    def violations_of(self, answer: Answer) -> list[str]:
+        template = self.template_of(answer.method, answer.path)
+        if template is None:
+            return ["no such operation in the document"]
+        responses = self.document["paths"][template][answer.method]["responses"]
+        key = str(answer.status)
+        if key not in responses:
+            if answer.status < 500 or "default" not in responses:
+                return [f"status {key} is not documented"]
+            key = "default"
+        self.seen.add((answer.method, template, key))
+        documented = responses[key]
+        content = documented.get("content", {})
+        if not content:
+            # Werkzeug gives even a 204 a default Content-Type; with no body it describes nothing.
+            return [] if not answer.body else ["a body where the document has none"]
+        if answer.content_type not in content:
+            return [f"Content-Type {answer.content_type} is not one of {sorted(content)}"]
+        found = self._header_violations(documented, answer)
+        try:
+            body = json.loads(answer.body)
+        except ValueError:
+            return [*found, "the body is not JSON"]
+        schema = pointer("paths", template, answer.method, "responses", key, "content")
+        schema += pointer(answer.content_type, "schema")
+        validator = Draft202012Validator(
+            {"$ref": f"{DOCUMENT_URI}#{schema}"}, registry=self.registry, format_checker=FORMATS
+        )
+        found += [
+            f"body at /{'/'.join(map(str, error.absolute_path))}: {error.message}"
+            for error in validator.iter_errors(body)
+        ]
+        if answer.content_type == PROBLEM_JSON and isinstance(body, dict):
+            found += self._problem_violations(documented, answer, body)
+        return found
+
+    def _header_violations(self, documented: dict[str, Any], answer: Answer) -> list[str]:
+        found = []
+        for name, header in documented.get("headers", {}).items():
+            if "$ref" in header:
+                header = self.document["components"]["headers"][header["$ref"].rsplit("/")[-1]]
+            value = answer.headers.get(name.lower())
+            if value is None:
+                if header.get("required"):
+                    found.append(f"required header {name} is missing")
+                continue
+            typed: Any = value
+            if header["schema"].get("type") == "integer":
+                typed = int(value) if value.isdigit() else value
+            validator = Draft202012Validator(as_json_schema(header["schema"]))
+            found += [f"header {name}: {error.message}" for error in validator.iter_errors(typed)]
+        return found
+
+    @staticmethod
+    def _problem_violations(
+        documented: dict[str, Any], answer: Answer, body: dict[str, Any]
+    ) -> list[str]:
+        found = []
+        if body.get("status") != answer.status:
+            found.append(f"problem status {body.get('status')} is not the HTTP status")
+        codes = documented.get("x-problem-codes")
+        if codes is not None and body.get("code") not in codes:
+            found.append(f"problem code {body.get('code')!r} is not one of {codes}")
+        return found
+
+    def unexercised(self) -> list[str]:
+        """Documented (operation, status) pairs no request of the test was answered with."""
+        return [
+            f"{method.upper()} {template} -> {status}"
+            for method, template, operation in self.operations()
+            for status in operation["responses"]
+            if status != "default" and (method, template, status) not in self.seen
+        ]
+
+
+class Caller:
+    """conftest's Api, asserting the status each case expects and checking the contract."""
+
+    def __init__(self, api: Api, contract: Contract) -> None:
+        self.api = api
+        self.tenant = api.tenant
+        self.contract = contract
+
+    def call(self, method: str, path: str, *, expect: int, **kwargs: Any) -> TestResponse:
+        response = self.api.request(method.upper(), path, **kwargs)
+        assert response.status_code == expect, (
+            f"{method.upper()} {path}: expected {expect}, got {response.status_code}: "
+            f"{response.get_data(as_text=True)[:1000]}"
+        )
+        self.contract.check(response)
+        return response
+
+    def get(self, path: str, *, expect: int, **kwargs: Any) -> Any:
+        return self.call("GET", path, expect=expect, **kwargs).get_json()
+
+    def post(self, path: str, body: Any = None, *, expect: int, **kwargs: Any) -> Any:
+        return self.call("POST", path, expect=expect, json=body, **kwargs).get_json()
+
+    def patch(self, path: str, body: Any, *, expect: int, **kwargs: Any) -> Any:
+        return self.call("PATCH", path, expect=expect, json=body, **kwargs).get_json()
+
+    @property
+    def admin(self) -> str:
+        return self.tenant.admin_api_key
+
+
+def submission(user_id: str = "alice", amount: int = 100, **fields: Any) -> dict[str, Any]:
+    return {
+        "user_id": user_id,
+        "asset_code": "EUR",
+        "amount": amount,
+        "reference_id": uuid.uuid4().hex,
+        **fields,
+    }
+
+
+def transactions(c: Caller, engine: Engine) -> None:
+    body = submission(type="topup", payment_method="card", metadata={"order": 7})
+    queued = c.post("/transactions", body, expect=202)
+    c.post("/transactions", body, expect=200)
+    c.post("/transactions", {**body, "amount": 101}, expect=409)
+    c.post("/transactions", submission(type="topup", asset_code="USD"), expect=404)
+    adjustment = submission(type="adjustment", amount=-5, reason="correction")
+    c.post("/transactions", adjustment, expect=403)
+    c.post("/transactions", adjustment, expect=202, key=c.admin)
+    c.post("/transactions", submission(type="transfer", to_user_id="alice"), expect=422)
+    c.post("/transactions", submission(type="transfer", to_user_id="bob"), expect=202)
+
+    c.get("/transactions", expect=200, query_string={"reference_id": body["reference_id"]})
+    c.get("/transactions", expect=404, query_string={"reference_id": "never-used"})
+    c.get("/transactions", expect=422)
+
+    tenant = c.tenant.id
+    applied = run(engine, tenant, "topup", user_id="alice", amount=10_000)
+    spent = run(engine, tenant, "spend", user_id="alice", amount=300, item_id="sword")
+    outcomes = [
+        queued,
+        applied,
+        spent,
+        run(engine, tenant, "transfer", user_id="alice", to_user_id="bob", amount=200),
+        run(engine, tenant, "refund", user_id="alice", amount=100,
+            original_transaction_id=uuid.UUID(spent["id"])),
+        run(engine, tenant, "spend", user_id="alice", amount=10**9),
+    ]  # fmt: skip
+    assert {outcome["status"] for outcome in outcomes} == {"queued", "applied", "rejected"}
+    for outcome in outcomes:
+        c.get(f"/transactions/{outcome['id']}", expect=200)
+    c.get("/transactions/not-a-uuid", expect=400)
+    c.get(f"/transactions/{uuid.uuid4()}", expect=404)
+    c.get(f"/transactions/{applied['id']}", expect=422, query_string={"wait": 31})
+
+    items = [
+        submission(type="bonus", bonus_type="welcome"),
+        {"type": "topup", **body},
+        submission(type="adjustment", reason="fix"),
+        {"type": "topup", "amount": "ten"},
+        "not an object",
+    ]
+    answer = c.post("/transactions/batch", {"transactions": items}, expect=200)
+    assert [r["outcome"] for r in answer["results"]] == [
+        "accepted", "replayed", "error", "error", "error",
+    ]  # fmt: skip
+    too_many = [submission(type="topup") for _ in range(1001)]
+    c.post("/transactions/batch", {"transactions": too_many}, expect=413)
+
+
+def wallets(c: Caller, engine: Engine) -> None:
+    for route, extra in (
+        ("topup", {"payment_method": "card"}),
+        ("bonus", {"bonus_type": "welcome"}),
+        ("spend", {"item_id": "shield"}),
+    ):
+        body = submission("dave", **extra)
+        c.post(f"/wallets/{route}", body, expect=202)
+        c.post(f"/wallets/{route}", body, expect=200)
+        c.post(f"/wallets/{route}", {**body, "amount": 1}, expect=409)
+        c.post(f"/wallets/{route}", submission("dave", asset_code="USD"), expect=404)
+
+    for _ in range(3):
+        run(engine, c.tenant.id, "topup", user_id="carol", amount=500)
+    eur = {"asset_code": "EUR"}
+    c.get("/wallets/carol/balance", expect=200, query_string=eur)
+    c.get("/wallets/nobody/balance", expect=404, query_string=eur)
+    c.get("/wallets/@topup/balance", expect=422, query_string=eur)
+
+    page = c.get("/wallets/carol/transactions", expect=200, query_string={**eur, "limit": 2})
+    assert page["next_cursor"] is not None
+    last = c.get(
+        "/wallets/carol/transactions",
+        expect=200,
+        query_string={**eur, "cursor": page["next_cursor"]},
+    )
+    assert last["next_cursor"] is None
+    c.get("/wallets/carol/transactions", expect=400, query_string={**eur, "cursor": "bad!"})
+    c.get("/wallets/nobody/transactions", expect=404, query_string=eur)
+    c.get("/wallets/@topup/transactions", expect=422, query_string=eur)
+
+    for action, status in (("freeze", "frozen"), ("unfreeze", "active")):
+        assert c.post(f"/wallets/carol/{action}", eur, expect=200)["status"] == status
+        c.post(f"/wallets/nobody/{action}", eur, expect=404)
+        c.post(f"/wallets/@topup/{action}", eur, expect=422)
+
+    c.patch("/wallets/carol", {**eur, "credit_limit": 1000}, expect=403)
+    c.patch("/wallets/nobody", {**eur, "credit_limit": 1000}, expect=404, key=c.admin)
+    c.patch("/wallets/@topup", {**eur, "credit_limit": 1000}, expect=422, key=c.admin)
+    closed = c.patch("/wallets/carol", {**eur, "status": "closed"}, expect=200, key=c.admin)
+    assert closed["status"] == "closed"
+    c.post("/wallets/carol/freeze", eur, expect=409)
+    c.post("/wallets/carol/unfreeze", eur, expect=409)
+
+
+def assets(c: Caller) -> None:
+    gold = {"code": "GOLD", "name": "Gold", "decimal_places": 0}
+    c.post("/assets", gold, expect=403)
+    c.post("/assets", gold, expect=201, key=c.admin)
+    c.post("/assets", gold, expect=409, key=c.admin)
+    assert [asset["code"] for asset in c.get("/assets", expect=200)] == ["EUR", "GOLD"]
+
+
+def record_attempt(engine: Engine, tenant_id: uuid.UUID, delivery_id: str) -> None:
+    """A failed attempt, as the dispatcher would log it (no dispatcher runs here)."""
+    with unit_of_work(engine) as conn:
+        conn.execute(
+            text(
+                "INSERT INTO webhook_attempts (delivery_id, tenant_id, attempt, attempted_at,"
+                " status_code, latency_ms, response_body, error)"
+                " VALUES (:delivery, :tenant, 1, now(), 500, 42, 'oops', NULL)"
+            ),
+            {"delivery": delivery_id, "tenant": tenant_id},
+        )
+
+
+def webhooks(c: Caller, engine: Engine) -> None:
+    # A public address literal: checked without DNS, and nothing is ever sent to it here.
+    url = "https://1.1.1.1/hooks"
+    created = c.post("/webhook-endpoints", {"url": url, "description": "ops"}, expect=201)
+    assert created["secret"].startswith("whsec_")
+    c.post("/webhook-endpoints", {"url": "http://127.0.0.1:9/hooks"}, expect=422)
+    base = f"/webhook-endpoints/{created['id']}"
+    unknown = f"/webhook-endpoints/{uuid.uuid4()}"
+
+    assert [e["id"] for e in c.get("/webhook-endpoints", expect=200)] == [created["id"]]
+    c.get(base, expect=200)
+    c.get(unknown, expect=404)
+    c.get("/webhook-endpoints/not-a-uuid", expect=404)
+    c.patch(base, {"description": None, "event_types": ["transaction.applied"]}, expect=200)
+    c.patch(unknown, {"description": "x"}, expect=404)
+    c.patch(base, {"url": "http://10.0.0.1/hooks"}, expect=422)
+    rotated = c.post(f"{base}/rotate-secret", {"overlap_seconds": 60}, expect=200)
+    assert rotated["previous_secret_expires_at"] is not None
+    c.post(f"{unknown}/rotate-secret", {}, expect=404)
+
+    first = c.post(f"{base}/test", expect=202)
+    c.post(f"{base}/test", expect=202)
+    c.post(f"{unknown}/test", expect=404)
+    record_attempt(engine, c.tenant.id, first["id"])
+    delivery = f"{base}/deliveries/{first['id']}"
+    assert len(c.get(delivery, expect=200)["attempts"]) == 1
+    c.get(f"{base}/deliveries/{uuid.uuid4()}", expect=404)
+    page = c.get(f"{base}/deliveries", expect=200, query_string={"limit": 1})
+    c.get(f"{base}/deliveries", expect=200, query_string={"cursor": page["next_cursor"]})
+    c.get(f"{base}/deliveries", expect=400, query_string={"cursor": "bad!"})
+    c.get(f"{base}/deliveries", expect=422, query_string={"status": "lost"})
+    c.get(f"{unknown}/deliveries", expect=404)
+    c.post(f"{delivery}/retry", expect=202)
+    c.post(f"{base}/deliveries/{uuid.uuid4()}/retry", expect=404)
+    since = {"since": "2020-01-01T00:00:00Z"}
+    c.post(f"{base}/recover", since, expect=202)
+    c.post(f"{unknown}/recover", since, expect=404)
+
+    disabled = c.patch(base, {"enabled": False}, expect=200)
+    assert disabled["disabled_reason"] is not None
+    c.post(f"{base}/test", expect=409)
+    c.post(f"{delivery}/retry", expect=409)
+    c.post(f"{base}/recover", since, expect=409)
+
+    for _ in range(MAX_ENDPOINTS_PER_TENANT - 1):
+        c.post("/webhook-endpoints", {"url": url}, expect=201)
+    c.post("/webhook-endpoints", {"url": url}, expect=409)
+
+    c.call("DELETE", base, expect=204)
+    c.call("DELETE", base, expect=404)
+
+
+def shared_errors(c: Caller, max_body_bytes: int) -> None:
+    """What the document says every operation of a kind answers: authentication, bodies."""
+    too_large = b'{"padding": "' + b"x" * max_body_bytes + b'"}'
+    for method, template, operation in c.contract.operations():
+        path = re.sub(r"\{\w+\}", lambda _: str(uuid.uuid4()), template).removeprefix(PREFIX)
+        if operation.get("security"):
+            c.call(method, path, expect=401, key=NO_KEY)
+            c.call(method, path, expect=401, key="tally_unknown")
+        if method in BODY_METHODS:
+            c.call(method, path, expect=415, data=b"x", content_type="text/plain")
+        if "requestBody" in operation:
+            c.call(method, path, expect=400, data=b'{"', content_type="application/json")
+            c.call(method, path, expect=413, data=too_large, content_type="application/json")
+            c.call(method, path, expect=422, json={"unexpected": 1})
+
+
+def database_down(c: Caller) -> None:
+    for method, template, _ in c.contract.operations():
+        path = re.sub(r"\{\w+\}", lambda _: str(uuid.uuid4()), template).removeprefix(PREFIX)
+        c.call(method, path, expect=503)
+
+
+def _unused_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def app_without_database(redis_url: str) -> Iterator[Flask]:
+    # Nothing listens on that port; engines connect lazily, so the app still builds.
+    settings = Settings(
+        database_url=f"postgresql://postgres@127.0.0.1:{_unused_port()}/tally",
+        broker_url=redis_url,
+        queue=f"tally-test-contract-{uuid.uuid4().hex[:10]}",
+    )
+    app = create_app(settings)
+    yield app
+    app.extensions["tally"].engine.dispose()
+
+
+@pytest.fixture
+def contract(api: Api) -> Contract:
+    response = api.get("/openapi.json", key=NO_KEY)
+    assert response.status_code == 200
+    return Contract(response.get_json())
+
+
+def test_every_operation_answers_only_as_the_document_says(
+    api: Api, contract: Contract, app_without_database: Flask
+) -> None:
+    c = Caller(api, contract)
+    c.get("/health", expect=200, key=NO_KEY)
+    transactions(c, api.engine)
+    wallets(c, api.engine)
+    assets(c)
+    webhooks(c, api.engine)
+    shared_errors(c, api.client.application.config["MAX_CONTENT_LENGTH"])
+    without_database = Api(app_without_database.test_client(), api.tenant, api.engine)
+    database_down(Caller(without_database, contract))
+
+    assert not contract.violations, "\n".join(contract.violations)
+    unexercised = contract.unexercised()
+    assert not unexercised, "documented but never exercised:\n" + "\n".join(unexercised)
+
+
+def test_every_documented_error_is_a_problem(contract: Contract) -> None:
+    problem = contract.document["components"]["schemas"]["Problem"]
+    assert set(problem["required"]) == {"type", "title", "status", "detail", "code"}
+    assert set(problem["properties"]) == {*problem["required"], "errors", "instance"}
+    # The one error that is not a problem: health reports each dependency when one is down.
+    health_degraded = ("get", f"{PREFIX}/health", "503")
+    for method, template, operation in contract.operations():
+        for status, response in operation["responses"].items():
+            is_error = status == "default" or int(status) >= 400
+            if not is_error or (method, template, status) == health_degraded:
+                continue
+            assert response["content"] == {
+                PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}
+            }, f"{method.upper()} {template} -> {status}"
+
+
+def test_an_answer_outside_the_document_is_a_violation(contract: Contract) -> None:
+    valid = {
+        "id": str(uuid.uuid4()),
+        "type": "topup",
+        "status": "queued",
+        "reference_id": "r",
+        "user_id": "alice",
+        "asset_code": "EUR",
+        "amount": 1,
+        "result": None,
+        "balance_after": None,
+        "metadata": {},
+        "created_at": "2024-05-01T10:00:00.123456+00:00",
+        "completed_at": None,
+    }
+
+    dropped = object()
+
+    def violations(
+        http_status: int = 202, content_type: str = "application/json", **changes: Any
+    ) -> str:
+        body = {name: v for name, v in {**valid, **changes}.items() if v is not dropped}
+        answer = Answer(
+            method="post",
+            path=f"{PREFIX}/wallets/topup",
+            status=http_status,
+            content_type=content_type,
+            body=json.dumps(body).encode(),
+            headers={"location": f"{PREFIX}/transactions/{valid['id']}"},
+        )
+        return "\n".join(contract.violations_of(answer))
+
+    assert violations() == ""
+    assert "'colour' was unexpected" in violations(colour="blue")
+    assert "body at /result" in violations(result={"anything": "goes"})
+    assert "body at /created_at" in violations(created_at="yesterday")
+    assert "body at /: 'balance_after' is a required property" in violations(balance_after=dropped)
+    assert "status 418 is not documented" in violations(http_status=418)
+    assert "Content-Type text/html" in violations(content_type="text/html")
+    assert "header Idempotent-Replayed is missing" in violations(http_status=200)
