@@ -14,6 +14,7 @@ from api.context import Tally
 from api.docs import render_docs
 from api.problems import ApiProblem, from_http_exception, register_problem_handlers
 from api.routes import assets, health, transactions, wallets, webhooks
+from api.schemas import ProblemSchema
 from api.waiter import TransactionWaiter
 from config.settings import Settings
 from ledger.db import make_engine
@@ -25,6 +26,9 @@ BODY_METHODS = {"POST", "PUT", "PATCH"}
 
 class ProblemApi(Api):
     """flask-smorest's Api, answering its HTTP errors as problem+json."""
+
+    # Documents the default error response as the problem+json every error really is.
+    ERROR_SCHEMA = ProblemSchema
 
     def handle_http_exception(self, error: HTTPException) -> Response:
         return from_http_exception(error)

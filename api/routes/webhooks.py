@@ -109,7 +109,10 @@ class WebhookEndpoint(MethodView):
         """Delete an endpoint; deliveries waiting for it are failed."""
         with request_transaction() as conn:
             endpoints.delete_endpoint(conn, _tenant(), _id(endpoint_id, EndpointNotFound))
-        return Response(status=204)
+        # No body, so no Content-Type (Werkzeug would default to text/html).
+        response = Response(status=204)
+        response.headers.pop("Content-Type", None)
+        return response
 
 
 @blp.route("/<endpoint_id>/rotate-secret")
