@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Response
 from flask.views import MethodView
+from marshmallow import Schema
 
 from api.auth import current_principal, require_admin
 from api.blueprint import Blueprint
@@ -36,34 +37,33 @@ blp = Blueprint(
 )
 
 
-@blp.route("/topup")
-class Topup(MethodView):
-    @blp.arguments(TopupSchema)
-    @blp.arguments(WaitQuerySchema, location="query")
-    @blp.submission_responses(TransactionOutSchema)
-    def post(self, body: dict[str, Any], query: dict[str, Any]) -> Response:
-        """Top up a wallet (money entering from `@topup`); creates the wallet on first use."""
-        return submit(request_from_body("topup", body), query["wait"])
+def _seed_submission(kind: str, schema: type[Schema], summary: str) -> None:
+    """`POST /wallets/<kind>`: a seed-compatible route submitting one type of transaction."""
+
+    class Submission(MethodView):
+        @blp.arguments(schema)
+        @blp.arguments(WaitQuerySchema, location="query")
+        @blp.submission_responses(TransactionOutSchema)
+        def post(self, body: dict[str, Any], query: dict[str, Any]) -> Response:
+            return submit(request_from_body(kind, body), query["wait"])
+
+        post.__doc__ = summary
+
+    Submission.__name__ = Submission.__qualname__ = kind.capitalize()
+    blp.route(f"/{kind}")(Submission)
 
 
-@blp.route("/bonus")
-class Bonus(MethodView):
-    @blp.arguments(BonusSchema)
-    @blp.arguments(WaitQuerySchema, location="query")
-    @blp.submission_responses(TransactionOutSchema)
-    def post(self, body: dict[str, Any], query: dict[str, Any]) -> Response:
-        """Grant a bonus from `@bonus` to a wallet."""
-        return submit(request_from_body("bonus", body), query["wait"])
-
-
-@blp.route("/spend")
-class Spend(MethodView):
-    @blp.arguments(SpendSchema)
-    @blp.arguments(WaitQuerySchema, location="query")
-    @blp.submission_responses(TransactionOutSchema)
-    def post(self, body: dict[str, Any], query: dict[str, Any]) -> Response:
-        """Spend from a wallet to `@revenue`, if its available funds cover the amount."""
-        return submit(request_from_body("spend", body), query["wait"])
+_seed_submission(
+    "topup",
+    TopupSchema,
+    "Top up a wallet (money entering from `@topup`); creates the wallet on first use.",
+)
+_seed_submission("bonus", BonusSchema, "Grant a bonus from `@bonus` to a wallet.")
+_seed_submission(
+    "spend",
+    SpendSchema,
+    "Spend from a wallet to `@revenue`, if its available funds cover the amount.",
+)
 
 
 @blp.route("/<user_id>/balance")
