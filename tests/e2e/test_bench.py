@@ -1,5 +1,6 @@
 """`tally bench` runs end to end at a tiny size: its report has the promised shape and the
-ledger it leaves behind holds its invariants. Its speed is read by people, not asserted."""
+ledger it leaves behind holds its invariants. Its speed and latencies are read by people,
+not asserted."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ RUN_KEYS = {
 SMALL = [
     "--count", "200", "--wallets", "20", "--raw-count", "200", "--raw-clients", "2",
     "--clients", "1", "--concurrency", "4", "--api-workers", "1", "--api-threads", "4",
-    "--worker-concurrency", "1",
+    "--worker-concurrency", "1", "--latency-count", "5",
 ]  # fmt: skip
 
 
@@ -47,21 +48,25 @@ def bench(database_server_url: str, broker_url: str, out: Path, *extra: str) -> 
     return report
 
 
+def check_percentiles(latencies: dict) -> None:
+    assert set(latencies) == {"p50", "p95", "p99", "max"}
+    assert 0 <= latencies["p50"] <= latencies["p95"] <= latencies["p99"] <= latencies["max"]
+
+
 def check_run(run: dict, pattern: str, mode: str) -> None:
     assert set(run) >= RUN_KEYS
     assert (run["pattern"], run["mode"], run["count"]) == (pattern, mode, 200)
     assert run["statuses"] == {"applied": 200}
     assert run["errors"]["total"] == 0
     assert run["intake_rate"] > 0 and run["applied_rate"] > 0
-    for latencies in (run["accept_latency_ms"], run["apply_latency_ms"]):
-        assert set(latencies) == {"p50", "p95", "p99", "max"}
-        assert 0 <= latencies["p50"] <= latencies["p95"] <= latencies["p99"] <= latencies["max"]
+    check_percentiles(run["accept_latency_ms"])
+    check_percentiles(run["apply_latency_ms"])
     assert run["memory_peak_mb"]["api_worker"] > 0
     assert run["memory_peak_mb"]["celery_worker"] > 0
 
 
 @pytest.mark.slow
-def test_bench_reports_both_patterns_and_a_consistent_ledger(
+def test_bench_reports_both_patterns_lone_latencies_and_a_consistent_ledger(
     database_server_url: str, broker_url: str, tmp_path: Path
 ) -> None:
     report = bench(database_server_url, broker_url, tmp_path / "bench.json")
@@ -74,6 +79,11 @@ def test_bench_reports_both_patterns_and_a_consistent_ledger(
         assert run["raw_sql"]["count"] == 200 and run["raw_sql"]["rate"] > 0
         assert run["applied_to_raw_ratio"] > 0
     assert report["environment"]["cpus"] >= 1
+    latency = report["latency"]
+    assert (latency["count"], latency["errors"]) == (5, 0), latency["error_samples"]
+    check_percentiles(latency["accept_to_applied_ms"])
+    check_percentiles(latency["created_to_completed_ms"])
+    check_percentiles(latency["applied_to_webhook_ms"])
 
 
 @pytest.mark.slow
@@ -85,6 +95,7 @@ def test_bench_drives_the_bulk_endpoint(
         broker_url,
         tmp_path / "bench.json",
         *("--bulk", "--bulk-size", "50", "--pattern", "hot", "--skip-raw", "--rate", "400"),
+        *("--latency-count", "0"),
     )
 
     assert report["ok"] is True
@@ -92,3 +103,4 @@ def test_bench_drives_the_bulk_endpoint(
     check_run(run, "hot", "bulk")
     assert run["raw_sql"] is None
     assert run["offered_rate"] == 400
+    assert "latency" not in report

@@ -18,10 +18,8 @@ from pathlib import Path
 import psutil
 import pytest
 import requests
-from sqlalchemy import create_engine, make_url, text
 
-from config.database_urls import sqlalchemy_url
-from tests.support.stack import free_port
+from tally.stack import free_port, scratch_database, terminate
 
 STARTUP_TIMEOUT = 90.0
 STOP_TIMEOUT = 60.0
@@ -69,15 +67,23 @@ class DevProcess:
     def descendants(self) -> list[psutil.Process]:
         return psutil.Process(self.process.pid).children(recursive=True)
 
+    def commands(self) -> list[str]:
+        """The `tally` command each direct child runs (`api`, `worker`, ...)."""
+        children = psutil.Process(self.process.pid).children()
+        return sorted(child.cmdline()[3] for child in children)
+
     def interrupt(self) -> int:
         """Ctrl-C, as a terminal sends it; the exit code."""
         self.process.send_signal(signal.SIGINT)
         return self.process.wait(STOP_TIMEOUT)
 
     def kill(self) -> None:
+        """After a failed test: the dev process and everything it started."""
         if self.process.poll() is None:
+            below = self.descendants()
             self.process.kill()
             self.process.wait()
+            terminate(below, timeout=10)
 
     def output(self) -> str:
         return "".join(self.lines) + "\n--- stderr ---\n" + self.stderr.read_text()[-6000:]
@@ -144,15 +150,8 @@ def balance(api: str, api_key: str, user_id: str) -> int:
 @pytest.fixture
 def fresh_database(database_server_url: str) -> Iterator[str]:
     """An empty database (no schema): `tally dev` migrates it itself."""
-    name = f"tally_dev_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(sqlalchemy_url(database_server_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    # make_url, not string slicing: an embedded server's URL ends in `?host=/socket/dir`.
-    yield make_url(database_server_url).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with scratch_database(database_server_url, "tally_dev_test", migrate=False) as url:
+        yield url
 
 
 def test_dev_runs_the_stack_on_configured_backends_and_stops_cleanly_on_ctrl_c(
@@ -175,8 +174,8 @@ def test_dev_runs_the_stack_on_configured_backends_and_stops_cleanly_on_ctrl_c(
 
         assert applied["status"] == "applied", applied
         assert balance(fields["API"], fields["API key"], "alice") == 1250
+        assert dev.commands() == ["api", "relay", "worker"]
         processes = dev.descendants()
-        assert len(processes) >= 2, "the API and the worker run as child processes"
         assert dev.interrupt() == 0, dev.output()
         assert still_running(processes) == []
     saved = json.loads((tmp_path / "dev" / "dev.json").read_text())

@@ -1,18 +1,16 @@
-"""A real Tally stack for end-to-end tests: `tally api` and `tally worker` as subprocesses."""
+"""A real Tally stack for end-to-end tests: `tally api`, `tally worker` and `tally relay`
+as subprocesses, started and stopped through the toolkit `tally dev` and `tally bench` use."""
 
 from __future__ import annotations
 
-import contextlib
+import itertools
 import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,81 +19,70 @@ from typing import Any
 import requests
 from sqlalchemy import Engine, text
 
+from tally.stack import Children, StackError, free_port
+
 STARTUP_TIMEOUT = 30.0
+STOP_TIMEOUT = 30.0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+@dataclass(frozen=True)
+class Worker:
+    """A `tally worker` and the `tally relay` started with it, if any: their names in the
+    stack's children."""
 
-
-def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"API exited with {process.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            if requests.get(f"{url}/api/v1/health", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)  # polling a starting server; not a race being hidden
-    raise RuntimeError(f"API not healthy after {STARTUP_TIMEOUT}s:\n{log.read_text()[-4000:]}")
+    celery: str
+    relay: str | None = None
 
 
 @dataclass
 class Stack:
-    """API and workers of one test run, sharing the test database and one broker."""
+    """API, workers and relays of one test run, sharing the test database and one broker."""
 
     database_url: str
     broker_url: str
     log_dir: Path
     env: dict[str, str]
     base_url: str = ""
-    api: subprocess.Popen[bytes] | None = None
-    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    workers: list[Worker] = field(default_factory=list)
+    children: Children = field(init=False)
+    _numbers: Iterator[int] = field(init=False, default_factory=itertools.count)
 
-    def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        log = self.log_dir / f"{name}-{len(self.workers)}-{time.monotonic_ns()}.log"
-        handle = log.open("wb")
-        return subprocess.Popen(
-            [sys.executable, "-m", "tally.cli", *args],
-            env=self.env,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: kill() takes its children too
-        )
+    def __post_init__(self) -> None:
+        self.children = Children(self.env, self.log_dir, stop_timeout=STOP_TIMEOUT)
 
-    def start_api(self) -> None:
+    def _start(self, role: str, *args: str) -> str:
+        name = f"{role}-{next(self._numbers)}"
+        self.children.start(name, role, *args)
+        return name
+
+    def start_api(self, *, degraded_ok: bool = False) -> None:
+        """Start the API and wait until it is healthy (or, if `degraded_ok`, answers at all)."""
         port = free_port()
         self.base_url = f"http://127.0.0.1:{port}"
-        self.api = self._spawn("api", "api", "--port", str(port), "--workers", "1")
-        _wait_healthy(self.base_url, self.api, sorted(self.log_dir.glob("api-*.log"))[-1])
+        name = self._start("api", "--port", str(port), "--workers", "1")
+        try:
+            self.children.wait_for_api(self.base_url, STARTUP_TIMEOUT, degraded_ok=degraded_ok)
+        except StackError:
+            # The fixture fails before it yields: nothing else would stop this API.
+            self.children.kill(name)
+            raise
 
-    def start_worker(self, concurrency: int = 2, relay: bool = True) -> subprocess.Popen[bytes]:
-        args = ["worker", "--concurrency", str(concurrency), "--loglevel", "WARNING"]
-        if not relay:
-            args.append("--no-relay")
-        worker = self._spawn("worker", *args)
+    def start_worker(self, concurrency: int = 2, relay: bool = True) -> Worker:
+        """A Celery worker, and a relay (which also delivers webhooks) unless `relay=False`."""
+        celery = self._start("worker", "--concurrency", str(concurrency), "--loglevel", "WARNING")
+        worker = Worker(celery, self._start("relay") if relay else None)
         self.workers.append(worker)
         return worker
 
-    def kill_worker(self, worker: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
-        """Kill a worker's whole process group (Celery parent, pool children, relay)."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(worker.pid, sig)
-        worker.wait(30)
+    def kill_worker(self, worker: Worker, sig: int = signal.SIGKILL) -> None:
+        """Kill a worker's process group (Celery parent and pool) and its relay's."""
+        names = [worker.celery] if worker.relay is None else [worker.celery, worker.relay]
+        self.children.kill(*names, sig=sig)
         self.workers.remove(worker)
 
     def stop(self) -> None:
-        for worker in list(self.workers):
-            self.kill_worker(worker, signal.SIGTERM)
-        if self.api is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.api.pid, signal.SIGTERM)
-            self.api.wait(30)
-            self.api = None
+        self.children.stop()
+        self.workers.clear()
 
     def client(self, api_key: str) -> ApiClient:
         return ApiClient(self.base_url, api_key)
@@ -145,21 +132,7 @@ def stack_env(database_url: str, broker_url: str, **extra: str) -> dict[str, str
 def start_api_degraded(stack: Stack) -> None:
     """Start the stack's API when a dependency is meant to be down: wait until /health
     answers at all (503 included), not until it is healthy."""
-    port = free_port()
-    stack.base_url = f"http://127.0.0.1:{port}"
-    stack.api = stack._spawn("api", "api", "--port", str(port), "--workers", "1")
-    log = sorted(stack.log_dir.glob("api-*.log"))[-1]
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline:
-        if stack.api.poll() is not None:
-            output = log.read_text()[-4000:]
-            raise RuntimeError(f"API exited with {stack.api.returncode}:\n{output}")
-        try:
-            requests.get(f"{stack.base_url}/api/v1/health", timeout=5)
-            return
-        except requests.RequestException:
-            time.sleep(0.1)  # polling a starting server
-    raise RuntimeError(f"API not answering after {STARTUP_TIMEOUT}s:\n{log.read_text()[-4000:]}")
+    stack.start_api(degraded_ok=True)
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:

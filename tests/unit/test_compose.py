@@ -12,7 +12,7 @@ import yaml
 from tally.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
-TALLY_SERVICES = ("migrate", "api", "worker")
+TALLY_SERVICES = ("migrate", "api", "worker", "relay", "webhooks")
 CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
 
 
@@ -43,7 +43,7 @@ def depends_on(service: dict[str, Any]) -> dict[str, str]:
 
 
 def test_the_stack_has_the_databases_brokers_and_tally_processes(services):
-    assert {"postgres", "redis", "rabbitmq", "migrate", "api", "worker"} <= set(services)
+    assert {"postgres", "redis", "rabbitmq", *TALLY_SERVICES} <= set(services)
     assert services["postgres"]["image"].startswith("postgres:16")
     assert services["redis"]["image"].startswith("redis:7")
     assert services["rabbitmq"]["image"].startswith("rabbitmq:3-management")
@@ -68,11 +68,18 @@ def test_the_api_listens_on_all_interfaces_on_its_published_port(services):
     assert any(str(port).endswith(f":{args.port}") for port in services["api"]["ports"])
 
 
-def test_the_workers_run_the_relay(services):
-    """Nothing else re-publishes stale queued transactions; `--no-relay` would strand them."""
-    args = build_parser().parse_args(command_of(services["worker"])[1:])
-    assert args.command == "worker"
-    assert not args.no_relay
+def test_each_tally_process_runs_as_a_service_of_its_own(services):
+    """A supervisor sees every process: each service runs the command it is named after."""
+    parser = build_parser()
+    for name in ("api", "worker", "relay", "webhooks"):
+        assert parser.parse_args(command_of(services[name])[1:]).command == name, name
+
+
+def test_the_relay_leaves_webhooks_to_their_own_service(services):
+    """The relay (nothing else re-publishes stale queued transactions) runs without its
+    dispatcher: webhook deliveries are the `webhooks` service's one job."""
+    relay = build_parser().parse_args(command_of(services["relay"])[1:])
+    assert relay.no_webhooks
 
 
 def test_tally_services_know_their_database_and_broker(services):
@@ -96,6 +103,6 @@ def test_dependencies_exist_and_wait_for_what_they_need(services):
             assert condition in CONDITIONS, f"{name}: unknown condition {condition}"
             if condition == "service_healthy":
                 assert "healthcheck" in services[dependency], f"{dependency} has no healthcheck"
-    for name in ("api", "worker"):
+    for name in ("api", "worker", "relay", "webhooks"):
         assert depends_on(services[name]).get("migrate") == "service_completed_successfully"
     assert depends_on(services["migrate"]).get("postgres") == "service_healthy"

@@ -1,0 +1,20 @@
+"""`tally bench`: the real stack driven over HTTP, next to the raw ledger write (DESIGN §8).
+
+One run creates a fresh database on a PostgreSQL server (given, or embedded), starts the
+API under gunicorn, a Celery worker and the relay on the chosen broker as subprocesses,
+measures the latency of lone transactions (202 to applied, applied to webhook received),
+funds wallets, then drives HTTP submissions from a pool of client processes: closed loop
+(a fixed number of requests in flight) or open loop (`--rate`, requests offered on a
+fixed schedule). Rates and apply latencies are read from the database (`created_at`,
+`completed_at`); accept latencies are measured by the clients. The same ledger write, one
+commit per transfer, then runs directly in SQL on the same database, and the ledger's
+invariants are checked at the end: any violation, error or stranded transaction makes
+the exit status non-zero.
+
+Modules: `arguments` (the flags), `run` (the orchestration), `phases` (the measured HTTP
+phases), `load` (the load-generator processes), `workloads` (what they send), `latency`
+(lone transactions and webhooks), `raw_sql` (the baseline), `monitor` (memory and CPU of
+the stack's processes), `report` (percentiles and the printed table).
+
+The package itself imports nothing: the load-generator processes import only `load`.
+"""

@@ -1,0 +1,58 @@
+"""The `tally bench` flags."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+PATTERNS = ("uniform", "hot")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the `tally bench` flags to its subcommand parser."""
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("TALLY_BENCH_DATABASE_URL"),
+        help="PostgreSQL server to create the fresh bench database on "
+        "(default: TALLY_BENCH_DATABASE_URL, else an embedded PostgreSQL)",
+    )
+    parser.add_argument("--broker", choices=["redis", "amqp"], default="redis")
+    parser.add_argument(
+        "--broker-url",
+        help="broker URL (default: TALLY_BENCH_REDIS_URL or TALLY_BENCH_AMQP_URL for --broker, "
+        "else an embedded Redis; RabbitMQ needs a URL)",
+    )
+    parser.add_argument("--pattern", choices=[*PATTERNS, "both"], default="both")
+    parser.add_argument("--count", type=int, default=20_000, help="transactions per pattern")
+    parser.add_argument(
+        "--concurrency", type=int, help="requests in flight (default: 32, or 4 with --bulk)"
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="offered transactions per second (open loop); 0 sends as fast as the stack answers",
+    )
+    parser.add_argument("--bulk", action="store_true", help="submit via POST /transactions/batch")
+    parser.add_argument("--bulk-size", type=int, default=1000, help="items per batch request")
+    parser.add_argument("--wallets", type=int, default=1000, help="wallets per pattern")
+    parser.add_argument("--clients", type=int, default=2, help="load-generator processes")
+    parser.add_argument("--api-workers", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument("--api-threads", type=int, default=16, help="threads per API process")
+    parser.add_argument("--worker-concurrency", type=int, default=2, help="Celery pool size")
+    parser.add_argument("--worker-pool", choices=["prefork", "threads", "solo"], default="prefork")
+    parser.add_argument(
+        "--raw-count", type=int, help="raw SQL transfers per pattern (default: --count)"
+    )
+    parser.add_argument("--raw-clients", type=int, default=8, help="raw SQL connections")
+    parser.add_argument("--skip-raw", action="store_true", help="do not run the raw SQL write")
+    parser.add_argument(
+        "--latency-count",
+        type=int,
+        default=20,
+        help="lone top-ups, one after another, timed from 202 to applied and from applied "
+        "to a local webhook receiver's answer (0 skips this measurement)",
+    )
+    parser.add_argument("--json", dest="json_path", help="write the results as JSON here")
+    parser.add_argument("--keep-database", action="store_true", help="do not drop the database")
+    parser.add_argument("--seed", type=int, default=1234)

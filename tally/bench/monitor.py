@@ -1,0 +1,112 @@
+"""Memory and CPU of the stack's processes while the bench runs."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import psutil
+
+from tally.stack import Children
+
+
+class ProcessMonitor:
+    """Peak RSS (sampled in a thread) and CPU time of the API, worker and relay processes."""
+
+    def __init__(self, children: Children, interval: float = 0.2) -> None:
+        self.children = children
+        self.interval = interval
+        self.peaks: dict[int, tuple[str, int]] = {}
+        self.run_peaks: dict[int, tuple[str, int]] = {}
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.ident is not None:  # started: the stack may have failed before
+            self._thread.join()
+
+    def _roles(self) -> Iterator[tuple[str, Any]]:
+        for name, process in self.children.processes.items():
+            try:
+                root = psutil.Process(process.pid)
+                below = root.children(recursive=True)
+            except psutil.Error:
+                continue
+            if name == "api":
+                yield "api_master", root
+                for child in below:
+                    yield "api_worker", child
+            else:
+                role = "celery_worker" if name == "worker" else name
+                yield role, root
+                for child in below:
+                    yield role, child
+
+    def sample(self) -> None:
+        for role, process in self._roles():
+            try:
+                rss = process.memory_info().rss
+            except psutil.Error:
+                continue
+            with self._lock:
+                for peaks in (self.peaks, self.run_peaks):
+                    if rss > peaks.get(process.pid, (role, 0))[1]:
+                        peaks[process.pid] = (role, rss)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+    @staticmethod
+    def by_role(peaks: dict[int, tuple[str, int]]) -> dict[str, float]:
+        """The largest single process of each role, in MB."""
+        out: dict[str, float] = {}
+        for role, rss in peaks.values():
+            out[role] = max(out.get(role, 0.0), round(rss / 2**20, 1))
+        return out
+
+    def cpu_by_process(self, database: str) -> dict[int, tuple[str, float]]:
+        """CPU seconds used so far by each of the stack's processes, its PostgreSQL backends
+        and the broker (which may serve others too), with the role of each."""
+        seconds: dict[int, tuple[str, float]] = {}
+
+        def add(role: str, process: Any) -> None:
+            with contextlib.suppress(psutil.Error):
+                times = process.cpu_times()
+                seconds[process.pid] = (role, times.user + times.system)
+
+        for role, process in self._roles():
+            add("api" if role.startswith("api") else role, process)
+        for process in psutil.process_iter(["name", "cmdline"]):
+            name = process.info["name"] or ""
+            cmdline = process.info["cmdline"] or []
+            if name == "postgres" and f" {database} " in " ".join(cmdline):
+                add("postgres", process)
+            elif name == "redis-server" or "beam.smp" in name:
+                add("broker", process)
+        return seconds
+
+    @staticmethod
+    def cpu_delta(
+        before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
+    ) -> dict[str, float]:
+        """CPU seconds per role between two snapshots (a process that ended in between is
+        not counted: PostgreSQL backends of closed connections are the usual case)."""
+        totals: dict[str, float] = {}
+        for pid, (role, seconds) in after.items():
+            spent = seconds - before.get(pid, (role, 0.0))[1]
+            totals[role] = totals.get(role, 0.0) + spent
+        return totals
+
+    def take_run_peaks(self) -> dict[str, float]:
+        with self._lock:
+            peaks, self.run_peaks = self.run_peaks, {}
+        return self.by_role(peaks)

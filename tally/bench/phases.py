@@ -1,0 +1,179 @@
+"""The measured HTTP phases against a running stack: funding, warm-up, one pattern's run."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+import uuid
+from typing import Any
+
+from tally.bench.load import drive
+from tally.bench.monitor import ProcessMonitor
+from tally.bench.report import RunResult, percentiles
+from tally.bench.workloads import ASSET, bodies_for, funding, warm_up_items, workload
+
+
+class BenchError(RuntimeError):
+    """The benchmark could not run."""
+
+
+class Bench:
+    """The bench tenant on the bench database, and the phases measured against it."""
+
+    def __init__(self, args: argparse.Namespace, database_url: str, broker_url: str) -> None:
+        from ledger.db import make_engine
+
+        self.args = args
+        self.database_url = database_url
+        self.broker_url = broker_url
+        self.engine = make_engine(database_url, pool_size=4)
+        self.runs: list[RunResult] = []
+        self.tenant_id = ""
+        self.api_key = ""
+
+    def seed(self) -> None:
+        """Create the bench tenant, its admin key and the bench asset."""
+        from ledger.db import unit_of_work
+        from ledger.tenants import create_api_key, create_asset, create_tenant
+
+        with unit_of_work(self.engine) as conn:
+            tenant_id = create_tenant(conn, "bench")
+            self.api_key = create_api_key(conn, tenant_id, is_admin=True)
+            create_asset(conn, tenant_id, ASSET, "Bench units", 2)
+        self.tenant_id = str(tenant_id)
+
+    def drive(
+        self, port: int, items: list[dict[str, Any]], bulk_size: int, concurrency: int, rate: float
+    ) -> dict[str, Any]:
+        """Submit the items over HTTP from client processes; merged client results."""
+        bodies = bodies_for(items, bulk_size)
+        per_body = max(1, bulk_size)
+        return drive(port, self.api_key, bodies, per_body, concurrency, rate, self.args.clients)
+
+    def wait_terminal(self, prefix: str, expected: int, timeout: float) -> int:
+        """Wait until every transaction of the phase is final; how many are still queued."""
+        from sqlalchemy import text
+
+        query = text(
+            "SELECT count(*) FILTER (WHERE status = 'queued'), count(*) FROM transactions"
+            " WHERE tenant_id = :t AND reference_id LIKE :p"
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.engine.connect() as conn:
+                queued, total = conn.execute(query, {"t": self.tenant_id, "p": prefix + "%"}).one()
+            if (queued == 0 and total >= expected) or time.monotonic() > deadline:
+                return int(queued) + max(0, expected - int(total))
+            time.sleep(0.2)
+
+    def measured_stats(self, run_id: str) -> dict[str, Any]:
+        """Statuses, first acceptance, last completion and apply latencies of a phase."""
+        from sqlalchemy import text
+
+        # Measured reference ids are "<run_id>-<n>"; the funding top-ups "<run_id>-fund-<n>".
+        query = text(
+            """
+            SELECT status, count(*),
+                   extract(epoch FROM min(created_at)), extract(epoch FROM max(completed_at)),
+                   array_agg(extract(epoch FROM completed_at - created_at))
+                     FILTER (WHERE completed_at IS NOT NULL)
+            FROM transactions
+            WHERE tenant_id = :t AND reference_id LIKE :p AND reference_id NOT LIKE :f
+            GROUP BY status
+            """
+        )
+        statuses: dict[str, int] = {}
+        first, last = math.inf, 0.0
+        latencies: list[float] = []
+        params = {"t": self.tenant_id, "p": f"{run_id}-%", "f": f"{run_id}-fund-%"}
+        with self.engine.connect() as conn:
+            for status, count, created, completed, lat in conn.execute(query, params):
+                statuses[status] = int(count)
+                first = min(first, float(created))
+                if completed is not None:
+                    last = max(last, float(completed))
+                    latencies += [float(x) for x in lat]
+        return {"statuses": statuses, "first": first, "last": last, "latencies": latencies}
+
+    def fund(self, port: int, run_id: str) -> None:
+        """Top up every wallet of the pattern, and wait until all of them are applied."""
+        items = funding(run_id, self.args.wallets)
+        result = self.drive(port, items, bulk_size=1000, concurrency=2, rate=0)
+        if set(result["statuses"]) - {200} or result["item_errors"]:
+            raise BenchError(f"funding failed: {result['samples']}")
+        stranded = self.wait_terminal(f"{run_id}-fund-", len(items), 120)
+        if stranded:
+            raise BenchError(f"{stranded} funding top-ups were not applied")
+
+    def warm_up(self, port: int, run_id: str, concurrency: int) -> None:
+        """Unmeasured single submissions first, so the measured phase sees a steady state
+        (pooled database connections, client keep-alives, API threads), not a cold start."""
+        count = max(100, min(500, concurrency * 10))
+        items = warm_up_items(run_id, count, self.args.wallets)
+        self.drive(port, items, 1, concurrency, 0)
+        stranded = self.wait_terminal(f"warm-{run_id}-", count, 60)
+        if stranded:
+            raise BenchError(f"{stranded} warm-up top-ups were not applied")
+
+    def run_pattern(self, pattern: str, port: int, sampler: ProcessMonitor) -> RunResult:
+        """Fund, warm up, submit the pattern's workload and read its outcome back."""
+        args = self.args
+        mode = "bulk" if args.bulk else "single"
+        concurrency = args.concurrency or (4 if args.bulk else 32)
+        run_id = f"{pattern}-{mode}-{uuid.uuid4().hex[:6]}"
+        self.fund(port, run_id)
+        if not args.bulk:
+            self.warm_up(port, run_id, concurrency)
+        items = workload(pattern, run_id, args.count, args.wallets, args.seed)
+        sampler.take_run_peaks()
+        from sqlalchemy.engine import make_url
+
+        database = str(make_url(self.database_url).database)
+        cpu_before = sampler.cpu_by_process(database)
+        print(f"  {pattern}: submitting {len(items)} ({mode}) ...", flush=True)
+        client = self.drive(port, items, args.bulk_size if args.bulk else 1, concurrency, args.rate)
+        timeout = 60 + args.count / 100
+        stranded = self.wait_terminal(f"{run_id}-", args.wallets + args.count, timeout)
+        cpu = sampler.cpu_delta(cpu_before, sampler.cpu_by_process(database))
+        cpu["clients"] = client["cpu"]
+        stats = self.measured_stats(run_id)
+        run = RunResult(
+            pattern=pattern,
+            mode=mode,
+            broker=args.broker,
+            count=args.count,
+            concurrency=concurrency,
+            offered_rate=args.rate or None,
+        )
+        run.memory_peak_mb = sampler.take_run_peaks()
+        run.cpu_ms_per_tx = {
+            role: round(seconds * 1000 / args.count, 3) for role, seconds in sorted(cpu.items())
+        }
+        wall = client["last"] - client["first"]
+        run.intake_rate = round(args.count / wall, 1) if wall > 0 else 0.0
+        span = stats["last"] - stats["first"]
+        run.applied_rate = round(args.count / span, 1) if span > 0 else 0.0
+        run.accept_latency_ms = percentiles(client["latencies"])
+        run.apply_latency_ms = percentiles(stats["latencies"])
+        run.statuses = stats["statuses"]
+        http_errors = sum(n for code, n in client["statuses"].items() if code not in (200, 202))
+        run.errors = {
+            "http": http_errors,
+            "batch_items": client["item_errors"],
+            "failed": stats["statuses"].get("failed", 0),
+            "rejected": stats["statuses"].get("rejected", 0),
+            "not_terminal": stranded,
+        }
+        run.errors["total"] = sum(run.errors.values())
+        run.error_samples = client["samples"]
+        run.retries = client["retries"]
+        return run
+
+    def verify(self) -> tuple[bool, list[str]]:
+        """The invariants of the whole bench database (every tenant of the run)."""
+        from ledger.verify import verify_ledger
+
+        with self.engine.connect() as conn:
+            report = verify_ledger(conn)
+        return report.ok, report.lines()

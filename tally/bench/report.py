@@ -1,0 +1,133 @@
+"""Percentiles, the per-run result and what the bench prints."""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+PCTS = ("p50", "p95", "p99")
+
+
+def percentiles(values: Sequence[float]) -> dict[str, float | None]:
+    """p50/p95/p99/max in milliseconds of durations given in seconds (nearest rank)."""
+    if not values:
+        return {"p50": None, "p95": None, "p99": None, "max": None}
+    ordered = sorted(values)
+
+    def rank(q: float) -> float:
+        index = max(0, math.ceil(q * len(ordered)) - 1)
+        return round(ordered[index] * 1000, 2)
+
+    return {"p50": rank(0.50), "p95": rank(0.95), "p99": rank(0.99), "max": rank(1.0)}
+
+
+@dataclass
+class RunResult:
+    """One measured pattern: rates, latencies, errors, memory and CPU."""
+
+    pattern: str
+    mode: str
+    broker: str
+    count: int
+    concurrency: int
+    offered_rate: float | None
+    intake_rate: float = 0.0
+    applied_rate: float = 0.0
+    accept_latency_ms: dict[str, float | None] = field(default_factory=dict)
+    apply_latency_ms: dict[str, float | None] = field(default_factory=dict)
+    statuses: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+    error_samples: list[str] = field(default_factory=list)
+    retries: int = 0
+    raw_sql: dict[str, Any] | None = None
+    applied_to_raw_ratio: float | None = None
+    memory_peak_mb: dict[str, float] = field(default_factory=dict)
+    # CPU milliseconds per measured transaction, by role, over submission and application.
+    cpu_ms_per_tx: dict[str, float] = field(default_factory=dict)
+
+
+def format_table(runs: Sequence[RunResult]) -> str:
+    """The results as a fixed-width table."""
+    header = (
+        "pattern", "mode", "broker", "count", "intake/s", "applied/s", "raw SQL/s", "ratio",
+        "accept p50/p95/p99 ms", "accept->applied p50/p95/p99 ms", "errors",
+        "API RSS MB", "worker RSS MB",
+    )  # fmt: skip
+
+    def trio(values: dict[str, float | None]) -> str:
+        return "/".join("-" if values.get(k) is None else f"{values[k]:.0f}" for k in PCTS)
+
+    rows = [header]
+    for run in runs:
+        raw_rate = run.raw_sql["rate"] if run.raw_sql else None
+        rows.append(
+            (
+                run.pattern,
+                run.mode,
+                run.broker,
+                str(run.count),
+                f"{run.intake_rate:.0f}",
+                f"{run.applied_rate:.0f}",
+                "-" if raw_rate is None else f"{raw_rate:.0f}",
+                "-" if run.applied_to_raw_ratio is None else f"{run.applied_to_raw_ratio:.2f}",
+                trio(run.accept_latency_ms),
+                trio(run.apply_latency_ms),
+                str(run.errors.get("total", 0)),
+                f"{run.memory_peak_mb.get('api_worker', 0):.0f}",
+                f"{run.memory_peak_mb.get('celery_worker', 0):.0f}",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [" | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def format_latency(latency: dict[str, Any]) -> str:
+    """The lone-transaction latencies as a few aligned lines."""
+    rows = [
+        ("202 -> applied, seen by the client", latency["accept_to_applied_ms"]),
+        ("created_at -> completed_at, in the database", latency["created_to_completed_ms"]),
+        ("applied -> webhook receiver's 200", latency["applied_to_webhook_ms"]),
+    ]
+    width = max(len(label) for label, _ in rows)
+    lines = [
+        f"latency of a lone transaction ({latency['count']} sequential top-ups), "
+        "p50/p95/p99/max ms:"
+    ]
+    for label, values in rows:
+        cells = "/".join(
+            "-" if values.get(k) is None else f"{values[k]:.1f}" for k in (*PCTS, "max")
+        )
+        lines.append(f"  {label.ljust(width)}  {cells}")
+    return "\n".join(lines)
+
+
+def print_summary(runs: Sequence[RunResult], report: dict[str, Any], errors: int) -> None:
+    """The table, latencies, memory, load and CPU lines, error samples and the verdict."""
+    print()
+    print(format_table(runs))
+    print()
+    if report.get("latency"):
+        print(format_latency(report["latency"]))
+        print()
+    print(f"peak RSS per process (MB): {report['memory_peak_mb']}")
+    environment = report["environment"]
+    print(f"load average before/after: {environment['loadavg']} / {environment['loadavg_after']}")
+    for run in runs:
+        print(f"CPU ms per transaction, {run.pattern}: {run.cpu_ms_per_tx}")
+    for run in runs:
+        for sample in run.error_samples:
+            print(f"  {run.pattern}: {sample}")
+    for sample in (report.get("latency") or {}).get("error_samples", []):
+        print(f"  latency: {sample}")
+    invariants = report["invariants"]
+    if not invariants["ok"]:
+        print("LEDGER INVARIANTS VIOLATED:\n" + "\n".join(invariants["report"]), file=sys.stderr)
+    elif errors:
+        print(f"tally bench: {errors} errors (see above)", file=sys.stderr)
+    else:
+        print("ledger invariants hold; no errors")

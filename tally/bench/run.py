@@ -1,0 +1,176 @@
+"""The orchestration of `tally bench`: backends, the stack, the phases, the report."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from config.settings import Settings
+from tally.bench.arguments import PATTERNS
+from tally.bench.monitor import ProcessMonitor
+from tally.bench.phases import Bench, BenchError
+from tally.bench.raw_sql import raw_baseline
+from tally.bench.report import print_summary
+from tally.stack import Children, StackError, free_port, scratch_database
+
+STARTUP_TIMEOUT_SECONDS = 60.0
+
+
+@contextlib.contextmanager
+def bench_database(server_url: str | None, work_dir: Path, keep: bool) -> Iterator[str]:
+    """A fresh, migrated database on the given server (or an embedded one); dropped after."""
+    with contextlib.ExitStack() as cleanup:
+        if not server_url:
+            from tally.embedded import embedded_postgres
+
+            server_url = cleanup.enter_context(embedded_postgres(work_dir / "pgdata"))
+        yield cleanup.enter_context(scratch_database(server_url, "tally_bench", keep=keep))
+
+
+@contextlib.contextmanager
+def bench_broker(args: argparse.Namespace, work_dir: Path) -> Iterator[str]:
+    """The broker URL given for `--broker`, or an embedded Redis for the run."""
+    url = args.broker_url or os.environ.get(f"TALLY_BENCH_{args.broker.upper()}_URL")
+    if url:
+        yield url
+        return
+    if args.broker == "amqp":
+        raise BenchError("--broker amqp needs --broker-url or TALLY_BENCH_AMQP_URL")
+    from tally.embedded import embedded_redis
+
+    with embedded_redis(work_dir / "redis") as url:
+        yield url
+
+
+def start_stack(args: argparse.Namespace, children: Children) -> int:
+    """`tally api`, `tally worker` and `tally relay` as sized by the flags; the API's port."""
+    port = free_port()
+    children.start(
+        "api",
+        *("api", "--port", str(port)),
+        *("--workers", str(args.api_workers), "--threads", str(args.api_threads)),
+    )
+    children.start(
+        "worker",
+        *("worker", "--concurrency", str(args.worker_concurrency)),
+        *("--pool", args.worker_pool, "--loglevel", "WARNING"),
+    )
+    children.start("relay", "relay")
+    children.wait_for_api(f"http://127.0.0.1:{port}", STARTUP_TIMEOUT_SECONDS)
+    return port
+
+
+def _delete_queue(broker_url: str, queue: str) -> None:
+    from kombu import Connection
+
+    with contextlib.suppress(Exception), Connection(broker_url, connect_timeout=3) as connection:
+        channel = connection.default_channel
+        # Purge first: Redis's virtual transport deletes only queues this connection bound.
+        channel.queue_purge(queue)
+        channel.queue_delete(queue)
+
+
+def _environment(engine: Any) -> dict[str, Any]:
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        version = conn.execute(text("SHOW server_version")).scalar_one()
+    return {"cpus": os.cpu_count(), "loadavg": list(os.getloadavg()), "postgres": version}
+
+
+def run_bench(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the benchmark; 0 when every transaction is final, error-free and the ledger holds."""
+    if args.count < 1 or args.wallets < 2 or args.latency_count < 0:
+        print(
+            "tally bench: --count must be >= 1, --wallets >= 2 and --latency-count >= 0",
+            file=sys.stderr,
+        )
+        return 2
+    patterns = PATTERNS if args.pattern == "both" else (args.pattern,)
+    work_dir = Path(tempfile.mkdtemp(prefix="tally-bench-"))
+    report: dict[str, Any] = {"command": ["tally", *sys.argv[1:]], "config": vars(args).copy()}
+    report["config"].pop("handler", None)
+    try:
+        with (
+            bench_database(args.database_url, work_dir, args.keep_database) as database_url,
+            bench_broker(args, work_dir) as broker_url,
+        ):
+            ok = _bench(args, patterns, database_url, broker_url, work_dir, report)
+    except (BenchError, StackError) as error:
+        print(f"tally bench: {error}", file=sys.stderr)
+        print(f"tally bench: logs are in {work_dir}", file=sys.stderr)
+        return 1
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(report, indent=2) + "\n")
+    if ok:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    else:
+        print(f"tally bench: logs are in {work_dir}", file=sys.stderr)
+    return 0 if ok else 1
+
+
+def _bench(
+    args: argparse.Namespace,
+    patterns: Sequence[str],
+    database_url: str,
+    broker_url: str,
+    work_dir: Path,
+    report: dict[str, Any],
+) -> bool:
+    queue = f"tally-bench-{uuid.uuid4().hex[:8]}"
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=database_url,
+        BROKER_URL=broker_url,
+        TALLY_QUEUE=queue,
+        TALLY_LOG_LEVEL=env.get("TALLY_LOG_LEVEL", "WARNING"),
+        # The latency measurement's webhook receiver listens on 127.0.0.1.
+        TALLY_WEBHOOK_ALLOW_PRIVATE_TARGETS="true",
+    )
+    bench = Bench(args, database_url, broker_url)
+    bench.seed()
+    report["environment"] = _environment(bench.engine) | {"broker": args.broker}
+    children = Children(env, log_dir=work_dir)
+    sampler = ProcessMonitor(children)
+    print(f"tally bench: {args.broker} broker, {', '.join(patterns)}", flush=True)
+    try:
+        port = start_stack(args, children)
+        sampler.start()
+        if args.latency_count:
+            from tally.bench.latency import measure_latency
+
+            print(f"  latency: {args.latency_count} lone top-ups with webhooks ...", flush=True)
+            report["latency"] = measure_latency(bench.engine, port, args.latency_count)
+        for pattern in patterns:
+            run = bench.run_pattern(pattern, port, sampler)
+            if not args.skip_raw:
+                print(f"  {pattern}: raw SQL ledger write ...", flush=True)
+                run.raw_sql = raw_baseline(bench.engine, database_url, pattern, args)
+                if run.raw_sql["rate"]:
+                    run.applied_to_raw_ratio = round(run.applied_rate / run.raw_sql["rate"], 3)
+            bench.runs.append(run)
+    finally:
+        sampler.stop()
+        children.stop()
+        _delete_queue(broker_url, queue)
+    invariants_ok, lines = bench.verify()
+    bench.engine.dispose()
+    report["environment"]["loadavg_after"] = list(os.getloadavg())
+    report["runs"] = [asdict(run) for run in bench.runs]
+    report["memory_peak_mb"] = ProcessMonitor.by_role(sampler.peaks)
+    report["invariants"] = {"ok": invariants_ok, "report": lines}
+    errors = sum(run.errors["total"] for run in bench.runs)
+    errors += (report.get("latency") or {}).get("errors", 0)
+    report["ok"] = invariants_ok and errors == 0
+    print_summary(bench.runs, report, errors)
+    return bool(report["ok"])

@@ -1,0 +1,77 @@
+"""What the bench sends: funding top-ups, warm-up top-ups and the measured patterns."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+ASSET = "BENCH"
+# Each wallet starts rich enough that no bench transaction is rejected for funds.
+FUNDING = 10**12
+MAX_AMOUNT = 100
+
+
+def workload(
+    pattern: str, run_id: str, count: int, wallets: int, seed: int
+) -> list[dict[str, Any]]:
+    """The measured transactions: uniform mixes spends and transfers over all wallets; hot
+    sends every transaction into one account (spends from every wallet to @revenue)."""
+    rng = random.Random(seed)
+    items = []
+    for index in range(count):
+        user = f"{run_id}-w{rng.randrange(wallets)}"
+        item: dict[str, Any] = {
+            "asset_code": ASSET,
+            "amount": rng.randint(1, MAX_AMOUNT),
+            "reference_id": f"{run_id}-{index}",
+            "user_id": user,
+        }
+        if pattern == "uniform" and index % 2:
+            target = user
+            while target == user:
+                target = f"{run_id}-w{rng.randrange(wallets)}"
+            item.update(type="transfer", to_user_id=target)
+        else:
+            item.update(type="spend", item_id="sku-1")
+        items.append(item)
+    return items
+
+
+def funding(run_id: str, wallets: int) -> list[dict[str, Any]]:
+    """One top-up per wallet of the pattern, large enough for the whole run."""
+    return [
+        {
+            "type": "topup",
+            "asset_code": ASSET,
+            "amount": FUNDING,
+            "reference_id": f"{run_id}-fund-{n}",
+            "user_id": f"{run_id}-w{n}",
+            "payment_method": "bench",
+        }
+        for n in range(wallets)
+    ]
+
+
+def warm_up_items(run_id: str, count: int, wallets: int) -> list[dict[str, Any]]:
+    """Unmeasured one-unit top-ups into the pattern's wallets."""
+    return [
+        {
+            "type": "topup",
+            "asset_code": ASSET,
+            "amount": 1,
+            "reference_id": f"warm-{run_id}-{n}",
+            "user_id": f"{run_id}-w{n % wallets}",
+        }
+        for n in range(count)
+    ]
+
+
+def bodies_for(items: list[dict[str, Any]], bulk_size: int) -> list[bytes]:
+    """Request bodies: one item each, or batches of `bulk_size` for the bulk endpoint."""
+    if bulk_size <= 1:
+        return [json.dumps(item).encode() for item in items]
+    return [
+        json.dumps({"transactions": items[start : start + bulk_size]}).encode()
+        for start in range(0, len(items), bulk_size)
+    ]
