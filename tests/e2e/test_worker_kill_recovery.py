@@ -1,11 +1,12 @@
 """A worker killed with SIGKILL mid-stream loses nothing and applies nothing twice (DESIGN §5).
 
 2,000 top-ups and spends over many wallets are submitted over HTTP. Once the worker has
-applied some of them it is killed (its whole process group: Celery parent, pool children,
-relay). The second half of the submissions is held back until then, so the kill always
-falls while work is outstanding. A new worker then has to finish everything: the broker
-redelivers what the dead one held unacknowledged, the relay re-publishes what is still
-queued, and the ledger ignores whatever is no longer queued.
+applied some of them it is killed with its relay (each one's whole process group: Celery
+parent and pool children; the relay). The second half of the submissions is held back
+until then, so the kill always falls while work is outstanding. A new worker and relay
+then have to finish everything: the broker redelivers what the dead worker held
+unacknowledged, the relay re-publishes what is still queued, and the ledger ignores
+whatever is no longer queued.
 """
 
 from __future__ import annotations
@@ -100,7 +101,6 @@ def test_worker_killed_while_applying_loses_and_duplicates_nothing(
     )
 
     counts = status_counts(engine, tenant.id)
-    print(f"\n[{stack.broker_url.split(':')[0]}] at kill: {dict(at_kill)}; final: {dict(counts)}")
     assert sum(counts.values()) == TOTAL
     assert set(counts) <= {"applied", "rejected"}, counts
     with engine.connect() as conn:
