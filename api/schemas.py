@@ -7,8 +7,21 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from ledger.transaction_request import ASSET_CODE, MAX_AMOUNT, MAX_TEXT, UNSTORABLE, USER_ID
-from ledger.vocabulary import AccountStatus, TransactionStatus, TransactionType
+from ledger.transaction_request import (
+    ASSET_CODE,
+    MAX_AMOUNT,
+    MAX_HOLD_SECONDS,
+    MAX_TEXT,
+    UNSTORABLE,
+    USER_ID,
+)
+from ledger.vocabulary import (
+    HOLD_ACTIONS,
+    AccountStatus,
+    HoldStatus,
+    TransactionStatus,
+    TransactionType,
+)
 
 
 class MinorUnits(fields.Integer):
@@ -100,20 +113,56 @@ class SpendSchema(SubmissionSchema):
 
 
 class TransactionSchema(SubmissionSchema):
-    """`POST /transactions`: any type, with the fields that type needs."""
+    """`POST /transactions`: any type, with the fields that type needs.
+
+    A capture or void names its hold in `original_transaction_id` (and a capture may give
+    an `amount`, by default the whole hold); every other type names a wallet, an asset and
+    an amount.
+    """
 
     type = fields.String(required=True, validate=validate.OneOf(list(TransactionType)))
-    amount = MinorUnits(required=True, signed=True)
-    to_user_id = _user_id()
-    original_transaction_id = fields.UUID()
+    user_id = _user_id(metadata={"description": "Every type but capture and void."})
+    asset_code = _asset_code(metadata={"description": "Every type but capture and void."})
+    amount = MinorUnits(
+        signed=True,
+        metadata={
+            "description": "Integer amount in the asset's smallest unit (e.g. cents). Negative"
+            " only for adjustments; optional for a capture (default: the whole hold); not for"
+            " a void."
+        },
+    )
+    to_user_id = _user_id(
+        metadata={"description": "Transfers: the target; holds: where a capture pays to."}
+    )
+    original_transaction_id = fields.UUID(
+        metadata={"description": "Refunds: the spend or capture; captures and voids: the hold."}
+    )
     payment_method = _text()
     bonus_type = _text()
     item_id = _text()
     reason = _text()
+    expires_in = fields.Integer(
+        strict=True,
+        validate=validate.Range(1, MAX_HOLD_SECONDS),
+        metadata={"description": "Holds: seconds until the hold expires (default 7 days)."},
+    )
+    expires_at = fields.AwareDateTime(
+        metadata={"description": "Holds: when the hold expires (at most 30 days ahead)."}
+    )
 
-    @validates_schema
-    def _amount_sign(self, data: dict[str, Any], **_: Any) -> None:
-        if data.get("type") != "adjustment" and data.get("amount", 1) < 0:
+    # Run beside the field errors, so one answer names every missing field; what counts
+    # as missing is what the client did not send at all (an invalid value has its own error).
+    @validates_schema(pass_original=True, skip_on_field_errors=False)
+    def _fields_of_type(self, data: dict[str, Any], original: Any, **_: Any) -> None:
+        kind = data.get("type")
+        if kind not in HOLD_ACTIONS and isinstance(original, dict):
+            missing = [name for name in ("user_id", "asset_code", "amount") if name not in original]
+            if missing:
+                raise ValidationError(
+                    {name: ["Missing data for required field."] for name in missing}
+                )
+        amount = data.get("amount")
+        if kind != "adjustment" and isinstance(amount, int) and amount < 0:
             raise ValidationError("Must be positive for this type.", "amount")
 
 
@@ -139,15 +188,39 @@ class ResultSchema(Schema):
     message = fields.String(required=True)
 
 
+class HoldSchema(Schema):
+    """The state of a hold, on its transaction."""
+
+    status = fields.String(required=True, metadata={"enum": list(HoldStatus)})
+    amount = fields.Integer(required=True, metadata={"description": "The reserved amount."})
+    captured_amount = fields.Integer(required=True, allow_none=True)
+    expires_at = fields.DateTime(required=True)
+    captured_by = fields.UUID(required=True, allow_none=True)
+    voided_by = fields.UUID(required=True, allow_none=True)
+
+
+_OF_HOLD = " A capture or void of an unknown hold has none."
+
+
 class TransactionOutSchema(Schema):
     id = fields.UUID(required=True)
     type = fields.String(required=True, metadata={"enum": list(TransactionType)})
     status = fields.String(required=True, metadata={"enum": list(TransactionStatus)})
     reference_id = fields.String(required=True)
-    user_id = fields.String(required=True)
-    to_user_id = fields.String(metadata={"description": "Transfers only."})
-    asset_code = fields.String(required=True)
-    amount = fields.Integer(required=True)
+    user_id = fields.String(
+        required=True, allow_none=True, metadata={"description": "The wallet." + _OF_HOLD}
+    )
+    to_user_id = fields.String(
+        metadata={"description": "Transfers: the target; holds and captures: the destination."}
+    )
+    asset_code = fields.String(required=True, allow_none=True, metadata={"description": _OF_HOLD})
+    amount = fields.Integer(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "Null only for a capture of the whole hold or a void until applied."
+        },
+    )
     result = fields.Nested(
         ResultSchema,
         required=True,
@@ -160,7 +233,15 @@ class TransactionOutSchema(Schema):
     to_balance_after = fields.Integer(
         allow_none=True, metadata={"description": "Transfers only; null until applied."}
     )
-    original_transaction_id = fields.UUID(metadata={"description": "Refunds only."})
+    original_transaction_id = fields.UUID(
+        metadata={"description": "Refunds: the spend or capture; captures and voids: the hold."}
+    )
+    expires_at = fields.DateTime(metadata={"description": "Holds only."})
+    hold = fields.Nested(
+        HoldSchema,
+        allow_none=True,
+        metadata={"description": "Holds only: the hold's state; null until applied."},
+    )
     payment_method = fields.String()
     bonus_type = fields.String()
     item_id = fields.String()
@@ -203,6 +284,17 @@ class HistoryItemSchema(Schema):
 
 class HistorySchema(Schema):
     items = fields.List(fields.Nested(HistoryItemSchema), required=True)
+    next_cursor = fields.String(
+        required=True, allow_none=True, metadata={"description": "Null on the last page."}
+    )
+
+
+class HoldsQuerySchema(HistoryQuerySchema):
+    status = fields.String(validate=validate.OneOf(list(HoldStatus)))
+
+
+class HoldPageSchema(Schema):
+    items = fields.List(fields.Nested(TransactionOutSchema), required=True)
     next_cursor = fields.String(
         required=True, allow_none=True, metadata={"description": "Null on the last page."}
     )

@@ -30,9 +30,9 @@ def request_from_body(type: str, body: dict[str, Any]) -> TransactionRequest:
     return TransactionRequest(
         type=type,
         reference_id=body["reference_id"],
-        user_id=body["user_id"],
-        asset_code=body["asset_code"],
-        amount=body["amount"],
+        user_id=body.get("user_id"),
+        asset_code=body.get("asset_code"),
+        amount=body.get("amount"),
         to_user_id=body.get("to_user_id"),
         original_transaction_id=body.get("original_transaction_id"),
         payment_method=body.get("payment_method"),
@@ -40,6 +40,8 @@ def request_from_body(type: str, body: dict[str, Any]) -> TransactionRequest:
         item_id=body.get("item_id"),
         reason=body.get("reason"),
         metadata=body.get("metadata") or {},
+        expires_in=body.get("expires_in"),
+        expires_at=body.get("expires_at"),
     )
 
 

@@ -18,6 +18,10 @@ class RejectionCode(StrEnum):
     REFUND_EXCEEDS_ORIGINAL = "refund_exceeds_original"
     SAME_WALLET = "same_wallet"
     BALANCE_LIMIT_EXCEEDED = "balance_limit_exceeded"
+    HOLD_NOT_FOUND = "hold_not_found"
+    HOLD_NOT_ACTIVE = "hold_not_active"
+    HOLD_EXPIRED = "hold_expired"
+    CAPTURE_EXCEEDS_HOLD = "capture_exceeds_hold"
 
 
 class FailureCode(StrEnum):
@@ -31,10 +35,22 @@ REJECTION_MESSAGES: dict[RejectionCode, str] = {
     RejectionCode.WALLET_FROZEN: "The wallet is frozen: it cannot be debited.",
     RejectionCode.WALLET_CLOSED: "The wallet is closed.",
     RejectionCode.WALLET_NOT_FOUND: "The wallet does not exist for this asset.",
-    RejectionCode.ORIGINAL_NOT_FOUND: "The original transaction is not a spend of this tenant.",
-    RejectionCode.ORIGINAL_NOT_APPLIED: "The original spend was not applied.",
-    RejectionCode.ORIGINAL_MISMATCH: "The original spend belongs to another wallet or asset.",
-    RejectionCode.REFUND_EXCEEDS_ORIGINAL: "Refunds would exceed the original spend's amount.",
+    RejectionCode.ORIGINAL_NOT_FOUND: (
+        "The original transaction is not a spend or capture of this tenant."
+    ),
+    RejectionCode.ORIGINAL_NOT_APPLIED: "The original transaction was not applied.",
+    RejectionCode.ORIGINAL_MISMATCH: (
+        "The original transaction belongs to another wallet or asset."
+    ),
+    RejectionCode.REFUND_EXCEEDS_ORIGINAL: (
+        "Refunds would exceed the original transaction's amount."
+    ),
     RejectionCode.SAME_WALLET: "A transfer needs two different wallets.",
     RejectionCode.BALANCE_LIMIT_EXCEEDED: "The resulting balance would exceed the ledger's limit.",
+    RejectionCode.HOLD_NOT_FOUND: "The original transaction is not a hold of this tenant.",
+    RejectionCode.HOLD_NOT_ACTIVE: (
+        "The hold is not active: not applied yet, or already captured or voided."
+    ),
+    RejectionCode.HOLD_EXPIRED: "The hold expired before this capture or void.",
+    RejectionCode.CAPTURE_EXCEEDS_HOLD: "The capture's amount exceeds the held amount.",
 }

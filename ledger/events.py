@@ -55,17 +55,33 @@ def record_transaction_events(
     """Write one event per finished transaction (tenant id, view) and wake long-pollers."""
     if not finished:
         return
+    record_events(
+        conn,
+        now,
+        [
+            (tenant_id, EVENT_FOR_STATUS[view["status"]], view["id"], view)
+            for tenant_id, view in finished
+        ],
+    )
+    notify_finished(conn, [view["id"] for _, view in finished])
+
+
+def record_events(
+    conn: Connection, now: Any, events: Sequence[tuple[uuid.UUID, str, Any, dict[str, Any]]]
+) -> None:
+    """Write events (tenant id, type, transaction id, payload) and their webhook deliveries."""
+    if not events:
+        return
     conn.execute(
         INSERT_EVENTS,
         {
             "now": now,
-            "tenant_ids": [tenant_id for tenant_id, _ in finished],
-            "types": [EVENT_FOR_STATUS[view["status"]] for _, view in finished],
-            "transaction_ids": [view["id"] for _, view in finished],
-            "payloads": [json.dumps(view) for _, view in finished],
+            "tenant_ids": [tenant_id for tenant_id, _, _, _ in events],
+            "types": [event_type for _, event_type, _, _ in events],
+            "transaction_ids": [str(transaction_id) for _, _, transaction_id, _ in events],
+            "payloads": [json.dumps(payload) for _, _, _, payload in events],
         },
     )
-    notify_finished(conn, [view["id"] for _, view in finished])
 
 
 def notify_finished(conn: Connection, transaction_ids: Sequence[str]) -> None:

@@ -19,10 +19,10 @@ from sqlalchemy import Connection, RowMapping, text
 
 from ledger.db import UnitOfWork, retry_on_conflict
 from ledger.errors import AdminKeyRequired, AssetNotFound, IdempotencyKeyReused, LedgerError
-from ledger.queries import balances_after_many
+from ledger.queries import transaction_views
 from ledger.transaction_request import MAX_METADATA_BYTES, TransactionRequest
 from ledger.views import transaction_view
-from ledger.vocabulary import TransactionStatus, TransactionType
+from ledger.vocabulary import TransactionType
 
 # Two batches naming the same new reference ids in opposite orders can deadlock on the
 # unique index; PostgreSQL aborts one of them, and it is safe to run again.
@@ -30,28 +30,40 @@ MAX_INTAKE_ATTEMPTS = 3
 INTAKE_BACKOFF_SECONDS = 0.01
 
 # Set-based: positions kept so `seq` (the order of application) follows the batch. Rows
-# naming an asset the tenant lacks are left out by the join (no foreign-key error aborts
-# the batch); the caller tells them apart from replays afterwards.
+# naming an asset the tenant lacks are left out (no foreign-key error aborts the batch);
+# the caller tells them apart from replays afterwards. A capture or void takes its wallet
+# (and a capture its destination) from the hold it names, when that is a hold of this
+# tenant; a hold's expiry is counted from its acceptance, on the database's clock.
 INSERT_TRANSACTIONS = text(
     """
     INSERT INTO transactions (
         tenant_id, type, reference_id, request_hash, asset_code, amount, user_id,
-        to_user_id, original_transaction_id, payment_method, bonus_type, item_id, reason, metadata
+        to_user_id, original_transaction_id, payment_method, bonus_type, item_id, reason,
+        metadata, expires_at
     )
-    SELECT :tenant_id, r.type, r.reference_id, r.request_hash, r.asset_code, r.amount, r.user_id,
-           r.to_user_id, r.original_transaction_id, r.payment_method, r.bonus_type, r.item_id,
-           r.reason, r.metadata
+    SELECT :tenant_id, r.type, r.reference_id, r.request_hash,
+           coalesce(r.asset_code, hold.asset_code), r.amount, coalesce(r.user_id, hold.user_id),
+           coalesce(r.to_user_id, CASE WHEN r.type = 'capture' THEN hold.to_user_id END),
+           r.original_transaction_id, r.payment_method, r.bonus_type, r.item_id, r.reason,
+           r.metadata,
+           coalesce(r.expires_at, now() + make_interval(secs => r.expires_in))
     FROM unnest(
         CAST(:types AS text[]), CAST(:reference_ids AS text[]), CAST(:request_hashes AS text[]),
         CAST(:asset_codes AS text[]), CAST(:amounts AS bigint[]), CAST(:user_ids AS text[]),
         CAST(:to_user_ids AS text[]), CAST(:original_transaction_ids AS uuid[]),
         CAST(:payment_methods AS text[]), CAST(:bonus_types AS text[]),
-        CAST(:item_ids AS text[]), CAST(:reasons AS text[]), CAST(:metadata AS jsonb[])
+        CAST(:item_ids AS text[]), CAST(:reasons AS text[]), CAST(:metadata AS jsonb[]),
+        CAST(:expires_ats AS timestamptz[]), CAST(:expires_ins AS integer[])
     ) WITH ORDINALITY AS r(
         type, reference_id, request_hash, asset_code, amount, user_id, to_user_id,
-        original_transaction_id, payment_method, bonus_type, item_id, reason, metadata, position
+        original_transaction_id, payment_method, bonus_type, item_id, reason, metadata,
+        expires_at, expires_in, position
     )
-    JOIN assets a ON a.tenant_id = :tenant_id AND a.code = r.asset_code
+    LEFT JOIN transactions hold
+      ON r.type IN ('capture', 'void') AND hold.tenant_id = :tenant_id
+     AND hold.id = r.original_transaction_id AND hold.type = 'hold'
+    WHERE r.type IN ('capture', 'void')
+       OR EXISTS (SELECT 1 FROM assets a WHERE a.tenant_id = :tenant_id AND a.code = r.asset_code)
     ORDER BY r.position
     ON CONFLICT (tenant_id, reference_id) DO NOTHING
     RETURNING *
@@ -192,10 +204,10 @@ def _record(
         conn,
         tenant_id,
         [
-            (request.asset_code, owner)
+            wallet
             for request in fresh
             if request.reference_id in inserted
-            for owner in request.credited_wallets()
+            for wallet in request.credited_wallets()
         ],
     )
     existing: dict[str, RowMapping] = {}
@@ -205,8 +217,7 @@ def _record(
             EXISTING_BY_REFERENCE, {"tenant_id": tenant_id, "references": missing}
         ).mappings()
         existing = {row["reference_id"]: row for row in rows}
-    applied = [row["id"] for row in existing.values() if row["status"] == TransactionStatus.APPLIED]
-    after = balances_after_many(conn, applied) if applied else {}
+    shown = dict(zip(existing, transaction_views(conn, list(existing.values())), strict=True))
 
     # Copies of a reference whose first request named an unknown asset get a turn of
     # their own: the first valid one of them is recorded.
@@ -224,18 +235,20 @@ def _record(
         elif reference in inserted and first_of[reference] == index:
             results[index] = Submission(transaction_view(row, {}), replayed=False)
         else:
-            results[index] = _replay(row, request, after.get(row["id"], {}))
+            # A copy of a reference inserted by this very batch replays its fresh view.
+            view = shown.get(reference) or transaction_view(row, {})
+            results[index] = _replay(row, request, view)
     if again:
         _record(conn, tenant_id, again, results)
 
 
-def _replay(row: RowMapping, request: TransactionRequest, after: dict[str, int]) -> Result:
+def _replay(row: RowMapping, request: TransactionRequest, view: dict[str, Any]) -> Result:
     if row["request_hash"] != request.fingerprint():
         return IdempotencyKeyReused(
             f"reference_id {request.reference_id!r} was used for a different request",
             field="reference_id",
         )
-    return Submission(transaction_view(row, after), replayed=True)
+    return Submission(view, replayed=True)
 
 
 def _columns(tenant_id: uuid.UUID, requests: list[TransactionRequest]) -> dict[str, Any]:
@@ -255,6 +268,8 @@ def _columns(tenant_id: uuid.UUID, requests: list[TransactionRequest]) -> dict[s
         "item_ids": [r.item_id for r in requests],
         "reasons": [r.reason for r in requests],
         "metadata": [json.dumps(r.metadata) for r in requests],
+        "expires_ats": [r.expires_at for r in requests],
+        "expires_ins": [r.expires_in_seconds() for r in requests],
     }
 
 

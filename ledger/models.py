@@ -26,7 +26,13 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from ledger.vocabulary import AccountStatus, SystemAccount, TransactionStatus, TransactionType
+from ledger.vocabulary import (
+    AccountStatus,
+    HoldStatus,
+    SystemAccount,
+    TransactionStatus,
+    TransactionType,
+)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -143,15 +149,18 @@ class Transaction(Base):
     status: Mapped[str] = mapped_column(Text, server_default=text("'queued'"))
     result_code: Mapped[str | None] = mapped_column(Text)
     result_message: Mapped[str | None] = mapped_column(Text)
-    asset_code: Mapped[str] = mapped_column(Text)
-    amount: Mapped[int] = mapped_column(BigInteger)
-    user_id: Mapped[str] = mapped_column(Text)
+    # Null only on a capture or void whose hold does not exist (it is rejected), and on a
+    # capture that takes the whole hold until it is applied.
+    asset_code: Mapped[str | None] = mapped_column(Text)
+    amount: Mapped[int | None] = mapped_column(BigInteger)
+    user_id: Mapped[str | None] = mapped_column(Text)
     to_user_id: Mapped[str | None] = mapped_column(Text)
     original_transaction_id: Mapped[uuid.UUID | None] = mapped_column(UUID)
     payment_method: Mapped[str | None] = mapped_column(Text)
     bonus_type: Mapped[str | None] = mapped_column(Text)
     item_id: Mapped[str | None] = mapped_column(Text)
     reason: Mapped[str | None] = mapped_column(Text)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     metadata_: Mapped[dict[str, Any]] = mapped_column(
         "metadata", JSONB, server_default=text("'{}'::jsonb")
     )
@@ -169,9 +178,19 @@ class Transaction(Base):
         CheckConstraint(_in("type", TransactionType), name="type_known"),
         CheckConstraint(_in("status", TransactionStatus), name="status_known"),
         CheckConstraint(
-            "(type = 'adjustment' AND amount <> 0) OR (type <> 'adjustment' AND amount > 0)",
+            "(type = 'adjustment' AND amount <> 0) OR (type <> 'adjustment' AND amount > 0)"
+            " OR (type IN ('capture', 'void') AND amount IS NULL)",
             name="amount_sign",
         ),
+        CheckConstraint(
+            "amount IS NOT NULL OR (type IN ('capture', 'void') AND status <> 'applied')",
+            name="amount_when_applied",
+        ),
+        CheckConstraint(
+            "(user_id IS NOT NULL AND asset_code IS NOT NULL) OR type IN ('capture', 'void')",
+            name="wallet_named",
+        ),
+        CheckConstraint("(type = 'hold') = (expires_at IS NOT NULL)", name="expiry_for_holds"),
         # 2**53 - 1: amounts stay exact in every JSON client (transaction_request.MAX_AMOUNT).
         CheckConstraint("abs(amount) <= 9007199254740991", name="amount_within_limit"),
         CheckConstraint(
@@ -183,11 +202,13 @@ class Transaction(Base):
         ),
         CheckConstraint("length(reference_id) BETWEEN 1 AND 128", name="reference_id_length"),
         CheckConstraint(
-            "(type = 'transfer') = (to_user_id IS NOT NULL)", name="to_user_only_for_transfer"
+            "(type <> 'transfer' OR to_user_id IS NOT NULL)"
+            " AND (to_user_id IS NULL OR type IN ('transfer', 'hold', 'capture'))",
+            name="to_user_for_transfers_and_holds",
         ),
         CheckConstraint(
-            "(type = 'refund') = (original_transaction_id IS NOT NULL)",
-            name="original_only_for_refund",
+            "(type IN ('refund', 'capture', 'void')) = (original_transaction_id IS NOT NULL)",
+            name="original_when_named",
         ),
         CheckConstraint("type <> 'adjustment' OR reason IS NOT NULL", name="adjustment_reason"),
         ForeignKeyConstraint(
@@ -230,6 +251,58 @@ class Entry(Base):
     )
 
 
+class Hold(Base):
+    """Funds a hold reserves on a wallet (its `pending`) until captured, voided or expired."""
+
+    __tablename__ = "holds"
+
+    transaction_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("transactions.id"), primary_key=True
+    )
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"))
+    # The hold transaction's `seq`: the order of the wallet's holds list.
+    seq: Mapped[int] = mapped_column(BigInteger)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    destination_account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(Text, server_default=text("'held'"))
+    captured_amount: Mapped[int | None] = mapped_column(BigInteger)
+    captured_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("transactions.id"))
+    voided_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("transactions.id"))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+
+    __table_args__ = (
+        CheckConstraint(_in("status", HoldStatus), name="status_known"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint(
+            "(status = 'captured') = (captured_by IS NOT NULL AND captured_amount IS NOT NULL)",
+            name="captured_when_captured",
+        ),
+        CheckConstraint(
+            "captured_amount IS NULL OR captured_amount BETWEEN 1 AND amount",
+            name="capture_within_hold",
+        ),
+        CheckConstraint("(status = 'voided') = (voided_by IS NOT NULL)", name="voided_when_voided"),
+        CheckConstraint("(status = 'held') = (released_at IS NULL)", name="released_when_final"),
+        # The sweeper's scan reads only the holds still held.
+        Index("ix_holds_due", "expires_at", postgresql_where=text("status = 'held'")),
+        Index("ix_holds_account_id_seq", "account_id", "seq"),
+    )
+
+
+WEBHOOK_EVENT_TYPES = (
+    "transaction.applied",
+    "transaction.rejected",
+    "transaction.failed",
+    "hold.captured",
+    "hold.voided",
+    "hold.expired",
+)
+
+
 class Event(Base):
     """Outbox: one row per status change of a transaction, written in the same commit."""
 
@@ -243,16 +316,12 @@ class Event(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
 
     __table_args__ = (
-        CheckConstraint(
-            "type IN ('transaction.applied', 'transaction.rejected', 'transaction.failed')",
-            name="type_known",
-        ),
+        CheckConstraint(_in("type", WEBHOOK_EVENT_TYPES), name="type_known"),
         Index(None, "tenant_id", "created_at"),
         Index(None, "transaction_id"),
     )
 
 
-WEBHOOK_EVENT_TYPES = ("transaction.applied", "transaction.rejected", "transaction.failed")
 WEBHOOK_TEST_EVENT = "webhook.test"
 # pending: waiting for next_attempt_at; sending: leased to a dispatcher until next_attempt_at.
 DELIVERY_STATUSES = ("pending", "sending", "delivered", "failed")

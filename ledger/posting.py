@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, RowMapping, text
@@ -20,9 +21,10 @@ from sqlalchemy.exc import OperationalError
 from ledger.codes import REJECTION_MESSAGES, FailureCode, RejectionCode
 from ledger.db import retry_on_conflict
 from ledger.events import record_transaction_events
-from ledger.rules import AccountState, Book, Original, Proposal, from_row
+from ledger.holds import LOCK_HOLDS, record_hold_events, write_holds
+from ledger.rules import AccountState, Book, HoldState, Original, Proposal, from_row
 from ledger.views import transaction_view
-from ledger.vocabulary import TransactionType
+from ledger.vocabulary import HOLD_ACTIONS, HoldStatus, TransactionType
 
 log = logging.getLogger(__name__)
 
@@ -90,18 +92,19 @@ WRITE_BATCH = text(
                     CAST(:entry_balances AS bigint[]), CAST(:entry_versions AS bigint[]))
           AS e(tenant_id, transaction_id, account_id, amount, balance_after, account_version)
     ), moved_accounts AS (
-        UPDATE accounts a SET balance = v.balance, version = v.version, updated_at = :now
+        UPDATE accounts a
+        SET balance = v.balance, pending = v.pending, version = v.version, updated_at = :now
         FROM unnest(CAST(:account_ids AS bigint[]), CAST(:account_balances AS bigint[]),
-                    CAST(:account_versions AS bigint[]))
-          AS v(id, balance, version)
+                    CAST(:account_pendings AS bigint[]), CAST(:account_versions AS bigint[]))
+          AS v(id, balance, pending, version)
         WHERE a.id = v.id
     )
     UPDATE transactions t
     SET status = v.status, result_code = v.code, result_message = v.message,
-        completed_at = :now, updated_at = :now
+        amount = coalesce(v.amount, t.amount), completed_at = :now, updated_at = :now
     FROM unnest(CAST(:ids AS uuid[]), CAST(:statuses AS text[]), CAST(:codes AS text[]),
-                CAST(:messages AS text[]))
-      AS v(id, status, code, message)
+                CAST(:messages AS text[]), CAST(:amounts AS bigint[]))
+      AS v(id, status, code, message, amount)
     WHERE t.id = v.id
     """
 )
@@ -134,8 +137,17 @@ class BatchResult:
 EntryRow = tuple[uuid.UUID, uuid.UUID, int, int, int, int]
 
 
-def _open_book(conn: Connection, proposals: list[Proposal]) -> Book:
-    """Lock every account the batch touches (ascending id) and load what refunds need."""
+def _open_book(conn: Connection, now: datetime, proposals: list[Proposal]) -> Book:
+    """Lock the holds the batch captures or voids, then every account it touches (ascending
+    id: the global lock order), and load what refunds, captures and voids need."""
+    hold_ids = sorted(
+        {
+            hold_id
+            for p in proposals
+            if p.type in HOLD_ACTIONS and (hold_id := p.original_transaction_id) is not None
+        }
+    )
+    holds = conn.execute(LOCK_HOLDS, {"ids": hold_ids}).mappings().all() if hold_ids else []
     keys = sorted({key for proposal in proposals for key in proposal.account_keys()})
     rows = conn.execute(
         LOCK_ACCOUNTS,
@@ -149,17 +161,21 @@ def _open_book(conn: Connection, proposals: list[Proposal]) -> Book:
         {
             (row["tenant_id"], row["asset_code"], row["owner"]): from_row(AccountState, row)
             for row in rows
-        }
+        },
+        holds={row["transaction_id"]: from_row(HoldState, row) for row in holds},
+        now=now,
     )
     # Read only after the wallet locks are held: every refund of a spend locks that
     # spend's wallet, so these sums cannot move under us.
-    original_ids = [
-        p.original_transaction_id for p in proposals if p.type == TransactionType.REFUND
-    ]
+    original_ids = [p.original_transaction_id for p in proposals if p.original_transaction_id]
     if original_ids:
         for row in conn.execute(ORIGINALS, {"ids": original_ids}).mappings():
             book.originals[row["id"]] = from_row(Original, row)
-        for original_id, refunded in conn.execute(REFUNDED, {"ids": original_ids}):
+    refunded_ids = [
+        p.original_transaction_id for p in proposals if p.type == TransactionType.REFUND
+    ]
+    if refunded_ids:
+        for original_id, refunded in conn.execute(REFUNDED, {"ids": refunded_ids}):
             book.refunded[original_id] = int(refunded)
     return book
 
@@ -172,7 +188,9 @@ def _apply_batch(conn: Connection, txns: list[RowMapping]) -> list[Outcome]:
     """Judge the claimed rows in order against their locked accounts; write it all at once."""
     now = conn.execute(text("SELECT now()")).scalar_one()
     proposals = [from_row(Proposal, txn) for txn in txns]
-    book = _open_book(conn, proposals)
+    book = _open_book(conn, now, proposals)
+    settled: list[int | None] = []
+    released: list[tuple[HoldStatus, HoldState]] = []
     outcomes: list[Outcome] = []
     finished: list[tuple[uuid.UUID, dict[str, Any]]] = []
     entry_rows: list[EntryRow] = []
@@ -195,17 +213,25 @@ def _apply_batch(conn: Connection, txns: list[RowMapping]) -> list[Outcome]:
             if not line.account.is_system:
                 after[line.account.owner] = line.balance_after
         outcomes.append(outcome)
+        settled.append(judgement.amount)
+        hold = judgement.hold
+        if hold is not None and proposal.type in HOLD_ACTIONS:
+            released.append((HoldStatus(hold.status), replace(hold)))
         row = dict(txn)
         row.update(
             status=outcome.status,
             result_code=outcome.code,
             result_message=_message(outcome.code),
             completed_at=now,
+            amount=judgement.amount or txn["amount"],
         )
-        finished.append((proposal.tenant_id, transaction_view(row, after)))
+        held = asdict(hold) if hold is not None and proposal.type == TransactionType.HOLD else None
+        finished.append((proposal.tenant_id, transaction_view(row, after, held)))
     touched = [account for account in book.accounts.values() if account.touched]
-    _write(conn, now, entry_rows, touched, outcomes)
+    _write(conn, now, entry_rows, touched, outcomes, settled)
+    write_holds(conn, now, [hold for hold in book.holds.values() if hold.changed])
     record_transaction_events(conn, now, finished)
+    record_hold_events(conn, now, [(status, asdict(hold)) for status, hold in released])
     return outcomes
 
 
@@ -215,6 +241,7 @@ def _write(
     entry_rows: list[EntryRow],
     touched: list[AccountState],
     outcomes: list[Outcome],
+    settled: list[int | None],
 ) -> None:
     columns = list(zip(*entry_rows, strict=True)) or [()] * 6
     conn.execute(
@@ -229,11 +256,13 @@ def _write(
             "entry_versions": list(columns[5]),
             "account_ids": [a.id for a in touched],
             "account_balances": [a.balance for a in touched],
+            "account_pendings": [a.pending for a in touched],
             "account_versions": [a.version for a in touched],
             "ids": [o.transaction_id for o in outcomes],
             "statuses": [str(o.status) for o in outcomes],
             "codes": [str(o.code) if o.code else None for o in outcomes],
             "messages": [_message(o.code) for o in outcomes],
+            "amounts": settled,
         },
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, RowMapping, text
@@ -12,6 +13,7 @@ from sqlalchemy import Connection, RowMapping, text
 from ledger.errors import InvalidCursor, WalletNotFound
 from ledger.rules import available_balance
 from ledger.views import transaction_view
+from ledger.vocabulary import TransactionStatus, TransactionType
 
 MAX_PAGE = 200
 # Account versions are bigints: a larger cursor would fail in the database, not here.
@@ -68,10 +70,29 @@ def get_transaction(
 ) -> dict[str, Any] | None:
     """The transaction as the status endpoint shows it, or None outside this tenant."""
     row = transaction_row(conn, tenant_id, transaction_id=transaction_id, reference_id=reference_id)
-    if row is None:
-        return None
-    after = balances_after(conn, row["id"]) if row["status"] == "applied" else {}
-    return transaction_view(row, after)
+    return transaction_views(conn, [row])[0] if row is not None else None
+
+
+HOLDS = text("SELECT * FROM holds WHERE transaction_id = ANY(:ids)")
+
+
+def transaction_views(conn: Connection, rows: Sequence[RowMapping]) -> list[dict[str, Any]]:
+    """Render transaction rows with what else they show: the balances an applied one left,
+    and the state of an applied hold."""
+    applied = [row["id"] for row in rows if row["status"] == TransactionStatus.APPLIED]
+    after = balances_after_many(conn, applied) if applied else {}
+    hold_ids = [
+        row["id"]
+        for row in rows
+        if row["type"] == TransactionType.HOLD and row["status"] == TransactionStatus.APPLIED
+    ]
+    holds: dict[uuid.UUID, RowMapping] = {}
+    if hold_ids:
+        holds = {
+            hold["transaction_id"]: hold
+            for hold in conn.execute(HOLDS, {"ids": hold_ids}).mappings()
+        }
+    return [transaction_view(row, after.get(row["id"], {}), holds.get(row["id"])) for row in rows]
 
 
 def get_balance(

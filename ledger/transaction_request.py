@@ -7,10 +7,11 @@ import json
 import re
 import uuid
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from ledger.errors import InvalidRequest
-from ledger.vocabulary import TransactionType
+from ledger.vocabulary import HOLD_ACTIONS, TransactionType
 
 # Amounts beyond 2**53 - 1 lose precision in JavaScript clients reading our JSON.
 MAX_AMOUNT = 2**53 - 1
@@ -86,15 +87,32 @@ def _holds_nul(value: object) -> bool:
     return False
 
 
+# Holds last 7 days unless the request says otherwise, and 30 days at the most.
+DEFAULT_HOLD_SECONDS = 7 * 86_400
+MAX_HOLD_SECONDS = 30 * 86_400
+
+# Which types name a second wallet (to_user_id), and which name an original transaction.
+TO_USER_TYPES = frozenset({TransactionType.TRANSFER, TransactionType.HOLD})
+ORIGINAL_TYPES = frozenset({TransactionType.REFUND, *HOLD_ACTIONS})
+
+
+def _unexpected(name: str, kind: str) -> InvalidRequest:
+    return InvalidRequest("unexpected_field", f"{name} is not a field of a {kind}", field=name)
+
+
 @dataclass(frozen=True)
 class TransactionRequest:
-    """One submission: a transaction type and its fields, amounts in minor units."""
+    """One submission: a transaction type and its fields, amounts in minor units.
+
+    A capture or void names only its hold (and a capture maybe an amount): the wallet is
+    the hold's. Every other type names a wallet, an asset and an amount.
+    """
 
     type: str
     reference_id: str
-    user_id: str
-    asset_code: str
-    amount: int
+    user_id: str | None = None
+    asset_code: str | None = None
+    amount: int | None = None
     to_user_id: str | None = None
     original_transaction_id: uuid.UUID | None = None
     payment_method: str | None = None
@@ -102,40 +120,42 @@ class TransactionRequest:
     item_id: str | None = None
     reason: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    expires_in: int | None = None
+    expires_at: datetime | None = None
 
-    def validated(self, max_metadata_bytes: int = MAX_METADATA_BYTES) -> TransactionRequest:
+    def validated(
+        self, max_metadata_bytes: int = MAX_METADATA_BYTES, *, now: datetime | None = None
+    ) -> TransactionRequest:
         """This request, or InvalidRequest naming the first field that breaks a rule."""
         if self.type not in list(TransactionType):
             raise InvalidRequest(
                 "invalid_type", f"type must be one of {', '.join(TransactionType)}", field="type"
             )
+        kind = TransactionType(self.type)
         _check_text(self.reference_id, "reference_id", required=True)
-        check_user_id(self.user_id)
-        check_asset_code(self.asset_code)
-        check_amount(self.amount, signed=self.type == "adjustment")
-        if self.type == "transfer":
-            check_user_id(self.to_user_id, "to_user_id")
-            if self.to_user_id == self.user_id:
-                raise InvalidRequest(
-                    "same_wallet", "to_user_id must differ from user_id", field="to_user_id"
-                )
-        elif self.to_user_id is not None:
-            raise InvalidRequest(
-                "unexpected_field", "to_user_id is only for transfers", field="to_user_id"
-            )
-        if self.type == "refund":
+        if kind in HOLD_ACTIONS:
+            for name in ("user_id", "asset_code", "to_user_id"):
+                if getattr(self, name) is not None:
+                    raise _unexpected(name, kind)
+            if self.amount is not None:
+                if kind == TransactionType.VOID:
+                    raise _unexpected("amount", kind)
+                check_amount(self.amount)
+        else:
+            check_user_id(self.user_id)
+            check_asset_code(self.asset_code)
+            check_amount(self.amount, signed=kind == TransactionType.ADJUSTMENT)
+        self._check_to_user(kind)
+        if kind in ORIGINAL_TYPES:
             if not isinstance(self.original_transaction_id, uuid.UUID):
                 raise InvalidRequest(
                     "missing_field",
-                    "original_transaction_id is required for a refund",
+                    f"original_transaction_id is required for a {kind}",
                     field="original_transaction_id",
                 )
         elif self.original_transaction_id is not None:
-            raise InvalidRequest(
-                "unexpected_field",
-                "original_transaction_id is only for refunds",
-                field="original_transaction_id",
-            )
+            raise _unexpected("original_transaction_id", kind)
+        self._check_expiry(kind, now or datetime.now(UTC))
         _check_text(self.reason, "reason", required=self.type == "adjustment")
         for name in ("payment_method", "bonus_type", "item_id"):
             _check_text(getattr(self, name), name)
@@ -164,19 +184,84 @@ class TransactionRequest:
             )
         return self
 
+    def _check_to_user(self, kind: TransactionType) -> None:
+        if kind not in TO_USER_TYPES:
+            if self.to_user_id is not None:
+                raise _unexpected("to_user_id", kind)
+            return
+        if kind == TransactionType.TRANSFER or self.to_user_id is not None:
+            check_user_id(self.to_user_id, "to_user_id")
+        if self.to_user_id == self.user_id:
+            raise InvalidRequest(
+                "same_wallet", "to_user_id must differ from user_id", field="to_user_id"
+            )
+
+    def _check_expiry(self, kind: TransactionType, now: datetime) -> None:
+        if kind != TransactionType.HOLD:
+            for name in ("expires_in", "expires_at"):
+                if getattr(self, name) is not None:
+                    raise _unexpected(name, kind)
+            return
+        if self.expires_in is not None and self.expires_at is not None:
+            raise InvalidRequest(
+                "invalid_expiry", "give expires_in or expires_at, not both", field="expires_at"
+            )
+        if self.expires_in is not None and (
+            isinstance(self.expires_in, bool)
+            or not isinstance(self.expires_in, int)
+            or not 1 <= self.expires_in <= MAX_HOLD_SECONDS
+        ):
+            raise InvalidRequest(
+                "invalid_expiry",
+                f"expires_in must be 1 to {MAX_HOLD_SECONDS} seconds",
+                field="expires_in",
+            )
+        if self.expires_at is not None:
+            if not isinstance(self.expires_at, datetime) or self.expires_at.tzinfo is None:
+                raise InvalidRequest(
+                    "invalid_expiry",
+                    "expires_at must be a date-time with a time zone",
+                    field="expires_at",
+                )
+            ahead = (self.expires_at - now).total_seconds()
+            if not 0 < ahead <= MAX_HOLD_SECONDS:
+                raise InvalidRequest(
+                    "invalid_expiry",
+                    "expires_at must be in the future, at most 30 days ahead",
+                    field="expires_at",
+                )
+
+    def expires_in_seconds(self) -> int | None:
+        """A hold's lifetime from its acceptance, when it is not given as `expires_at`."""
+        if self.type != TransactionType.HOLD or self.expires_at is not None:
+            return None
+        return self.expires_in or DEFAULT_HOLD_SECONDS
+
     def fingerprint(self) -> str:
         """SHA-256 of the canonical request: same body, same fingerprint."""
         body = asdict(self)
         body["original_transaction_id"] = (
             str(self.original_transaction_id) if self.original_transaction_id else None
         )
+        # Fields added with holds count only when given: older requests keep their hash.
+        for name in ("expires_in", "expires_at"):
+            if body[name] is None:
+                del body[name]
+        if self.expires_at is not None:
+            body["expires_at"] = self.expires_at.isoformat()
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
-    def credited_wallets(self) -> list[str]:
-        """Wallets this request would credit: created on first use when it is accepted."""
-        if self.type in ("topup", "bonus") or (self.type == "adjustment" and self.amount > 0):
-            return [self.user_id]
-        if self.type == "transfer" and self.to_user_id:
-            return [self.to_user_id]
+    def credited_wallets(self) -> list[tuple[str, str]]:
+        """(asset_code, owner) of the wallets this request would credit: created on first use
+        when it is accepted."""
+        if self.user_id is None or self.asset_code is None:
+            return []
+        if self.type in ("topup", "bonus") or (
+            self.type == "adjustment" and self.amount is not None and self.amount > 0
+        ):
+            return [(self.asset_code, self.user_id)]
+        # A hold's destination must exist when the hold is judged, as a transfer's target.
+        if self.type in TO_USER_TYPES and self.to_user_id:
+            return [(self.asset_code, self.to_user_id)]
         return []

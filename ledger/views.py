@@ -12,8 +12,26 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def transaction_view(row: Mapping[Any, Any], balances_after: Mapping[str, int]) -> dict[str, Any]:
-    """Render a transaction row; `balances_after` maps wallet owner to its balance after it."""
+def hold_view(hold: Mapping[Any, Any]) -> dict[str, Any]:
+    """The `hold` object of a hold's transaction: its state, from its `holds` row."""
+    captured_by, voided_by = hold["captured_by"], hold["voided_by"]
+    return {
+        "status": str(hold["status"]),
+        "amount": hold["amount"],
+        "captured_amount": hold["captured_amount"],
+        "expires_at": iso(hold["expires_at"]),
+        "captured_by": str(captured_by) if captured_by else None,
+        "voided_by": str(voided_by) if voided_by else None,
+    }
+
+
+def transaction_view(
+    row: Mapping[Any, Any],
+    balances_after: Mapping[str, int],
+    hold: Mapping[Any, Any] | None = None,
+) -> dict[str, Any]:
+    """Render a transaction row; `balances_after` maps wallet owner to its balance after it,
+    and `hold` is the `holds` row of an applied hold."""
     view: dict[str, Any] = {
         "id": str(row["id"]),
         "type": row["type"],
@@ -40,4 +58,7 @@ def transaction_view(row: Mapping[Any, Any], balances_after: Mapping[str, int]) 
         view["to_balance_after"] = balances_after.get(row["to_user_id"])
     if row["original_transaction_id"] is not None:
         view["original_transaction_id"] = str(row["original_transaction_id"])
+    if row["type"] == "hold":
+        view["expires_at"] = iso(row["expires_at"])
+        view["hold"] = hold_view(hold) if hold is not None else None
     return view

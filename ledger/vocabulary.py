@@ -17,6 +17,13 @@ class TransactionType(StrEnum):
     REFUND = "refund"
     TRANSFER = "transfer"
     ADJUSTMENT = "adjustment"
+    HOLD = "hold"
+    CAPTURE = "capture"
+    VOID = "void"
+
+
+# Captures and voids name a hold; intake copies its wallet onto them.
+HOLD_ACTIONS = frozenset({TransactionType.CAPTURE, TransactionType.VOID})
 
 
 class TransactionStatus(StrEnum):
@@ -35,6 +42,13 @@ class AccountStatus(StrEnum):
     ACTIVE = "active"
     FROZEN = "frozen"
     CLOSED = "closed"
+
+
+class HoldStatus(StrEnum):
+    HELD = "held"
+    CAPTURED = "captured"
+    VOIDED = "voided"
+    EXPIRED = "expired"
 
 
 class SystemAccount(StrEnum):

@@ -162,7 +162,8 @@ def _add_runtime_commands(commands: Any, add: Callable[..., Any]) -> None:
     relay = add(
         "relay",
         serve.run_relay,
-        "re-publish stale queued transactions, and deliver webhooks unless --no-webhooks",
+        "re-publish stale queued transactions, expire due holds, and deliver webhooks"
+        " unless --no-webhooks",
     )
     relay.add_argument(
         "--no-webhooks",

@@ -97,10 +97,11 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_relay(args: argparse.Namespace, settings: Settings) -> int:
-    """Re-publish stale queued transactions (and deliver webhooks) until SIGTERM or SIGINT."""
+    """Re-publish stale queued transactions, expire due holds (and deliver webhooks) until
+    SIGTERM or SIGINT."""
     from ledger.db import make_engine
     from worker.publisher import Publisher
-    from worker.relay import relay_once, run_periodically
+    from worker.relay import expire_holds_once, relay_once, run_periodically
     from worker.webhook_dispatcher import run_dispatcher
 
     _configure_logging()
@@ -119,7 +120,11 @@ def run_relay(args: argparse.Namespace, settings: Settings) -> int:
         "" if args.no_webhooks else ", delivering webhooks",
     )
     dispatcher = None if args.no_webhooks else run_dispatcher(settings, stop)
-    run_periodically([relay], settings.relay_interval_seconds, stop)
+
+    def expire_holds() -> int:
+        return expire_holds_once(engine)
+
+    run_periodically([relay, expire_holds], settings.relay_interval_seconds, stop)
     if dispatcher is not None:
         # Sends under way finish (each within the webhook timeout) before the process exits.
         dispatcher.join(settings.webhook_timeout_seconds + 5)

@@ -1,4 +1,5 @@
-"""The relay: re-publishes transactions left queued, so nothing accepted is ever stranded.
+"""The relay: re-publishes transactions left queued, so nothing accepted is ever stranded,
+and expires holds whose time has come.
 
 A publish can fail after the commit, a broker can lose a message, a worker can be killed
 holding one (Redis would hold it for its visibility timeout, an hour). The database is
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from sqlalchemy import Engine, text
 
 from ledger.db import unit_of_work
+from ledger.holds import expire_due_holds
 from worker.publisher import Publisher
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,20 @@ def relay_once(
     if ids:
         log.info("relay re-published %d of %d stale queued transactions", sent, len(ids))
     return sent
+
+
+def expire_holds_once(engine: Engine, batch_size: int = 500) -> int:
+    """Release every hold past its expiry, `batch_size` to a commit; how many."""
+    expired = 0
+    while True:
+        with unit_of_work(engine) as conn:
+            count = expire_due_holds(conn, batch_size)
+        expired += count
+        if count < batch_size:
+            break
+    if expired:
+        log.info("expired %d holds", expired)
+    return expired
 
 
 def run_periodically(

@@ -18,6 +18,8 @@ from api.schemas import (
     BonusSchema,
     HistoryQuerySchema,
     HistorySchema,
+    HoldPageSchema,
+    HoldsQuerySchema,
     SpendSchema,
     TopupSchema,
     TransactionOutSchema,
@@ -25,6 +27,7 @@ from api.schemas import (
     WalletUpdateSchema,
 )
 from api.submission import request_from_body, submit
+from ledger.holds import list_holds
 from ledger.queries import get_balance, wallet_history
 from ledger.tenants import update_wallet
 from ledger.transaction_request import check_user_id
@@ -96,6 +99,29 @@ class History(MethodView):
                 current_principal().tenant_id,
                 user_id,
                 query["asset_code"],
+                limit=query["limit"],
+                cursor=query.get("cursor"),
+            )
+        return json_response(page)
+
+
+@blp.route("/<user_id>/holds")
+class Holds(MethodView):
+    @blp.arguments(HoldsQuerySchema, location="query")
+    @blp.response(200, HoldPageSchema)
+    @blp.problem(400, "invalid_cursor")
+    @blp.problem(404, "wallet_not_found")
+    @blp.problem(422, "invalid_user_id")
+    def get(self, query: dict[str, Any], user_id: str) -> Response:
+        """A wallet's holds (each as its hold transaction), newest first; filter by `status`."""
+        check_user_id(user_id)
+        with request_connection() as conn:
+            page = list_holds(
+                conn,
+                current_principal().tenant_id,
+                user_id,
+                query["asset_code"],
+                status=query.get("status"),
                 limit=query["limit"],
                 cursor=query.get("cursor"),
             )

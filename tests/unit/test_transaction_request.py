@@ -213,13 +213,15 @@ def test_same_body_gives_the_same_fingerprint_and_any_change_a_different_one():
 @pytest.mark.parametrize(
     ("fields", "credited"),
     [
-        ({"type": "topup"}, ["alice"]),
-        ({"type": "bonus"}, ["alice"]),
-        ({"type": "adjustment", "amount": 5, "reason": "r"}, ["alice"]),
+        ({"type": "topup"}, [("EUR", "alice")]),
+        ({"type": "bonus"}, [("EUR", "alice")]),
+        ({"type": "adjustment", "amount": 5, "reason": "r"}, [("EUR", "alice")]),
         ({"type": "adjustment", "amount": -5, "reason": "r"}, []),
         ({"type": "spend"}, []),
         ({"type": "refund", "original_transaction_id": uuid.uuid4()}, []),
-        ({"type": "transfer", "to_user_id": "bob"}, ["bob"]),
+        ({"type": "transfer", "to_user_id": "bob"}, [("EUR", "bob")]),
+        ({"type": "hold"}, []),
+        ({"type": "hold", "to_user_id": "shop"}, [("EUR", "shop")]),
     ],
 )
 def test_only_credited_wallets_are_created_on_first_use(fields, credited):

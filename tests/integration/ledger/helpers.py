@@ -16,7 +16,8 @@ from ledger.transaction_request import TransactionRequest
 
 def submit(engine: Engine, tenant_id: uuid.UUID, type: str, **fields: Any) -> Submission:
     fields.setdefault("reference_id", uuid.uuid4().hex)
-    fields.setdefault("asset_code", "EUR")
+    if type not in ("capture", "void"):  # these take their hold's wallet and asset
+        fields.setdefault("asset_code", "EUR")
     request = TransactionRequest(type=type, **fields).validated()
     with unit_of_work(engine) as conn:
         return submit_transaction(conn, tenant_id, request, admin=True)

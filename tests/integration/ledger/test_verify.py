@@ -157,7 +157,7 @@ def test_verify_ledger_catches_a_transaction_applied_without_its_entries(engine,
 
     failing = {check.name: check.violations for check in report.checks if not check.ok}
     assert failing == {
-        "only applied transactions have entries, exactly two": [
+        "applied transactions have two entries (holds and voids none), others none": [
             (spend["id"], "applied with 0 entries")
         ]
     }
