@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 
-PATTERNS = ("uniform", "hot")
+PATTERNS = ("uniform", "hot", "holds")
+# What `--pattern both` runs: the two patterns of the throughput targets.
+BOTH = ("uniform", "hot")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,8 +24,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="broker URL (default: TALLY_BENCH_REDIS_URL or TALLY_BENCH_AMQP_URL for --broker, "
         "else an embedded Redis; RabbitMQ needs a URL)",
     )
-    parser.add_argument("--pattern", choices=[*PATTERNS, "both"], default="both")
-    parser.add_argument("--count", type=int, default=20_000, help="transactions per pattern")
+    parser.add_argument(
+        "--pattern",
+        choices=[*PATTERNS, "both", "all"],
+        default="both",
+        help="both: uniform and hot; holds: holds, then a capture of each; all: every pattern",
+    )
+    parser.add_argument(
+        "--count",
+        type=int,
+        default=20_000,
+        help="transactions per pattern (holds: this many holds and as many captures)",
+    )
     parser.add_argument(
         "--concurrency", type=int, help="requests in flight (default: 32, or 4 with --bulk)"
     )

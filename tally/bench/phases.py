@@ -11,7 +11,15 @@ from typing import Any
 from tally.bench.load import drive
 from tally.bench.monitor import ProcessMonitor
 from tally.bench.report import RunResult, percentiles
-from tally.bench.workloads import ASSET, bodies_for, funding, warm_up_items, workload
+from tally.bench.workloads import (
+    ASSET,
+    bodies_for,
+    captures_for,
+    funding,
+    holds_workload,
+    warm_up_items,
+    workload,
+)
 
 
 class BenchError(RuntimeError):
@@ -125,35 +133,49 @@ class Bench:
         self.fund(port, run_id)
         if not args.bulk:
             self.warm_up(port, run_id, concurrency)
-        items = workload(pattern, run_id, args.count, args.wallets, args.seed)
+        if pattern == "holds":
+            items = holds_workload(run_id, args.count, args.wallets, args.seed)
+        else:
+            items = workload(pattern, run_id, args.count, args.wallets, args.seed)
         sampler.take_run_peaks()
         from sqlalchemy.engine import make_url
 
         database = str(make_url(self.database_url).database)
         cpu_before = sampler.cpu_by_process(database)
         print(f"  {pattern}: submitting {len(items)} ({mode}) ...", flush=True)
-        client = self.drive(port, items, args.bulk_size if args.bulk else 1, concurrency, args.rate)
+        bulk_size = args.bulk_size if args.bulk else 1
+        client = self.drive(port, items, bulk_size, concurrency, args.rate)
         timeout = 60 + args.count / 100
-        stranded = self.wait_terminal(f"{run_id}-", args.wallets + args.count, timeout)
+        stranded = self.wait_terminal(f"{run_id}-", args.wallets + len(items), timeout)
+        if pattern == "holds":
+            # A capture names its hold's id, known once the hold is accepted: the captures
+            # go second, and both halves count.
+            captures = captures_for(self.hold_ids(run_id), run_id)
+            print(f"  {pattern}: submitting {len(captures)} captures ({mode}) ...", flush=True)
+            second = self.drive(port, captures, bulk_size, concurrency, args.rate)
+            client = _merged(client, second)
+            items += captures
+            stranded = self.wait_terminal(f"{run_id}-", args.wallets + len(items), timeout)
         cpu = sampler.cpu_delta(cpu_before, sampler.cpu_by_process(database))
         cpu["clients"] = client["cpu"]
         stats = self.measured_stats(run_id)
+        count = len(items)
         run = RunResult(
             pattern=pattern,
             mode=mode,
             broker=args.broker,
-            count=args.count,
+            count=count,
             concurrency=concurrency,
             offered_rate=args.rate or None,
         )
         run.memory_peak_mb = sampler.take_run_peaks()
         run.cpu_ms_per_tx = {
-            role: round(seconds * 1000 / args.count, 3) for role, seconds in sorted(cpu.items())
+            role: round(seconds * 1000 / count, 3) for role, seconds in sorted(cpu.items())
         }
         wall = client["last"] - client["first"]
-        run.intake_rate = round(args.count / wall, 1) if wall > 0 else 0.0
+        run.intake_rate = round(count / wall, 1) if wall > 0 else 0.0
         span = stats["last"] - stats["first"]
-        run.applied_rate = round(args.count / span, 1) if span > 0 else 0.0
+        run.applied_rate = round(count / span, 1) if span > 0 else 0.0
         run.accept_latency_ms = percentiles(client["latencies"])
         run.apply_latency_ms = percentiles(stats["latencies"])
         run.statuses = stats["statuses"]
@@ -170,6 +192,18 @@ class Bench:
         run.retries = client["retries"]
         return run
 
+    def hold_ids(self, run_id: str) -> list[str]:
+        """The ids of the pattern's holds, in the order they were sent."""
+        from sqlalchemy import text
+
+        query = text(
+            "SELECT id FROM transactions WHERE tenant_id = :t AND type = 'hold'"
+            " AND reference_id LIKE :p ORDER BY seq"
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query, {"t": self.tenant_id, "p": f"{run_id}-%"}).scalars()
+            return [str(hold_id) for hold_id in rows]
+
     def verify(self) -> tuple[bool, list[str]]:
         """The invariants of the whole bench database (every tenant of the run)."""
         from ledger.verify import verify_ledger
@@ -177,3 +211,14 @@ class Bench:
         with self.engine.connect() as conn:
             report = verify_ledger(conn)
         return report.ok, report.lines()
+
+
+def _merged(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    """One phase's client results from its two halves (the holds pattern)."""
+    merged = {
+        key: first[key] + second[key]
+        for key in ("latencies", "samples", "statuses", "cpu", "item_errors", "retries")
+    }
+    merged["first"] = min(first["first"], second["first"])
+    merged["last"] = max(first["last"], second["last"])
+    return merged

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from config.settings import Settings
-from tally.bench.arguments import PATTERNS
+from tally.bench.arguments import BOTH, PATTERNS
 from tally.bench.monitor import ProcessMonitor
 from tally.bench.phases import Bench, BenchError
 from tally.bench.raw_sql import raw_baseline
@@ -96,7 +96,7 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
-    patterns = PATTERNS if args.pattern == "both" else (args.pattern,)
+    patterns = {"both": BOTH, "all": PATTERNS}.get(args.pattern, (args.pattern,))
     work_dir = Path(tempfile.mkdtemp(prefix="tally-bench-"))
     report: dict[str, Any] = {"command": ["tally", *sys.argv[1:]], "config": vars(args).copy()}
     report["config"].pop("handler", None)
@@ -153,7 +153,8 @@ def _bench(
             report["latency"] = measure_latency(bench.engine, port, args.latency_count)
         for pattern in patterns:
             run = bench.run_pattern(pattern, port, sampler)
-            if not args.skip_raw:
+            # The raw SQL write is a transfer: no like-for-like baseline for holds.
+            if not args.skip_raw and pattern != "holds":
                 print(f"  {pattern}: raw SQL ledger write ...", flush=True)
                 run.raw_sql = raw_baseline(bench.engine, database_url, pattern, args)
                 if run.raw_sql["rate"]:

@@ -1,4 +1,8 @@
-"""What the bench sends: funding top-ups, warm-up top-ups and the measured patterns."""
+"""What the bench sends: funding top-ups, warm-up top-ups and the measured patterns.
+
+uniform: spends and transfers over all wallets; hot: every spend into one account;
+holds: a hold on a wallet, then its capture (all of it, or part).
+"""
 
 from __future__ import annotations
 
@@ -36,6 +40,39 @@ def workload(
             item.update(type="spend", item_id="sku-1")
         items.append(item)
     return items
+
+
+# Long enough never to expire during a run: the pattern measures holding and capturing.
+HOLD_SECONDS = 3600
+
+
+def holds_workload(run_id: str, count: int, wallets: int, seed: int) -> list[dict[str, Any]]:
+    """The first half of the holds pattern: one hold per transaction, over all wallets."""
+    rng = random.Random(seed)
+    return [
+        {
+            "type": "hold",
+            "asset_code": ASSET,
+            "amount": rng.randint(1, MAX_AMOUNT),
+            "reference_id": f"{run_id}-{index}",
+            "user_id": f"{run_id}-w{rng.randrange(wallets)}",
+            "expires_in": HOLD_SECONDS,
+        }
+        for index in range(count)
+    ]
+
+
+def captures_for(hold_ids: list[str], run_id: str) -> list[dict[str, Any]]:
+    """The second half: a capture of each hold, every other one partial."""
+    return [
+        {
+            "type": "capture",
+            "original_transaction_id": hold_id,
+            "reference_id": f"{run_id}-capture-{index}",
+            **({"amount": 1} if index % 2 else {}),
+        }
+        for index, hold_id in enumerate(hold_ids)
+    ]
 
 
 def funding(run_id: str, wallets: int) -> list[dict[str, Any]]:
