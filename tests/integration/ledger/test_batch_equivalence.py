@@ -1,9 +1,10 @@
 """Batched application decides every transaction exactly as one-at-a-time application does.
 
-A seeded random sequence of a few thousand transactions, with many rejections of every
-kind mixed in, is recorded identically in two tenants. One tenant's transactions are
-applied one per commit, the other's in large batches through the workers' engine;
-statuses, result codes, balances and every account's journal must come out the same.
+A seeded random sequence of a few thousand transactions (holds, captures and voids among
+them), with many rejections of every kind mixed in, is recorded identically in two
+tenants. One tenant's transactions are applied one per commit, the other's in large
+batches through the workers' engine; statuses, result codes, balances, holds and every
+account's journal must come out the same.
 """
 
 from __future__ import annotations
@@ -32,11 +33,23 @@ FROZEN, LIMITED, CLOSED = "u3", "u5", "u11"
 
 
 def random_sequence(rng: random.Random) -> list[dict[str, Any]]:
-    """Abstract operations: refunds name their spend by position, not by id."""
+    """Abstract operations: refunds, captures and voids name their original by position."""
     ops: list[dict[str, Any]] = [
         {"type": "topup", "user_id": user, "amount": rng.randint(50, 300)} for user in USERS
     ]
-    spends: list[int] = []
+    spends: list[int] = []  # and captures: what a refund may name
+    holds: list[int] = []
+
+    def recorded_before(positions: list[int]) -> list[int]:
+        return [n for n in positions if n < len(ops) - len(ops) % CHUNK]
+
+    def owner(position: int) -> str | None:
+        """The wallet a spend or capture (through its hold) debits."""
+        op = ops[position]
+        if op["type"] == "capture":
+            return None if op["original"] is None else owner(op["original"])
+        return str(op["user_id"])
+
     while len(ops) < COUNT:
         roll = rng.random()
         user = rng.choice(USERS)
@@ -54,19 +67,31 @@ def random_sequence(rng: random.Random) -> list[dict[str, Any]]:
                 continue
             op = {"type": "transfer", "user_id": user, "to_user_id": target}
             op["amount"] = rng.randint(1, 300)
-        elif roll < 0.92:
-            earlier = [s for s in spends if s < len(ops) - len(ops) % CHUNK]
+        elif roll < 0.86:
+            earlier = recorded_before(spends)
             if not earlier or rng.random() < 0.1:
                 op = {"type": "refund", "user_id": user, "original": None}
             else:
                 original = rng.choice(earlier)
-                owner = ops[original]["user_id"] if rng.random() < 0.9 else user
-                op = {"type": "refund", "user_id": owner, "original": original}
+                debited = owner(original) if rng.random() < 0.9 else user
+                op = {"type": "refund", "user_id": debited or user, "original": original}
             op["amount"] = rng.randint(1, 200)
+        elif roll < 0.90:
+            op = {"type": "hold", "user_id": user, "amount": rng.randint(1, 250)}
+            if rng.random() < 0.3:
+                op["to_user_id"] = rng.choice([u for u in USERS if u != user])
+            holds.append(len(ops))
+        elif roll < 0.97:
+            kind = "capture" if rng.random() < 0.6 else "void"
+            earlier = recorded_before(holds)
+            original = rng.choice(earlier) if earlier and rng.random() > 0.1 else None
+            op = {"type": kind, "original": original}
+            if kind == "capture" and rng.random() < 0.5:
+                op["amount"] = rng.randint(1, 250)
         else:
             amount = rng.choice([-1, 1]) * rng.randint(1, 200)
             op = {"type": "adjustment", "user_id": user, "amount": amount, "reason": "fix"}
-        if op["type"] == "spend":
+        if op["type"] in ("spend", "capture"):
             spends.append(len(ops))
         ops.append(op)
     return ops
@@ -82,14 +107,14 @@ def record(engine: Engine, ops: list[dict[str, Any]], name: str) -> tuple[uuid.U
         requests = []
         for index, op in enumerate(ops[start : start + CHUNK], start):
             fields = {k: v for k, v in op.items() if k != "original"}
-            if op["type"] == "refund":
+            if "original" in op:
                 original = op["original"]
                 fields["original_transaction_id"] = (
                     uuid.UUID(int=index) if original is None else ids[original]
                 )
-            requests.append(
-                TransactionRequest(reference_id=f"op-{index}", asset_code="EUR", **fields)
-            )
+            if op["type"] not in ("capture", "void"):  # these take their hold's wallet
+                fields["asset_code"] = "EUR"
+            requests.append(TransactionRequest(reference_id=f"op-{index}", **fields))
         with unit_of_work(engine) as conn:
             results = submit_transactions(
                 conn, tenant_id, [r.validated() for r in requests], admin=True
@@ -117,13 +142,35 @@ def outcomes(engine: Engine, tenant_id: uuid.UUID) -> list[tuple[str, str, str |
         return [(reference, status, code) for reference, status, code in rows]
 
 
-def accounts(engine: Engine, tenant_id: uuid.UUID) -> dict[str, tuple[int, int, str]]:
+def accounts(engine: Engine, tenant_id: uuid.UUID) -> dict[str, tuple[Any, ...]]:
     with engine.connect() as conn:
         rows = conn.execute(
-            text("SELECT owner, balance, version, status FROM accounts WHERE tenant_id = :t"),
+            text(
+                "SELECT owner, balance, pending, version, status FROM accounts WHERE tenant_id = :t"
+            ),
             {"t": tenant_id},
         )
-        return {owner: (balance, version, status) for owner, balance, version, status in rows}
+        return {owner: tuple(rest) for owner, *rest in rows}
+
+
+def hold_states(engine: Engine, tenant_id: uuid.UUID) -> dict[str, tuple[Any, ...]]:
+    """Every hold's state, naming holds and what settled them by reference id."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                """
+                SELECT t.reference_id, h.status, h.amount, h.captured_amount,
+                       coalesce(c.reference_id, v.reference_id)
+                FROM holds h
+                JOIN transactions t ON t.id = h.transaction_id
+                LEFT JOIN transactions c ON c.id = h.captured_by
+                LEFT JOIN transactions v ON v.id = h.voided_by
+                WHERE h.tenant_id = :t
+                """
+            ),
+            {"t": tenant_id},
+        )
+        return {reference: tuple(rest) for reference, *rest in rows}
 
 
 def journals(engine: Engine, tenant_id: uuid.UUID) -> dict[str, list[tuple[Any, ...]]]:
@@ -170,6 +217,7 @@ def test_batches_decide_exactly_as_one_transaction_per_commit(engine, database_u
     single, batched = outcomes(engine, single_tenant), outcomes(engine, batched_tenant)
     assert batched == single
     assert accounts(engine, batched_tenant) == accounts(engine, single_tenant)
+    assert hold_states(engine, batched_tenant) == hold_states(engine, single_tenant)
     assert journals(engine, batched_tenant) == journals(engine, single_tenant)
     # The sequence is worth comparing only if it exercised the rules.
     codes = Counter(code for _, status, code in single if status == "rejected")
@@ -183,7 +231,12 @@ def test_batches_decide_exactly_as_one_transaction_per_commit(engine, database_u
         "original_not_applied",
         "original_mismatch",
         "refund_exceeds_original",
+        "hold_not_found",
+        "hold_not_active",
+        "capture_exceeds_hold",
     } <= set(codes), codes
+    held = Counter(state[0] for state in hold_states(engine, single_tenant).values())
+    assert held["captured"] and held["voided"] and held["held"], held
     assert Counter(status for _, status, _ in single)["applied"] > COUNT // 3
     assert_invariants(engine, single_tenant)
     assert_invariants(engine, batched_tenant)
