@@ -191,12 +191,33 @@ class ResultSchema(Schema):
 class HoldSchema(Schema):
     """The state of a hold, on its transaction."""
 
-    status = fields.String(required=True, metadata={"enum": list(HoldStatus)})
+    status = fields.String(
+        required=True,
+        metadata={
+            "enum": list(HoldStatus),
+            "description": "`held` until the first capture, void or expiry; then final.",
+        },
+    )
     amount = fields.Integer(required=True, metadata={"description": "The reserved amount."})
-    captured_amount = fields.Integer(required=True, allow_none=True)
-    expires_at = fields.DateTime(required=True)
-    captured_by = fields.UUID(required=True, allow_none=True)
-    voided_by = fields.UUID(required=True, allow_none=True)
+    captured_amount = fields.Integer(
+        required=True,
+        allow_none=True,
+        metadata={"description": "What the capture moved; null unless captured."},
+    )
+    expires_at = fields.DateTime(
+        required=True,
+        metadata={"description": "When the hold expires (or expired) unless captured or voided."},
+    )
+    captured_by = fields.UUID(
+        required=True,
+        allow_none=True,
+        metadata={"description": "The capture transaction; null unless captured."},
+    )
+    voided_by = fields.UUID(
+        required=True,
+        allow_none=True,
+        metadata={"description": "The void transaction; null unless voided."},
+    )
 
 
 _OF_HOLD = " A capture or void of an unknown hold has none."
@@ -213,12 +234,15 @@ class TransactionOutSchema(Schema):
     to_user_id = fields.String(
         metadata={"description": "Transfers: the target; holds and captures: the destination."}
     )
-    asset_code = fields.String(required=True, allow_none=True, metadata={"description": _OF_HOLD})
+    asset_code = fields.String(
+        required=True, allow_none=True, metadata={"description": "The asset." + _OF_HOLD}
+    )
     amount = fields.Integer(
         required=True,
         allow_none=True,
         metadata={
-            "description": "Null only for a capture of the whole hold or a void until applied."
+            "description": "Null only for a capture of the whole hold or a void until it is"
+            " applied (then the amount captured or released); a rejected one stays null."
         },
     )
     result = fields.Nested(
@@ -228,19 +252,30 @@ class TransactionOutSchema(Schema):
         metadata={"description": "Why the ledger rejected or failed it; null otherwise."},
     )
     balance_after = fields.Integer(
-        required=True, allow_none=True, metadata={"description": "Null until applied."}
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "The wallet's balance after it; null until applied, and always null"
+            " for holds and voids (they change `pending`, not the balance)."
+        },
     )
     to_balance_after = fields.Integer(
-        allow_none=True, metadata={"description": "Transfers only; null until applied."}
+        allow_none=True,
+        metadata={
+            "description": "With `to_user_id`: the target's balance after it; null until"
+            " applied, and always null for holds."
+        },
     )
     original_transaction_id = fields.UUID(
         metadata={"description": "Refunds: the spend or capture; captures and voids: the hold."}
     )
-    expires_at = fields.DateTime(metadata={"description": "Holds only."})
+    expires_at = fields.DateTime(
+        metadata={"description": "Holds only: when the hold expires, as set at acceptance."}
+    )
     hold = fields.Nested(
         HoldSchema,
         allow_none=True,
-        metadata={"description": "Holds only: the hold's state; null until applied."},
+        metadata={"description": "Holds only: the hold's state; null unless applied."},
     )
     payment_method = fields.String()
     bonus_type = fields.String()
@@ -290,11 +325,18 @@ class HistorySchema(Schema):
 
 
 class HoldsQuerySchema(HistoryQuerySchema):
-    status = fields.String(validate=validate.OneOf(list(HoldStatus)))
+    status = fields.String(
+        validate=validate.OneOf(list(HoldStatus)),
+        metadata={"description": "Only the holds in this state."},
+    )
 
 
 class HoldPageSchema(Schema):
-    items = fields.List(fields.Nested(TransactionOutSchema), required=True)
+    items = fields.List(
+        fields.Nested(TransactionOutSchema),
+        required=True,
+        metadata={"description": "Applied holds, newest first, each with its `hold` state."},
+    )
     next_cursor = fields.String(
         required=True, allow_none=True, metadata={"description": "Null on the last page."}
     )

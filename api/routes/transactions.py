@@ -50,7 +50,9 @@ class Transactions(MethodView):
     @blp.arguments(WaitQuerySchema(), location="query")
     @blp.submission_responses(TransactionOutSchema)
     @blp.problem(403, "admin_key_required")
-    @blp.problem(422, "missing_field", "unexpected_field", "same_wallet", "invalid_user_id")
+    @blp.problem(
+        422, "missing_field", "unexpected_field", "same_wallet", "invalid_user_id", "invalid_expiry"
+    )
     def post(self, body: dict[str, Any], query: dict[str, Any]) -> Response:
         """Submit a transaction of any type."""
         return submit(request_from_body(body["type"], body), query["wait"])

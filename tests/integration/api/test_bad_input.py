@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -34,6 +35,26 @@ def topup(**changes: Any) -> dict[str, Any]:
 
 def transaction(type: str, **changes: Any) -> dict[str, Any]:
     return topup(type=type, **changes)
+
+
+def hold(**changes: Any) -> dict[str, Any]:
+    return transaction("hold", **changes)
+
+
+def settle(type: str, **changes: Any) -> dict[str, Any]:
+    """A valid capture or void body naming some hold (its fate is the ledger's to judge)."""
+    body = {
+        "type": type,
+        "reference_id": uuid.uuid4().hex,
+        "original_transaction_id": str(uuid.uuid4()),
+        **changes,
+    }
+    return {name: value for name, value in body.items() if value is not MISSING}
+
+
+def from_now(**delta: float) -> str:
+    """An aware timestamp `delta` away from now, as JSON sends it."""
+    return (datetime.now(UTC) + timedelta(**delta)).isoformat()
 
 
 def revoked_key(api: Api) -> str:
@@ -138,6 +159,67 @@ BAD_REQUESTS = [
     row(lambda a: a.post("/transactions", transaction("adjustment"),
                          key=a.tenant.admin_api_key), 422, "missing_field",
         "adjustment-without-reason"),
+    # Holds, captures and voids
+    row(lambda a: a.post("/transactions", hold(expires_in=0)), 422, "validation_failed",
+        "hold-expiring-in-0-seconds"),
+    row(lambda a: a.post("/transactions", hold(expires_in=30 * 86_400 + 1)), 422,
+        "validation_failed", "hold-expiring-after-30-days"),
+    row(lambda a: a.post("/transactions", hold(expires_in="60")), 422, "validation_failed",
+        "string-expires-in"),
+    row(lambda a: a.post("/transactions", hold(expires_in=True)), 422, "validation_failed",
+        "boolean-expires-in"),
+    row(lambda a: a.post("/transactions", hold(expires_in=60.0)), 422, "validation_failed",
+        "float-expires-in"),
+    row(lambda a: a.post("/transactions", hold(expires_in=None)), 422, "validation_failed",
+        "null-expires-in"),
+    row(lambda a: a.post("/transactions", hold(expires_at=from_now(days=1)[:19])), 422,
+        "validation_failed", "naive-expires-at"),
+    row(lambda a: a.post("/transactions", hold(expires_at="tomorrow")), 422,
+        "validation_failed", "expires-at-not-a-date-time"),
+    row(lambda a: a.post("/transactions", hold(expires_at=from_now(seconds=-60))), 422,
+        "invalid_expiry", "expires-at-in-the-past"),
+    row(lambda a: a.post("/transactions", hold(expires_at=from_now(days=30, seconds=60))), 422,
+        "invalid_expiry", "expires-at-after-30-days"),
+    row(lambda a: a.post("/transactions", hold(expires_in=60, expires_at=from_now(days=1))), 422,
+        "invalid_expiry", "both-expires-in-and-expires-at"),
+    row(lambda a: a.post("/transactions", hold(to_user_id="alice")), 422, "same_wallet",
+        "hold-paying-to-its-own-wallet"),
+    row(lambda a: a.post("/transactions", hold(to_user_id="@revenue")), 422,
+        "validation_failed", "hold-paying-to-a-system-account"),
+    row(lambda a: a.post("/transactions", hold(amount=MISSING)), 422, "validation_failed",
+        "hold-without-amount"),
+    row(lambda a: a.post("/transactions", hold(user_id=MISSING)), 422, "validation_failed",
+        "hold-without-user-id"),
+    row(lambda a: a.post("/transactions", hold(original_transaction_id=str(uuid.uuid4()))), 422,
+        "unexpected_field", "hold-naming-an-original"),
+    row(lambda a: a.post("/transactions", settle("capture", original_transaction_id=MISSING)),
+        422, "missing_field", "capture-without-hold"),
+    row(lambda a: a.post("/transactions", settle("void", original_transaction_id=MISSING)),
+        422, "missing_field", "void-without-hold"),
+    row(lambda a: a.post("/transactions", settle("capture", original_transaction_id="abc")),
+        422, "validation_failed", "capture-of-a-bad-uuid"),
+    row(lambda a: a.post("/transactions", settle("capture", user_id="alice")), 422,
+        "unexpected_field", "capture-with-user-id"),
+    row(lambda a: a.post("/transactions", settle("capture", asset_code="EUR")), 422,
+        "unexpected_field", "capture-with-asset-code"),
+    row(lambda a: a.post("/transactions", settle("capture", to_user_id="bob")), 422,
+        "unexpected_field", "capture-with-to-user-id"),
+    row(lambda a: a.post("/transactions", settle("void", amount=100)), 422, "unexpected_field",
+        "void-with-amount"),
+    row(lambda a: a.post("/transactions", settle("void", expires_in=60)), 422,
+        "unexpected_field", "void-with-expires-in"),
+    row(lambda a: a.post("/transactions", settle("capture", amount=0)), 422,
+        "validation_failed", "capture-of-zero"),
+    row(lambda a: a.post("/transactions", settle("capture", amount=-5)), 422,
+        "validation_failed", "capture-of-a-negative-amount"),
+    row(lambda a: a.post("/transactions", settle("capture", amount="5")), 422,
+        "validation_failed", "capture-of-a-string-amount"),
+    row(lambda a: a.post("/transactions", transaction("spend", expires_in=60)), 422,
+        "unexpected_field", "expires-in-on-a-spend"),
+    row(lambda a: a.post("/transactions", transaction("topup", expires_at=from_now(days=1))),
+        422, "unexpected_field", "expires-at-on-a-topup"),
+    row(lambda a: a.post("/wallets/spend", topup(expires_in=60)), 422, "validation_failed",
+        "expires-in-on-the-spend-route"),
     # Encoding of the body
     row(lambda a: a.request("POST", "/wallets/topup", data=b'{"user_id": "alice",',
                             content_type="application/json"), 400, "malformed_json",
@@ -193,6 +275,20 @@ BAD_REQUESTS = [
         "wait-over-30-on-submission"),
     row(lambda a: a.get("/wallets/nobody/balance", query_string={"asset_code": "EUR"}), 404,
         "wallet_not_found", "balance-of-unknown-wallet"),
+    row(lambda a: a.get("/wallets/nobody/holds", query_string={"asset_code": "EUR"}), 404,
+        "wallet_not_found", "holds-of-unknown-wallet"),
+    row(lambda a: a.get("/wallets/alice/holds",
+                        query_string={"asset_code": "EUR", "cursor": "garbage!"}), 400,
+        "invalid_cursor", "bad-holds-cursor"),
+    row(lambda a: a.get("/wallets/alice/holds",
+                        query_string={"asset_code": "EUR", "status": "pending"}), 422,
+        "validation_failed", "unknown-hold-status"),
+    row(lambda a: a.get("/wallets/alice/holds", query_string={"asset_code": "EUR", "limit": 0}),
+        422, "validation_failed", "holds-limit-zero"),
+    row(lambda a: a.get("/wallets/alice/holds"), 422, "validation_failed",
+        "holds-without-asset"),
+    row(lambda a: a.get("/wallets/@topup/holds", query_string={"asset_code": "EUR"}), 422,
+        "invalid_user_id", "holds-of-a-system-account"),
     row(lambda a: a.get("/wallets/alice/balance"), 422, "validation_failed",
         "balance-without-asset"),
     # Who is asking

@@ -17,7 +17,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -32,9 +32,11 @@ from werkzeug.test import TestResponse
 from api import create_app
 from config.settings import Settings
 from ledger.db import unit_of_work
+from ledger.holds import expire_due_holds
+from ledger.vocabulary import HoldStatus, TransactionType
 from ledger.webhooks.endpoints import MAX_ENDPOINTS_PER_TENANT
 from tests.integration.api.conftest import NO_KEY, Api
-from tests.integration.ledger.helpers import run
+from tests.integration.ledger.helpers import apply, run
 
 PREFIX = "/api/v1"
 DOCUMENT_URI = "urn:tally:openapi"
@@ -350,6 +352,92 @@ def wallets(c: Caller, engine: Engine) -> None:
     c.post("/wallets/carol/unfreeze", eur, expect=409)
 
 
+def expire(engine: Engine, hold_id: str) -> None:
+    """Expire a hold as the relay would once its time passed (no relay runs here, and
+    the sweep, like the relay's, also takes any other hold already due)."""
+    with unit_of_work(engine) as conn:
+        conn.execute(
+            text(
+                "UPDATE holds SET expires_at = now() - interval '1 second'"
+                " WHERE transaction_id = :id"
+            ),
+            {"id": hold_id},
+        )
+        assert expire_due_holds(conn) >= 1
+
+
+def holds(c: Caller, engine: Engine) -> None:
+    """Holds, captures and voids: submitted, then applied or rejected, and listed."""
+    run(engine, c.tenant.id, "topup", user_id="hana", amount=10_000)
+
+    def hold(amount: int, **fields: Any) -> dict[str, Any]:
+        return submission("hana", amount, type="hold", **fields)
+
+    def settle(kind: str, of: str, **fields: Any) -> dict[str, Any]:
+        return {"type": kind, "reference_id": uuid.uuid4().hex, "original_transaction_id": of,
+                **fields}  # fmt: skip
+
+    in_a_day = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    body = hold(500, to_user_id="ivan", expires_in=3600, metadata={"order": 8})
+    captured = c.post("/transactions", body, expect=202)
+    assert (captured["status"], captured["hold"]) == ("queued", None)
+    c.post("/transactions", body, expect=200)
+    voided = c.post("/transactions", hold(300, expires_at=in_a_day), expect=202)
+    expired = c.post("/transactions", hold(200, expires_in=60), expect=202)
+    held = c.post("/transactions", hold(100), expect=202)
+    too_big = c.post("/transactions", hold(10**9), expect=202)
+    c.post("/transactions", hold(1, expires_in=60, expires_at=in_a_day), expect=422)
+    c.post("/transactions", hold(1, to_user_id="hana"), expect=422)
+    c.post("/transactions", settle("void", held["id"], amount=1), expect=422)
+
+    # Queued captures and voids: of a hold still queued, and of no hold at all.
+    capture = c.post("/transactions", settle("capture", captured["id"], amount=400), expect=202)
+    assert (capture["user_id"], capture["to_user_id"]) == ("hana", "ivan")
+    void = c.post("/transactions", settle("void", voided["id"]), expect=202)
+    unknown = c.post("/transactions", settle("capture", str(uuid.uuid4())), expect=202)
+    assert (unknown["user_id"], unknown["asset_code"], unknown["amount"]) == (None, None, None)
+    holds_ = [captured, voided, expired, held, too_big]
+    apply(engine, *(uuid.UUID(h["id"]) for h in holds_))
+    twice = c.post("/transactions", settle("capture", captured["id"]), expect=202)
+    too_much = c.post("/transactions", settle("capture", held["id"], amount=101), expect=202)
+    settlements = [capture, void, unknown, twice, too_much]
+    apply(engine, *(uuid.UUID(s["id"]) for s in settlements))
+    expire(engine, expired["id"])
+
+    views = {h["id"]: c.get(f"/transactions/{h['id']}", expect=200) for h in holds_}
+    assert views[too_big["id"]]["result"]["code"] == "insufficient_funds"
+    states = {views[h["id"]]["hold"]["status"] for h in holds_ if h is not too_big}
+    assert states == set(HoldStatus)
+    outcomes = [c.get(f"/transactions/{s['id']}", expect=200) for s in settlements]
+    assert [o["result"] and o["result"]["code"] for o in outcomes] == [
+        None, None, "hold_not_found", "hold_not_active", "capture_exceeds_hold",
+    ]  # fmt: skip
+    assert outcomes[2]["user_id"] is None
+    c.get("/transactions", expect=200, query_string={"reference_id": body["reference_id"]})
+
+    batch = [hold(50), settle("capture", held["id"]), settle("void", held["id"])]
+    answer = c.post("/transactions/batch", {"transactions": batch}, expect=200)
+    assert [r["outcome"] for r in answer["results"]] == ["accepted"] * 3
+
+    eur = {"asset_code": "EUR"}
+    listed = c.get("/wallets/hana/holds", expect=200, query_string=eur)
+    assert {item["hold"]["status"] for item in listed["items"]} == set(HoldStatus)
+    assert listed["next_cursor"] is None
+    page = c.get("/wallets/hana/holds", expect=200, query_string={**eur, "limit": 2})
+    rest = c.get(
+        "/wallets/hana/holds", expect=200, query_string={**eur, "cursor": page["next_cursor"]}
+    )
+    assert len(page["items"]) + len(rest["items"]) == len(listed["items"])
+    for status in HoldStatus:
+        only = c.get("/wallets/hana/holds", expect=200, query_string={**eur, "status": status})
+        assert [item["hold"]["status"] for item in only["items"]] == [status]
+    c.get("/wallets/ivan/holds", expect=200, query_string=eur)
+    c.get("/wallets/hana/holds", expect=400, query_string={**eur, "cursor": "bad!"})
+    c.get("/wallets/nobody/holds", expect=404, query_string=eur)
+    c.get("/wallets/@topup/holds", expect=422, query_string=eur)
+    c.get("/wallets/hana/holds", expect=422, query_string={**eur, "status": "lost"})
+
+
 def assets(c: Caller) -> None:
     gold = {"code": "GOLD", "name": "Gold", "decimal_places": 0}
     c.post("/assets", gold, expect=403)
@@ -478,6 +566,7 @@ def test_every_operation_answers_only_as_the_document_says(
     c.get("/health", expect=200, key=NO_KEY)
     transactions(c, api.engine)
     wallets(c, api.engine)
+    holds(c, api.engine)
     assets(c)
     webhooks(c, api.engine)
     shared_errors(c, api.client.application.config["MAX_CONTENT_LENGTH"])
@@ -504,6 +593,46 @@ def test_every_documented_error_is_a_problem(contract: Contract) -> None:
             assert response["content"] == {
                 PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}
             }, f"{method.upper()} {template} -> {status}"
+
+
+def test_the_document_describes_holds(contract: Contract) -> None:
+    schemas = contract.document["components"]["schemas"]
+    hold_types = {"hold", "capture", "void"}
+    for name in ("Transaction", "TransactionOut", "HistoryItem"):
+        assert set(schemas[name]["properties"]["type"]["enum"]) == set(TransactionType), name
+        assert hold_types <= set(schemas[name]["properties"]["type"]["enum"]), name
+
+    submitted = schemas["Transaction"]["properties"]
+    assert (submitted["expires_in"]["minimum"], submitted["expires_in"]["maximum"]) == (1, 2592000)
+    assert submitted["expires_at"]["format"] == "date-time"
+    for field_name in ("user_id", "asset_code", "amount", "to_user_id",
+                       "original_transaction_id", "expires_in", "expires_at"):  # fmt: skip
+        assert submitted[field_name].get("description"), f"Transaction.{field_name}"
+    answered = schemas["TransactionOut"]["properties"]
+    for field_name in ("user_id", "asset_code", "amount", "expires_at", "hold"):
+        assert answered[field_name].get("description"), f"TransactionOut.{field_name}"
+    assert answered["hold"]["anyOf"][0] == {"$ref": "#/components/schemas/Hold"}
+    hold = schemas["Hold"]
+    assert set(hold["required"]) == set(hold["properties"]) == {
+        "status", "amount", "captured_amount", "expires_at", "captured_by", "voided_by",
+    }  # fmt: skip
+    assert hold["properties"]["status"]["enum"] == list(HoldStatus)
+    for field_name, described in hold["properties"].items():
+        assert described.get("description"), f"Hold.{field_name}"
+
+    operations = contract.document["paths"][f"{PREFIX}/transactions"]
+    codes = operations["post"]["responses"]["422"]["x-problem-codes"]
+    assert {"invalid_expiry", "missing_field", "unexpected_field", "same_wallet"} <= set(codes)
+    listing = contract.document["paths"][f"{PREFIX}/wallets/{{user_id}}/holds"]["get"]
+    assert listing["summary"]
+    parameters = {parameter["name"]: parameter for parameter in listing["parameters"]}
+    assert set(parameters) == {"asset_code", "status", "limit", "cursor"}
+    assert parameters["status"]["schema"]["enum"] == list(HoldStatus)
+    assert parameters["asset_code"]["required"] is True
+    page = listing["responses"]["200"]["content"]["application/json"]["schema"]
+    assert page == {"$ref": "#/components/schemas/HoldPage"}
+    items = schemas["HoldPage"]["properties"]["items"]
+    assert items["items"] == {"$ref": "#/components/schemas/TransactionOut"}
 
 
 def test_an_answer_outside_the_document_is_a_violation(contract: Contract) -> None:
