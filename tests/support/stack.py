@@ -80,6 +80,21 @@ class Stack:
         self.children.kill(*names, sig=sig)
         self.workers.remove(worker)
 
+    def kill_relay(self, worker: Worker, sig: int = signal.SIGKILL) -> Worker:
+        """Kill only a worker's relay (its process group); the worker, now without one."""
+        assert worker.relay is not None, "this worker runs no relay"
+        self.children.kill(worker.relay, sig=sig)
+        alone = Worker(worker.celery)
+        self.workers[self.workers.index(worker)] = alone
+        return alone
+
+    def start_relay(self, worker: Worker) -> Worker:
+        """Start a relay beside a worker that has none; the worker with its new relay."""
+        assert worker.relay is None, "this worker runs a relay already"
+        relayed = Worker(worker.celery, self._start("relay"))
+        self.workers[self.workers.index(worker)] = relayed
+        return relayed
+
     def stop(self) -> None:
         self.children.stop()
         self.workers.clear()
