@@ -15,9 +15,8 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from ledger.errors import WalletNotFound
 from ledger.events import record_events
-from ledger.queries import MAX_PAGE, decode_cursor, encode_cursor
+from ledger.queries import MAX_PAGE, decode_cursor, encode_cursor, wallet_account_id
 from ledger.rules import HoldState
 from ledger.views import transaction_view
 from ledger.vocabulary import HoldStatus
@@ -173,15 +172,7 @@ def list_holds(
     """A wallet's holds, newest first, in keyset pages of at most `limit`."""
     limit = max(1, min(limit, MAX_PAGE))
     before = decode_cursor(cursor) if cursor else None
-    account_id = conn.execute(
-        text(
-            "SELECT id FROM accounts WHERE tenant_id = :t AND asset_code = :a AND owner = :o"
-            " AND NOT is_system"
-        ),
-        {"t": tenant_id, "a": asset_code, "o": user_id},
-    ).scalar()
-    if account_id is None:
-        raise WalletNotFound(f"no {asset_code} wallet for user {user_id!r}")
+    account_id = wallet_account_id(conn, tenant_id, user_id, asset_code)
     rows = (
         conn.execute(
             text(

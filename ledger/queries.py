@@ -148,6 +148,20 @@ def decode_cursor(cursor: str) -> int:
     return version
 
 
+def wallet_account_id(conn: Connection, tenant_id: uuid.UUID, user_id: str, asset_code: str) -> int:
+    """The account id of a wallet, or WalletNotFound."""
+    account_id = conn.execute(
+        text(
+            "SELECT id FROM accounts WHERE tenant_id = :t AND asset_code = :a AND owner = :o"
+            " AND NOT is_system"
+        ),
+        {"t": tenant_id, "a": asset_code, "o": user_id},
+    ).scalar()
+    if account_id is None:
+        raise WalletNotFound(f"no {asset_code} wallet for user {user_id!r}")
+    return int(account_id)
+
+
 def wallet_history(
     conn: Connection,
     tenant_id: uuid.UUID,
@@ -160,15 +174,7 @@ def wallet_history(
     """A wallet's journal, newest first, in keyset pages of at most `limit` entries."""
     limit = max(1, min(limit, MAX_PAGE))
     before = decode_cursor(cursor) if cursor else None
-    account_id = conn.execute(
-        text(
-            "SELECT id FROM accounts WHERE tenant_id = :t AND asset_code = :a AND owner = :o"
-            " AND NOT is_system"
-        ),
-        {"t": tenant_id, "a": asset_code, "o": user_id},
-    ).scalar()
-    if account_id is None:
-        raise WalletNotFound(f"no {asset_code} wallet for user {user_id!r}")
+    account_id = wallet_account_id(conn, tenant_id, user_id, asset_code)
     rows = (
         conn.execute(
             text(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import Response
@@ -83,6 +84,24 @@ class Balance(MethodView):
         return json_response(balance)
 
 
+def _wallet_page(
+    lister: Callable[..., dict[str, Any]], user_id: str, query: dict[str, Any], **filters: Any
+) -> Response:
+    """One keyset page of a wallet's journal or holds."""
+    check_user_id(user_id)
+    with request_connection() as conn:
+        page = lister(
+            conn,
+            current_principal().tenant_id,
+            user_id,
+            query["asset_code"],
+            limit=query["limit"],
+            cursor=query.get("cursor"),
+            **filters,
+        )
+    return json_response(page)
+
+
 @blp.route("/<user_id>/transactions")
 class History(MethodView):
     @blp.arguments(HistoryQuerySchema, location="query")
@@ -92,17 +111,7 @@ class History(MethodView):
     @blp.problem(422, "invalid_user_id")
     def get(self, query: dict[str, Any], user_id: str) -> Response:
         """A wallet's journal, newest first; follow `next_cursor` for older entries."""
-        check_user_id(user_id)
-        with request_connection() as conn:
-            page = wallet_history(
-                conn,
-                current_principal().tenant_id,
-                user_id,
-                query["asset_code"],
-                limit=query["limit"],
-                cursor=query.get("cursor"),
-            )
-        return json_response(page)
+        return _wallet_page(wallet_history, user_id, query)
 
 
 @blp.route("/<user_id>/holds")
@@ -114,18 +123,7 @@ class Holds(MethodView):
     @blp.problem(422, "invalid_user_id")
     def get(self, query: dict[str, Any], user_id: str) -> Response:
         """A wallet's holds (each as its hold transaction), newest first; filter by `status`."""
-        check_user_id(user_id)
-        with request_connection() as conn:
-            page = list_holds(
-                conn,
-                current_principal().tenant_id,
-                user_id,
-                query["asset_code"],
-                status=query.get("status"),
-                limit=query["limit"],
-                cursor=query.get("cursor"),
-            )
-        return json_response(page)
+        return _wallet_page(list_holds, user_id, query, status=query.get("status"))
 
 
 def _set_wallet(user_id: str, asset_code: str, **changes: Any) -> Response:
