@@ -232,7 +232,10 @@ class TransactionOutSchema(Schema):
         required=True, allow_none=True, metadata={"description": "The wallet." + _OF_HOLD}
     )
     to_user_id = fields.String(
-        metadata={"description": "Transfers: the target; holds and captures: the destination."}
+        metadata={
+            "description": "Transfers: the target; holds and captures: the destination;"
+            " refunds of a capture that paid a wallet: that wallet, which pays the refund."
+        }
     )
     asset_code = fields.String(
         required=True, allow_none=True, metadata={"description": "The asset." + _OF_HOLD}

@@ -33,7 +33,8 @@ INTAKE_BACKOFF_SECONDS = 0.01
 # naming an asset the tenant lacks are left out (no foreign-key error aborts the batch);
 # the caller tells them apart from replays afterwards. A capture or void takes its wallet
 # (and a capture its destination) from the hold it names, when that is a hold of this
-# tenant; a hold's expiry is counted from its acceptance, on the database's clock.
+# tenant; a refund of a capture that paid a wallet takes that wallet as the one it debits;
+# a hold's expiry is counted from its acceptance, on the database's clock.
 INSERT_TRANSACTIONS = text(
     """
     INSERT INTO transactions (
@@ -43,7 +44,8 @@ INSERT_TRANSACTIONS = text(
     )
     SELECT :tenant_id, r.type, r.reference_id, r.request_hash,
            coalesce(r.asset_code, hold.asset_code), r.amount, coalesce(r.user_id, hold.user_id),
-           coalesce(r.to_user_id, CASE WHEN r.type = 'capture' THEN hold.to_user_id END),
+           coalesce(r.to_user_id, CASE WHEN r.type = 'capture' THEN hold.to_user_id END,
+                    paid.to_user_id),
            r.original_transaction_id, r.payment_method, r.bonus_type, r.item_id, r.reason,
            r.metadata,
            coalesce(r.expires_at, now() + make_interval(secs => r.expires_in))
@@ -62,6 +64,9 @@ INSERT_TRANSACTIONS = text(
     LEFT JOIN transactions hold
       ON r.type IN ('capture', 'void') AND hold.tenant_id = :tenant_id
      AND hold.id = r.original_transaction_id AND hold.type = 'hold'
+    LEFT JOIN transactions paid
+      ON r.type = 'refund' AND paid.tenant_id = :tenant_id
+     AND paid.id = r.original_transaction_id AND paid.type = 'capture'
     WHERE r.type IN ('capture', 'void')
        OR EXISTS (SELECT 1 FROM assets a WHERE a.tenant_id = :tenant_id AND a.code = r.asset_code)
     ORDER BY r.position

@@ -203,7 +203,7 @@ class Transaction(Base):
         CheckConstraint("length(reference_id) BETWEEN 1 AND 128", name="reference_id_length"),
         CheckConstraint(
             "(type <> 'transfer' OR to_user_id IS NOT NULL)"
-            " AND (to_user_id IS NULL OR type IN ('transfer', 'hold', 'capture'))",
+            " AND (to_user_id IS NULL OR type IN ('transfer', 'hold', 'capture', 'refund'))",
             name="to_user_for_transfers_and_holds",
         ),
         CheckConstraint(

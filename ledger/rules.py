@@ -99,8 +99,9 @@ class Proposal:
             return [wallet]
         if kind == TransactionType.TRANSFER:
             other = str(self.to_user_id)
-        elif kind in (TransactionType.HOLD, TransactionType.CAPTURE):
-            other = self.to_user_id or SystemAccount.REVENUE
+        elif kind in (TransactionType.HOLD, TransactionType.CAPTURE, TransactionType.REFUND):
+            # A refund of a capture that paid a wallet takes the money back from it.
+            other = self.to_user_id or SYSTEM_ACCOUNT_OF.get(kind, SystemAccount.REVENUE)
         else:
             other = SYSTEM_ACCOUNT_OF[kind]
         return [wallet, (self.tenant_id, self.asset_code, str(other))]

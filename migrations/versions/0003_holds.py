@@ -4,7 +4,8 @@ A hold reserves funds on a wallet (its `pending` grows) until it is captured, vo
 expires. Captures and voids name their hold; intake copies the hold's wallet onto them,
 so a capture or void of an unknown hold carries no wallet (and is rejected
 `hold_not_found`), and a capture without an amount takes the whole hold, filled in when
-it is applied.
+it is applied. A refund of a capture that paid a wallet carries that wallet in
+`to_user_id`: the money comes back from where it went.
 
 Revision ID: 0003
 Revises: 0002
@@ -57,7 +58,7 @@ NEW_TRANSACTION_CHECKS = [
     (
         "to_user_for_transfers_and_holds",
         "(type <> 'transfer' OR to_user_id IS NOT NULL)"
-        " AND (to_user_id IS NULL OR type IN ('transfer', 'hold', 'capture'))",
+        " AND (to_user_id IS NULL OR type IN ('transfer', 'hold', 'capture', 'refund'))",
     ),
     (
         "amount_when_applied",

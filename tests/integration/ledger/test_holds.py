@@ -346,3 +346,29 @@ def test_verify_warns_about_an_overdue_hold_without_failing(engine, tenant):
         conn.rollback()
     assert report.ok
     assert any(line.startswith("WARN") and "expiry" in line for line in report.lines())
+
+
+def test_a_refund_of_a_capture_that_paid_a_wallet_comes_back_from_that_wallet(engine, tenant):
+    funded(engine, tenant.id)
+    held = hold(engine, tenant.id, 300, to_user_id="shop")
+    captured = settle(engine, tenant.id, "capture", held)
+
+    def refund(amount: int) -> dict[str, Any]:
+        return run(
+            engine,
+            tenant.id,
+            "refund",
+            user_id="alice",
+            amount=amount,
+            original_transaction_id=uuid.UUID(captured["id"]),
+        )
+
+    first = refund(100)
+    assert first["status"] == "applied"
+    assert (first["to_user_id"], first["to_balance_after"]) == ("shop", 200)
+    run(engine, tenant.id, "spend", user_id="shop", amount=150)
+    # The shop spent what it was paid: it cannot give back more than it has.
+    assert refund(100)["result"]["code"] == "insufficient_funds"
+    assert refund(50)["status"] == "applied"
+    assert wallet(engine, tenant.id, "alice")["balance"] == 850
+    assert wallet(engine, tenant.id, "shop")["balance"] == 0
