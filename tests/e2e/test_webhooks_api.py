@@ -11,7 +11,15 @@ from ledger.tenants import create_api_key, create_tenant
 from tests.e2e.webhook_helpers import register, webhook_stack
 
 PUBLIC_URL = "https://93.184.215.14/hooks/tally"
-ALL_TYPES = ["transaction.applied", "transaction.rejected", "transaction.failed"]
+# Every event type, holds included: an endpoint registered without a list gets them all.
+ALL_TYPES = [
+    "transaction.applied",
+    "transaction.rejected",
+    "transaction.failed",
+    "hold.captured",
+    "hold.voided",
+    "hold.expired",
+]
 
 
 @pytest.fixture(scope="module")
