@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from ledger.events import record_events
-from ledger.queries import MAX_PAGE, decode_cursor, encode_cursor, wallet_account_id
+from ledger.queries import encode_cursor, wallet_page
 from ledger.rules import HoldState
 from ledger.views import transaction_view
 from ledger.vocabulary import HoldStatus
@@ -170,9 +170,7 @@ def list_holds(
     cursor: str | None = None,
 ) -> dict[str, Any]:
     """A wallet's holds, newest first, in keyset pages of at most `limit`."""
-    limit = max(1, min(limit, MAX_PAGE))
-    before = decode_cursor(cursor) if cursor else None
-    account_id = wallet_account_id(conn, tenant_id, user_id, asset_code)
+    limit, before, account_id = wallet_page(conn, tenant_id, user_id, asset_code, limit, cursor)
     rows = (
         conn.execute(
             text(

@@ -162,6 +162,24 @@ def wallet_account_id(conn: Connection, tenant_id: uuid.UUID, user_id: str, asse
     return int(account_id)
 
 
+def wallet_page(
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    user_id: str,
+    asset_code: str,
+    limit: int,
+    cursor: str | None,
+) -> tuple[int, int | None, int]:
+    """Where a keyset page of a wallet's journal or holds starts: (page size, the position
+    it continues below, the wallet's account id); WalletNotFound or InvalidCursor."""
+    before = decode_cursor(cursor) if cursor else None
+    return (
+        max(1, min(limit, MAX_PAGE)),
+        before,
+        wallet_account_id(conn, tenant_id, user_id, asset_code),
+    )
+
+
 def wallet_history(
     conn: Connection,
     tenant_id: uuid.UUID,
@@ -172,9 +190,7 @@ def wallet_history(
     cursor: str | None = None,
 ) -> dict[str, Any]:
     """A wallet's journal, newest first, in keyset pages of at most `limit` entries."""
-    limit = max(1, min(limit, MAX_PAGE))
-    before = decode_cursor(cursor) if cursor else None
-    account_id = wallet_account_id(conn, tenant_id, user_id, asset_code)
+    limit, before, account_id = wallet_page(conn, tenant_id, user_id, asset_code, limit, cursor)
     rows = (
         conn.execute(
             text(
