@@ -137,9 +137,9 @@ KINDS = st.sampled_from(
     + ["tick", "tick", "to expiry"]
     + ["status", "status", "sweep"]
 )
-EXPIRES_IN = st.sampled_from([1, 10, 60, 60, 300, 3_600])
+EXPIRES_IN = st.sampled_from([1, 10, 60, 300, 3_600, 3_600])
 TICKS = st.sampled_from([1, 10, 30, 60, 300])
-STATUS_CHANGES = st.sampled_from([AccountStatus.FROZEN, AccountStatus.ACTIVE, AccountStatus.ACTIVE])
+STATUS_CHANGES = st.sampled_from([AccountStatus.FROZEN, AccountStatus.ACTIVE])
 HOLD_DESTINATIONS = st.sampled_from(["revenue", "revenue", "wallet"])
 # What a capture or void names: mostly an earlier hold (applied or rejected), else an id
 # nobody knows or an earlier transaction that is no hold (intake copies no wallet then).
@@ -213,7 +213,12 @@ def scenarios(draw: st.DrawFn) -> Scenario:
             events.append(Tick(seconds))
             continue
         if kind == "status":
-            events.append(SetStatus(draw(some_user), draw(STATUS_CHANGES)))
+            # Often the wallet of an earlier hold: a capture from it may then meet a freeze.
+            held = [p.user_id for p in holds.values() if p.user_id is not None]
+            if held and draw(st.booleans()):
+                events.append(SetStatus(draw(st.sampled_from(held)), AccountStatus.FROZEN))
+            else:
+                events.append(SetStatus(draw(some_user), draw(STATUS_CHANGES)))
             continue
         if kind == "sweep":
             events.append(Sweep())
