@@ -10,8 +10,10 @@ from werkzeug.exceptions import HTTPException
 
 from api import database, metrics
 from api.auth import authenticate_request
+from api.combiner import SubmissionCombiner
 from api.context import Tally
 from api.docs import render_docs
+from api.key_cache import KeyCache
 from api.problems import ApiProblem, from_http_exception, register_problem_handlers
 from api.routes import assets, health, transactions, wallets, webhooks
 from api.schemas import ProblemSchema
@@ -22,6 +24,16 @@ from worker.publisher import Publisher
 
 PUBLIC_ENDPOINTS = {"health.Health", "api-docs.openapi_json", "docs", "metrics", "static"}
 BODY_METHODS = {"POST", "PUT", "PATCH"}
+READ_METHODS = {"GET", "HEAD", "OPTIONS"}
+# Writes whose own statement confirms the caller's key (ledger/intake.py): they may take
+# it from the cache. Every other write looks its key up first.
+SELF_CONFIRMING = {
+    "transactions.Transactions",
+    "transactions.TransactionBatch",
+    "wallets.Topup",
+    "wallets.Bonus",
+    "wallets.Spend",
+}
 
 
 class ProblemApi(Api):
@@ -53,14 +65,28 @@ def create_app(
     database_url = settings.require_database_url()
     app.extensions["tally"] = Tally(
         settings=settings,
-        engine=make_engine(database_url, pool_size=10, max_overflow=20),
+        # A connection per Flask thread: an overflow connection would be opened and closed
+        # per request (a PostgreSQL backend started each time).
+        engine=make_engine(
+            database_url,
+            pool_size=settings.api_threads,
+            max_overflow=4,
+            pre_ping=False,
+            generic_plans=True,
+        ),
         publisher=Publisher(
             settings.require_broker_url(),
             settings.queue,
             linger=settings.publish_linger_seconds,
             max_ids=settings.batch_size,
         ),
-        waiter=TransactionWaiter(database_url),
+        waiter=TransactionWaiter(
+            database_url,
+            per_process=settings.long_polls_per_process,
+            per_tenant=settings.long_polls_per_tenant,
+        ),
+        keys=KeyCache(database_url, settings.key_cache_seconds),
+        combiner=SubmissionCombiner(),
     )
     register_problem_handlers(app)
     database.init_app(app)
@@ -81,7 +107,9 @@ def create_app(
             return  # 404 and 405 are answered by the error handlers
         if request.endpoint in PUBLIC_ENDPOINTS:
             return
-        authenticate_request()
+        authenticate_request(
+            confirm=request.method not in READ_METHODS and request.endpoint not in SELF_CONFIRMING
+        )
         has_body = bool(request.content_length) or "Transfer-Encoding" in request.headers
         if request.method in BODY_METHODS and has_body and request.mimetype != "application/json":
             raise ApiProblem(

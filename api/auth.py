@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from flask import g, request
 
+from api.context import tally
 from api.database import request_connection
 from api.problems import ApiProblem
-from ledger.tenants import Principal, authenticate
+from ledger.tenants import Principal, hash_api_key, principal_of_hash
 
 
 def current_principal() -> Principal:
@@ -24,8 +25,13 @@ def require_admin() -> Principal:
     return principal
 
 
-def authenticate_request() -> None:
-    """Resolve the bearer key to a principal, or answer 401."""
+def authenticate_request(*, confirm: bool) -> None:
+    """Resolve the bearer key to a principal, or answer 401.
+
+    A key looked up recently comes from the process's cache (api/key_cache.py) unless
+    `confirm`: then the database says whether it is live now. Submissions need no
+    confirmation here because their insert confirms the key itself.
+    """
     header = request.headers.get("Authorization", "")
     scheme, _, key = header.partition(" ")
     if not header:
@@ -42,8 +48,14 @@ def authenticate_request() -> None:
             "Authorization must be 'Bearer <api key>'.",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    with request_connection() as conn:
-        principal = authenticate(conn, key.strip())
+    key_hash = hash_api_key(key.strip())
+    cache = tally().keys
+    principal = None if confirm else cache.get(key_hash)
+    if principal is None:
+        with request_connection() as conn:
+            principal = principal_of_hash(conn, key_hash)
+        if principal is not None:
+            cache.put(key_hash, principal)
     if principal is None:
         raise ApiProblem(
             401,

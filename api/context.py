@@ -1,4 +1,6 @@
-"""What the app holds per process: the engine, the task publisher, the long-poll waiter."""
+"""What the app holds per process: the engine, the task publisher, the long-poll waiter,
+the API key cache,
+the submission combiner."""
 
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ from dataclasses import dataclass
 from flask import current_app
 from sqlalchemy import Engine
 
+from api.combiner import SubmissionCombiner
+from api.key_cache import KeyCache
 from api.waiter import TransactionWaiter
 from config.settings import Settings
 from worker.publisher import Publisher
@@ -18,6 +22,8 @@ class Tally:
     engine: Engine
     publisher: Publisher
     waiter: TransactionWaiter
+    keys: KeyCache
+    combiner: SubmissionCombiner
 
 
 def tally() -> Tally:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, json, request
+from flask import Flask, Response, request
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
-from ledger.errors import Conflict, Forbidden, InvalidRequest, LedgerError, NotFound
+from api.respond import render_json
+from ledger.errors import Conflict, Forbidden, InvalidRequest, KeyRevoked, LedgerError, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,24 @@ def problem(
     headers: dict[str, str] | None = None,
 ) -> Response:
     """A problem+json response."""
+    body = problem_body(
+        status, code, detail, errors=errors, instance=request.path if request else None
+    )
+    response = Response(body, status=status, mimetype="application/problem+json")
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def problem_body(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    errors: dict[str, Any] | None = None,
+    instance: str | None = None,
+) -> bytes:
+    """The problem+json document (RFC 9457), rendered; also used outside a Flask request."""
     body: dict[str, Any] = {
         "type": PROBLEM_TYPE_BASE + code,
         "title": code.replace("_", " ").capitalize(),
@@ -73,12 +92,9 @@ def problem(
     }
     if errors:
         body["errors"] = errors
-    if request:
-        body["instance"] = request.path
-    response = Response(json.dumps(body), status=status, mimetype="application/problem+json")
-    for name, value in (headers or {}).items():
-        response.headers[name] = value
-    return response
+    if instance:
+        body["instance"] = instance
+    return render_json(body)
 
 
 def _field_errors(messages: Any) -> dict[str, Any]:
@@ -128,6 +144,13 @@ def ledger_error_fields(error: LedgerError) -> dict[str, Any] | None:
 
 
 def from_ledger_error(error: LedgerError) -> Response:
+    if isinstance(error, KeyRevoked):
+        return problem(
+            401,
+            "invalid_api_key",
+            "The API key is unknown or revoked.",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
     status = ledger_error_status(error)
     # A missing thing has no field to blame: the path or id already says which.
     errors = None if status == 404 else ledger_error_fields(error)

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from flask import Response, url_for
+from flask import Response, request, url_for
 from sqlalchemy.exc import DBAPIError
 
 from api.auth import current_principal
@@ -16,7 +16,8 @@ from api.database import (
     release_request_connection,
     request_unit_of_work,
 )
-from api.respond import json_response
+from api.respond import json_response, render_json
+from api.server import ASYNC_LONG_POLL, LONG_POLL, LongPoll
 from ledger.intake import Result, accept_transactions, sole_submission
 from ledger.queries import get_transaction
 from ledger.transaction_request import TransactionRequest
@@ -45,35 +46,59 @@ def request_from_body(type: str, body: dict[str, Any]) -> TransactionRequest:
     )
 
 
-def wait_for_outcome(tenant_id: uuid.UUID, view: dict[str, Any], wait: float) -> dict[str, Any]:
-    """The transaction once it is final, or as it stands after `wait` seconds."""
+def answer_after_wait(
+    tenant_id: uuid.UUID,
+    view: dict[str, Any],
+    wait: float,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """The transaction's answer: at once, or with `wait` once it is final or `wait` seconds
+    have passed. Past the long-poll bound (per process, per tenant) it answers at once."""
     if wait <= 0 or view["status"] in TERMINAL_STATUSES:
-        return view
+        return json_response(view, status, headers)
     ctx = tally()
+    release = ctx.waiter.admit(tenant_id)
+    if release is None:
+        return json_response(view, status, headers)
     transaction_id = uuid.UUID(view["id"])
+    timeout = min(wait, ctx.settings.max_wait_seconds)
     latest = view
     # A waiting request holds no pooled connection: each check borrows one briefly.
     release_request_connection()
 
     def is_final() -> bool:
         nonlocal latest
-        with ctx.engine.connect() as conn:
-            found = get_transaction(conn, tenant_id, transaction_id=transaction_id)
+        try:
+            with ctx.engine.connect() as conn:
+                found = get_transaction(conn, tenant_id, transaction_id=transaction_id)
+        except DBAPIError:
+            # The transaction is committed already: a 5xx now would tell the client it was
+            # not accepted. Answer with what we last saw; the client can poll later.
+            log.warning("database unavailable while waiting for %s", transaction_id)
+            return True
         if found is not None:
             latest = found
         return latest["status"] in TERMINAL_STATUSES
 
+    if request.environ.get(ASYNC_LONG_POLL):
+        # Parked on the server's event loop: no thread waits (api/server.py).
+        def render() -> tuple[bytes, bool]:
+            final = is_final()
+            return render_json(latest), final
+
+        request.environ[LONG_POLL] = LongPoll(view["id"], timeout, render, release)
+        return json_response(view, status, headers)
     try:
-        ctx.waiter.wait_until(view["id"], min(wait, ctx.settings.max_wait_seconds), is_final)
-    except DBAPIError:
-        # The transaction is committed already: a 5xx now would tell the client it was not
-        # accepted. Answer with what we last saw; the client can poll later.
-        log.warning("database unavailable while waiting for %s", view["id"])
-    return latest
+        ctx.waiter.wait_until(view["id"], timeout, is_final)
+    finally:
+        release()
+    return json_response(latest, status, headers)
 
 
 def record(requests: Sequence[TransactionRequest]) -> list[Result]:
-    """Record requests for the calling key's tenant through the one intake service."""
+    """Record requests for the calling key's tenant through the one intake service, in this
+    request's unit of work."""
     ctx = tally()
     principal = current_principal()
     return accept_transactions(
@@ -83,14 +108,20 @@ def record(requests: Sequence[TransactionRequest]) -> list[Result]:
         admin=principal.is_admin,
         publish=ctx.publisher.publish,
         max_metadata_bytes=ctx.settings.max_metadata_bytes,
+        # The key may come from the cache: the insert itself confirms it is still live.
+        key_id=principal.key_id,
     )
 
 
 def submit(request: TransactionRequest, wait: float) -> Response:
-    """Record the request durably, publish it after the commit, answer 202 (200 on replay)."""
-    submission = sole_submission(record([request]))
-    view = wait_for_outcome(current_principal().tenant_id, submission.transaction, wait)
+    """Record the request durably (with concurrent ones of the same key, api/combiner.py),
+    publish it after the commit, answer 202 (200 on replay)."""
+    principal = current_principal()
+    result = tally().combiner.record((principal.tenant_id, principal.key_id), request, record)
+    submission = sole_submission([result])
+    view = submission.transaction
     headers = {"Location": url_for("transactions.Transaction", transaction_id=view["id"])}
     if submission.replayed:
         headers["Idempotent-Replayed"] = "true"
-    return json_response(view, 200 if submission.replayed else 202, headers)
+    status = 200 if submission.replayed else 202
+    return answer_after_wait(principal.tenant_id, view, wait, status, headers)

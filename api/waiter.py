@@ -3,13 +3,22 @@
 Workers `NOTIFY tally_transactions` with the ids of transactions they finished, in the
 same commit. A request that waits registers first, then reads the status, then sleeps
 until a notification names its id or its time is up: no request thread polls the database.
+Under `tally api` the wait is parked on the server's event loop (`subscribe_async`) and
+holds no thread; under a plain WSGI server (tests) it blocks its thread (`wait_until`).
+
+Long-polls are bounded per process and per tenant (`admit`): one tenant's clients cannot
+take every slot, and past the bound a `?wait` answers at once with the current state.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+import uuid
+from collections import Counter
 from collections.abc import Callable
+from typing import Protocol
 
 from ledger.events import NOTIFY_CHANNEL
 from ledger.notifications import listen
@@ -17,22 +26,96 @@ from ledger.notifications import listen
 LISTEN_START_SECONDS = 5.0
 
 
+class Wakeable(Protocol):
+    def set(self) -> None: ...
+
+
+class LoopEvent:
+    """An asyncio.Event that the listener thread can set."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.event = asyncio.Event()
+
+    def set(self) -> None:
+        self.loop.call_soon_threadsafe(self.event.set)
+
+    def clear(self) -> None:
+        self.event.clear()
+
+    async def wait(self) -> None:
+        await self.event.wait()
+
+
 class TransactionWaiter:
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, *, per_process: int = 256, per_tenant: int = 64) -> None:
         self._url = database_url
-        self._events: dict[str, set[threading.Event]] = {}
+        self.per_process = per_process
+        self.per_tenant = per_tenant
+        self._waiting: Counter[uuid.UUID] = Counter()
+        self._events: dict[str, set[Wakeable]] = {}
         self._lock = threading.Lock()
         self._listening = threading.Event()
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
+
+    def admit(self, tenant_id: uuid.UUID) -> Callable[[], None] | None:
+        """A long-poll slot for this tenant (call the result to give it back), or None when
+        the process or the tenant has as many long-polls parked as it may."""
+        with self._lock:
+            if (
+                sum(self._waiting.values()) >= self.per_process
+                or self._waiting[tenant_id] >= self.per_tenant
+            ):
+                return None
+            self._waiting[tenant_id] += 1
+        released = threading.Event()
+
+        def release() -> None:
+            with self._lock:
+                if released.is_set():
+                    return
+                released.set()
+                self._waiting[tenant_id] -= 1
+                if self._waiting[tenant_id] <= 0:
+                    del self._waiting[tenant_id]
+
+        return release
+
+    def parked(self) -> int:
+        """Long-polls holding a slot now."""
+        with self._lock:
+            return sum(self._waiting.values())
+
+    def subscribe_async(self, transaction_id: str, loop: asyncio.AbstractEventLoop) -> LoopEvent:
+        """An event on `loop`, set when a notification names `transaction_id` (or when the
+        listener reconnects, so that the waiter looks again)."""
+        self._ensure_listening(0)
+        event = LoopEvent(loop)
+        self._add(transaction_id, event)
+        return event
+
+    def unsubscribe_async(self, transaction_id: str, event: LoopEvent) -> None:
+        self._discard(transaction_id, event)
+
+    def _add(self, transaction_id: str, event: Wakeable) -> None:
+        with self._lock:
+            self._events.setdefault(transaction_id, set()).add(event)
+
+    def _discard(self, transaction_id: str, event: Wakeable) -> None:
+        with self._lock:
+            waiting = self._events.get(transaction_id)
+            if waiting is not None:
+                waiting.discard(event)
+                if not waiting:
+                    del self._events[transaction_id]
 
     def wait_until(self, transaction_id: str, timeout: float, is_final: Callable[[], bool]) -> bool:
         """Block until `is_final()` holds or `timeout` seconds pass; returns the last answer."""
         deadline = time.monotonic() + timeout
         event = threading.Event()
         self._ensure_listening(min(timeout, LISTEN_START_SECONDS))
-        with self._lock:
-            self._events.setdefault(transaction_id, set()).add(event)
+        self._add(transaction_id, event)
         try:
             while True:
                 if is_final():
@@ -43,12 +126,7 @@ class TransactionWaiter:
                 event.wait(remaining)
                 event.clear()
         finally:
-            with self._lock:
-                waiting = self._events.get(transaction_id)
-                if waiting is not None:
-                    waiting.discard(event)
-                    if not waiting:
-                        del self._events[transaction_id]
+            self._discard(transaction_id, event)
 
     def close(self) -> None:
         self._stopped.set()

@@ -80,6 +80,18 @@ class Settings:
     webhook_timeout_seconds: float = 5.0
     webhook_secret_overlap_seconds: int = 86_400
     webhook_concurrency: int = 32
+    # The serving layer (api/server.py): Flask threads per API process, and how long a
+    # client may take to send its headers and its body before it is cut off.
+    api_threads: int = 32
+    api_header_timeout_seconds: float = 10.0
+    api_body_timeout_seconds: float = 10.0
+    # Long-polls parked at once per API process, and per tenant within it; beyond either,
+    # `?wait` answers at once with the current state.
+    long_polls_per_process: int = 256
+    long_polls_per_tenant: int = 64
+    # How long an API process trusts a key it has looked up (revocations reach it sooner,
+    # through LISTEN/NOTIFY); 0 looks every key up on every request.
+    key_cache_seconds: float = 60.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -102,6 +114,12 @@ class Settings:
             webhook_timeout_seconds=_number("TALLY_WEBHOOK_TIMEOUT_SECONDS", 5.0),
             webhook_secret_overlap_seconds=_int("TALLY_WEBHOOK_SECRET_OVERLAP_SECONDS", 86_400),
             webhook_concurrency=_int("TALLY_WEBHOOK_CONCURRENCY", 32),
+            api_threads=_int("TALLY_API_THREADS", 32),
+            api_header_timeout_seconds=_number("TALLY_API_HEADER_TIMEOUT_SECONDS", 10.0),
+            api_body_timeout_seconds=_number("TALLY_API_BODY_TIMEOUT_SECONDS", 10.0),
+            long_polls_per_process=_int("TALLY_LONG_POLLS_PER_PROCESS", 256),
+            long_polls_per_tenant=_int("TALLY_LONG_POLLS_PER_TENANT", 64),
+            key_cache_seconds=_number("TALLY_KEY_CACHE_SECONDS", 60.0),
         )
 
     def require_database_url(self) -> str:

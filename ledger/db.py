@@ -7,9 +7,10 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine
+from psycopg.types.array import ListBinaryDumper
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError
 
 from config.database_urls import sqlalchemy_url
@@ -21,20 +22,46 @@ def make_engine(
     pool_size: int = 5,
     max_overflow: int = 10,
     statement_timeout_ms: int = 30_000,
+    pre_ping: bool = True,
+    generic_plans: bool = False,
 ) -> Engine:
-    """An engine for the ledger database; created by the edges, never at import time."""
-    return create_engine(
+    """An engine for the ledger database; created by the edges, never at import time.
+
+    `pre_ping=False` spares a round trip per checkout (the API's hot path): a connection
+    that died with a database restart then fails its first statement, which answers `503`
+    once and makes SQLAlchemy replace the pool's stale connections.
+
+    `generic_plans=True` plans each prepared statement once per connection. PostgreSQL
+    otherwise re-plans a statement on every execution while a plan for the actual values
+    looks cheaper than the generic one, as it always does for the intake insert (one row
+    of `unnest` against an estimate of many): about 2 ms of server CPU per submission,
+    ten times its execution.
+    """
+    options = f"-c statement_timeout={statement_timeout_ms}"
+    if generic_plans:
+        options += " -c plan_cache_mode=force_generic_plan"
+    engine = create_engine(
         sqlalchemy_url(database_url),
         pool_size=pool_size,
         max_overflow=max_overflow,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         connect_args={
             # Fail fast with 503 when the database is gone, rather than hang a request thread.
             "connect_timeout": 5,
             # No statement may hold locks on hot accounts indefinitely.
-            "options": f"-c statement_timeout={statement_timeout_ms}",
+            "options": options,
         },
     )
+
+    @event.listens_for(engine, "connect")
+    def _binary_arrays(dbapi_connection: Any, _record: Any) -> None:
+        # psycopg sends a Python list as a text array by default, escaping every element
+        # with regular expressions: the hottest spot of both the worker (about 2 ms of CPU
+        # per batch of 50, mostly the outbox's JSON payloads) and the API's single-row
+        # insert (a fifth of its CPU). The binary form costs a tenth of that.
+        dbapi_connection.adapters.register_dumper(list, ListBinaryDumper)
+
+    return engine
 
 
 log = logging.getLogger(__name__)

@@ -76,3 +76,9 @@ class AssetAlreadyExists(Conflict):
 
 class InvalidCursor(LedgerError):
     code = "invalid_cursor"
+
+
+class KeyRevoked(LedgerError):
+    """The API key a request was accepted under was revoked meanwhile: nothing is recorded."""
+
+    code = "invalid_api_key"

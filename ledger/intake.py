@@ -18,7 +18,13 @@ from typing import Any
 from sqlalchemy import Connection, RowMapping, text
 
 from ledger.db import UnitOfWork, retry_on_conflict
-from ledger.errors import AdminKeyRequired, AssetNotFound, IdempotencyKeyReused, LedgerError
+from ledger.errors import (
+    AdminKeyRequired,
+    AssetNotFound,
+    IdempotencyKeyReused,
+    KeyRevoked,
+    LedgerError,
+)
 from ledger.queries import transaction_views
 from ledger.transaction_request import MAX_METADATA_BYTES, TransactionRequest
 from ledger.views import transaction_view
@@ -34,45 +40,70 @@ INTAKE_BACKOFF_SECONDS = 0.01
 # the caller tells them apart from replays afterwards. A capture or void takes its wallet
 # (and a capture its destination) from the hold it names, when that is a hold of this
 # tenant; a refund of a capture that paid a wallet takes that wallet as the one it debits;
-# a hold's expiry is counted from its acceptance, on the database's clock.
+# a hold's expiry is counted from its acceptance, on the database's clock. The same
+# statement creates the wallets the new rows credit (sorted: concurrent intakes take the
+# unique-index locks in one order) and, for a request made with an API key, checks that
+# the key is still live, so a write needs no round trip of its own for either.
 INSERT_TRANSACTIONS = text(
     """
-    INSERT INTO transactions (
-        tenant_id, type, reference_id, request_hash, asset_code, amount, user_id,
-        to_user_id, original_transaction_id, payment_method, bonus_type, item_id, reason,
-        metadata, expires_at
+    WITH inserted AS (
+        INSERT INTO transactions (
+            tenant_id, type, reference_id, request_hash, asset_code, amount, user_id,
+            to_user_id, original_transaction_id, payment_method, bonus_type, item_id, reason,
+            metadata, expires_at
+        )
+        SELECT :tenant_id, r.type, r.reference_id, r.request_hash,
+               coalesce(r.asset_code, hold.asset_code), r.amount,
+               coalesce(r.user_id, hold.user_id),
+               coalesce(r.to_user_id, CASE WHEN r.type = 'capture' THEN hold.to_user_id END,
+                        paid.to_user_id),
+               r.original_transaction_id, r.payment_method, r.bonus_type, r.item_id, r.reason,
+               r.metadata,
+               coalesce(r.expires_at, now() + make_interval(secs => r.expires_in))
+        FROM unnest(
+            CAST(:types AS text[]), CAST(:reference_ids AS text[]),
+            CAST(:request_hashes AS text[]), CAST(:asset_codes AS text[]),
+            CAST(:amounts AS bigint[]), CAST(:user_ids AS text[]), CAST(:to_user_ids AS text[]),
+            CAST(:original_transaction_ids AS uuid[]), CAST(:payment_methods AS text[]),
+            CAST(:bonus_types AS text[]), CAST(:item_ids AS text[]), CAST(:reasons AS text[]),
+            CAST(:metadata AS jsonb[]), CAST(:expires_ats AS timestamptz[]),
+            CAST(:expires_ins AS integer[])
+        ) WITH ORDINALITY AS r(
+            type, reference_id, request_hash, asset_code, amount, user_id, to_user_id,
+            original_transaction_id, payment_method, bonus_type, item_id, reason, metadata,
+            expires_at, expires_in, position
+        )
+        LEFT JOIN transactions hold
+          ON r.type IN ('capture', 'void') AND hold.tenant_id = :tenant_id
+         AND hold.id = r.original_transaction_id AND hold.type = 'hold'
+        LEFT JOIN transactions paid
+          ON r.type = 'refund' AND paid.tenant_id = :tenant_id
+         AND paid.id = r.original_transaction_id AND paid.type = 'capture'
+        WHERE (r.type IN ('capture', 'void') OR EXISTS (
+                   SELECT 1 FROM assets a WHERE a.tenant_id = :tenant_id AND a.code = r.asset_code))
+          AND (CAST(:key_id AS uuid) IS NULL OR EXISTS (
+                   SELECT 1 FROM api_keys k
+                   WHERE k.id = CAST(:key_id AS uuid) AND k.revoked_at IS NULL))
+        ORDER BY r.position
+        ON CONFLICT (tenant_id, reference_id) DO NOTHING
+        RETURNING *
+    ), wallets AS (
+        INSERT INTO accounts (tenant_id, asset_code, owner, is_system)
+        SELECT :tenant_id, w.asset_code, w.owner, false
+        FROM (
+            SELECT DISTINCT w.asset_code, w.owner
+            FROM unnest(CAST(:wallet_references AS text[]), CAST(:wallet_assets AS text[]),
+                        CAST(:wallet_owners AS text[])) AS w(reference_id, asset_code, owner)
+            WHERE w.reference_id IN (SELECT reference_id FROM inserted)
+        ) w
+        ORDER BY w.asset_code, w.owner
+        ON CONFLICT (tenant_id, asset_code, owner) DO NOTHING
     )
-    SELECT :tenant_id, r.type, r.reference_id, r.request_hash,
-           coalesce(r.asset_code, hold.asset_code), r.amount, coalesce(r.user_id, hold.user_id),
-           coalesce(r.to_user_id, CASE WHEN r.type = 'capture' THEN hold.to_user_id END,
-                    paid.to_user_id),
-           r.original_transaction_id, r.payment_method, r.bonus_type, r.item_id, r.reason,
-           r.metadata,
-           coalesce(r.expires_at, now() + make_interval(secs => r.expires_in))
-    FROM unnest(
-        CAST(:types AS text[]), CAST(:reference_ids AS text[]), CAST(:request_hashes AS text[]),
-        CAST(:asset_codes AS text[]), CAST(:amounts AS bigint[]), CAST(:user_ids AS text[]),
-        CAST(:to_user_ids AS text[]), CAST(:original_transaction_ids AS uuid[]),
-        CAST(:payment_methods AS text[]), CAST(:bonus_types AS text[]),
-        CAST(:item_ids AS text[]), CAST(:reasons AS text[]), CAST(:metadata AS jsonb[]),
-        CAST(:expires_ats AS timestamptz[]), CAST(:expires_ins AS integer[])
-    ) WITH ORDINALITY AS r(
-        type, reference_id, request_hash, asset_code, amount, user_id, to_user_id,
-        original_transaction_id, payment_method, bonus_type, item_id, reason, metadata,
-        expires_at, expires_in, position
-    )
-    LEFT JOIN transactions hold
-      ON r.type IN ('capture', 'void') AND hold.tenant_id = :tenant_id
-     AND hold.id = r.original_transaction_id AND hold.type = 'hold'
-    LEFT JOIN transactions paid
-      ON r.type = 'refund' AND paid.tenant_id = :tenant_id
-     AND paid.id = r.original_transaction_id AND paid.type = 'capture'
-    WHERE r.type IN ('capture', 'void')
-       OR EXISTS (SELECT 1 FROM assets a WHERE a.tenant_id = :tenant_id AND a.code = r.asset_code)
-    ORDER BY r.position
-    ON CONFLICT (tenant_id, reference_id) DO NOTHING
-    RETURNING *
+    SELECT * FROM inserted
     """
+)
+KEY_IS_LIVE = text(
+    "SELECT EXISTS (SELECT 1 FROM api_keys WHERE id = :key_id AND revoked_at IS NULL)"
 )
 EXISTING_BY_REFERENCE = text(
     "SELECT * FROM transactions WHERE tenant_id = :tenant_id AND reference_id = ANY(:references)"
@@ -113,9 +144,11 @@ def accept_transactions(
     admin: bool,
     publish: Publish,
     max_metadata_bytes: int = MAX_METADATA_BYTES,
+    key_id: uuid.UUID | None = None,
 ) -> list[Result]:
     """The intake use case: record the requests in one unit of work (`begin` opens it), run
-    again on a deadlock, and publish the new ids once it has committed."""
+    again on a deadlock, and publish the new ids once it has committed. With `key_id`,
+    nothing is recorded unless that API key is live (KeyRevoked)."""
 
     def attempt() -> list[Result]:
         with begin() as work:
@@ -125,6 +158,7 @@ def accept_transactions(
                 requests,
                 admin=admin,
                 max_metadata_bytes=max_metadata_bytes,
+                key_id=key_id,
             )
             new_ids = [
                 r.transaction["id"] for r in results if isinstance(r, Submission) and not r.replayed
@@ -168,6 +202,7 @@ def submit_transactions(
     *,
     admin: bool,
     max_metadata_bytes: int = MAX_METADATA_BYTES,
+    key_id: uuid.UUID | None = None,
 ) -> list[Result]:
     """Within the caller's transaction: record many requests, each on its own terms.
 
@@ -186,7 +221,7 @@ def submit_transactions(
         except LedgerError as error:
             results[index] = error
     if checked:
-        _record(conn, tenant_id, checked, results)
+        _record(conn, tenant_id, checked, results, key_id)
     return [result for result in results if result is not None]
 
 
@@ -195,6 +230,7 @@ def _record(
     tenant_id: uuid.UUID,
     checked: dict[int, TransactionRequest],
     results: list[Result | None],
+    key_id: uuid.UUID | None,
 ) -> None:
     """Insert the first request of each reference id and answer every checked one."""
     first_of: dict[str, int] = {}
@@ -203,20 +239,14 @@ def _record(
     fresh = [checked[index] for index in sorted(first_of.values())]
     inserted = {
         row["reference_id"]: row
-        for row in conn.execute(INSERT_TRANSACTIONS, _columns(tenant_id, fresh)).mappings()
+        for row in conn.execute(INSERT_TRANSACTIONS, _columns(tenant_id, fresh, key_id)).mappings()
     }
-    ensure_wallets(
-        conn,
-        tenant_id,
-        [
-            wallet
-            for request in fresh
-            if request.reference_id in inserted
-            for wallet in request.credited_wallets()
-        ],
-    )
     existing: dict[str, RowMapping] = {}
     missing = [reference for reference in first_of if reference not in inserted]
+    # Nothing inserted: a replay, an unknown asset, or a key revoked since it was cached.
+    nothing_new = bool(missing) and not inserted
+    if nothing_new and key_id is not None and not _key_is_live(conn, key_id):
+        raise KeyRevoked("The API key is unknown or revoked.")
     if missing:
         rows = conn.execute(
             EXISTING_BY_REFERENCE, {"tenant_id": tenant_id, "references": missing}
@@ -244,7 +274,11 @@ def _record(
             view = shown.get(reference) or transaction_view(row, {})
             results[index] = _replay(row, request, view)
     if again:
-        _record(conn, tenant_id, again, results)
+        _record(conn, tenant_id, again, results, key_id)
+
+
+def _key_is_live(conn: Connection, key_id: uuid.UUID) -> bool:
+    return bool(conn.execute(KEY_IS_LIVE, {"key_id": key_id}).scalar_one())
 
 
 def _replay(row: RowMapping, request: TransactionRequest, view: dict[str, Any]) -> Result:
@@ -256,10 +290,22 @@ def _replay(row: RowMapping, request: TransactionRequest, view: dict[str, Any]) 
     return Submission(view, replayed=True)
 
 
-def _columns(tenant_id: uuid.UUID, requests: list[TransactionRequest]) -> dict[str, Any]:
-    """INSERT_TRANSACTIONS' parameters: one array per column, in the requests' order."""
+def _columns(
+    tenant_id: uuid.UUID, requests: list[TransactionRequest], key_id: uuid.UUID | None
+) -> dict[str, Any]:
+    """INSERT_TRANSACTIONS' parameters: one array per column, in the requests' order, and
+    the (reference, asset, owner) of every wallet a request credits."""
+    wallets = [
+        (request.reference_id, asset, owner)
+        for request in requests
+        for asset, owner in request.credited_wallets()
+    ]
     return {
         "tenant_id": tenant_id,
+        "key_id": key_id,
+        "wallet_references": [reference for reference, _, _ in wallets],
+        "wallet_assets": [asset for _, asset, _ in wallets],
+        "wallet_owners": [owner for _, _, owner in wallets],
         "types": [r.type for r in requests],
         "reference_ids": [r.reference_id for r in requests],
         "request_hashes": [r.fingerprint() for r in requests],

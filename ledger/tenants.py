@@ -23,6 +23,9 @@ from ledger.transaction_request import MAX_AMOUNT, UNSTORABLE, check_asset_code
 from ledger.vocabulary import AccountStatus, SystemAccount
 
 API_KEY_PREFIX = "tally_"
+# Every change to a key row (a revocation is one) is notified here with the key's id
+# (migration 0004), so that API processes drop it from their caches.
+KEY_CHANGES_CHANNEL = "tally_api_keys"
 
 
 @dataclass(frozen=True)
@@ -84,12 +87,17 @@ def revoke_api_key(conn: Connection, api_key_prefix_or_key: str) -> int:
 
 def authenticate(conn: Connection, api_key: str) -> Principal | None:
     """The principal of a live API key, or None for an unknown or revoked one."""
+    return principal_of_hash(conn, hash_api_key(api_key))
+
+
+def principal_of_hash(conn: Connection, key_hash: str) -> Principal | None:
+    """`authenticate` for a key already hashed."""
     row = conn.execute(
         text(
             "SELECT id, tenant_id, is_admin FROM api_keys"
             " WHERE key_hash = :key_hash AND revoked_at IS NULL"
         ),
-        {"key_hash": hash_api_key(api_key)},
+        {"key_hash": key_hash},
     ).first()
     if row is None:
         return None

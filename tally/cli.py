@@ -145,11 +145,16 @@ def _add_runtime_commands(commands: Any, add: Callable[..., Any]) -> None:
     """Commands that run processes: the API, the worker, the relay, the dev stack, the bench."""
     from tally import serve
 
-    api = add("api", serve.run_api, "serve the HTTP API with gunicorn")
+    api = add("api", serve.run_api, "serve the HTTP API with granian")
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8000)
-    api.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
-    api.add_argument("--threads", type=int, default=32, help="threads per worker process")
+    api.add_argument("--workers", type=int, default=2, help="API worker processes (granian)")
+    api.add_argument(
+        "--threads",
+        type=int,
+        default=32,
+        help="Flask threads per API process (long-polls hold none)",
+    )
     api.add_argument("--access-log", action="store_true")
 
     worker = add("worker", serve.run_worker, "run a Celery worker (applies queued transactions)")

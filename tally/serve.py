@@ -12,7 +12,6 @@ import logging
 import os
 import signal
 import threading
-from typing import Any
 
 from config.settings import Settings
 
@@ -35,39 +34,38 @@ def _stop_on_signals() -> threading.Event:
 
 
 def run_api(args: argparse.Namespace, settings: Settings) -> int:
-    """Serve the API with gunicorn (threaded workers: long-polls hold a thread, not a process)."""
-    from gunicorn.app.base import BaseApplication
+    """Serve the API with granian: Rust owns the sockets, Flask runs in a bounded thread pool
+    per worker process, long-polls wait on the event loop (api/server.py)."""
+    from granian.constants import HTTPModes, Interfaces, Loops
+    from granian.http import HTTP1Settings
+    from granian.server import Server
 
     settings.require_database_url()
     settings.require_broker_url()
-
-    class TallyGunicorn(BaseApplication):
-        def load_config(self) -> None:
-            options = {
-                "bind": f"{args.host}:{args.port}",
-                "workers": args.workers,
-                "worker_class": "gthread",
-                "threads": args.threads,
-                "timeout": 60,
-                "graceful_timeout": 10,
-                "keepalive": 5,
-                "accesslog": "-" if args.access_log else None,
-                "errorlog": "-",
-                "loglevel": "info",
-            }
-            # Gunicorn >= 25 opens one control socket per user by default: several APIs on one
-            # machine (tests, bench) would fight over it, and Tally does not use it.
-            if "control_socket_disable" in self.cfg.settings:
-                options["control_socket_disable"] = True
-            for key, value in options.items():
-                self.cfg.set(key, value)
-
-        def load(self) -> Any:
-            from api import create_app
-
-            return create_app(Settings.from_env())
-
-    TallyGunicorn().run()
+    # Each granian worker builds its app from the environment (api.server.create_server).
+    os.environ["TALLY_API_THREADS"] = str(args.threads)
+    server = Server(
+        "api.server:create_server",
+        factory=True,
+        interface=Interfaces.RSGI,
+        address=args.host,
+        port=args.port,
+        workers=args.workers,
+        loop=Loops.asyncio,
+        http=HTTPModes.http1,
+        http1_settings=HTTP1Settings(
+            header_read_timeout=int(settings.api_header_timeout_seconds * 1000),
+            keep_alive=True,
+        ),
+        # Connections granian takes on per worker: idle and slow ones are cheap (a future
+        # each), so the bound is far above what the Flask threads could serve at once.
+        backlog=2048,
+        backpressure=4096,
+        log_access=args.access_log,
+        respawn_failed_workers=True,
+        workers_kill_timeout=10,
+    )
+    server.serve()
     return 0
 
 

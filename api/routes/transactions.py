@@ -22,7 +22,7 @@ from api.schemas import (
     TransactionSchema,
     WaitQuerySchema,
 )
-from api.submission import request_from_body, submit, wait_for_outcome
+from api.submission import answer_after_wait, request_from_body, submit
 from ledger.errors import TransactionNotFound
 from ledger.queries import get_transaction
 
@@ -96,4 +96,4 @@ class Transaction(MethodView):
             )
         if view is None:
             raise TransactionNotFound(f"no transaction {transaction_id}")
-        return json_response(wait_for_outcome(tenant_id, view, query["wait"]))
+        return answer_after_wait(tenant_id, view, query["wait"])

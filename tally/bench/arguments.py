@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bulk-size", type=int, default=1000, help="items per batch request")
     parser.add_argument("--wallets", type=int, default=1000, help="wallets per pattern")
     parser.add_argument("--clients", type=int, default=2, help="load-generator processes")
-    parser.add_argument("--api-workers", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument("--api-workers", type=int, default=2, help="API worker processes")
     parser.add_argument("--api-threads", type=int, default=16, help="threads per API process")
     parser.add_argument("--worker-concurrency", type=int, default=2, help="Celery pool size")
     parser.add_argument("--worker-pool", choices=["prefork", "threads", "solo"], default="prefork")

@@ -12,6 +12,21 @@ import psutil
 from tally.stack import Children
 
 
+def _postgres_pids() -> set[int]:
+    return {p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"}
+
+
+def _tree_cpu(root: Any) -> float:
+    """CPU seconds of a process, its reaped children and its live children."""
+    times = root.cpu_times()
+    total = times.user + times.system + times.children_user + times.children_system
+    for child in root.children():
+        with contextlib.suppress(psutil.Error):
+            child_times = child.cpu_times()
+            total += child_times.user + child_times.system
+    return float(total)
+
+
 class ProcessMonitor:
     """Peak RSS (sampled in a thread) and CPU time of the API, worker and relay processes."""
 
@@ -73,9 +88,10 @@ class ProcessMonitor:
             out[role] = max(out.get(role, 0.0), round(rss / 2**20, 1))
         return out
 
-    def cpu_by_process(self, database: str) -> dict[int, tuple[str, float]]:
-        """CPU seconds used so far by each of the stack's processes, its PostgreSQL backends
-        and the broker (which may serve others too), with the role of each."""
+    def cpu_by_process(self) -> dict[int, tuple[str, float]]:
+        """CPU seconds used so far by each of the stack's processes, the PostgreSQL server
+        and the broker (both may serve others too: run the bench on a quiet machine), with
+        the role of each."""
         seconds: dict[int, tuple[str, float]] = {}
 
         def add(role: str, process: Any) -> None:
@@ -85,11 +101,15 @@ class ProcessMonitor:
 
         for role, process in self._roles():
             add("api" if role.startswith("api") else role, process)
-        for process in psutil.process_iter(["name", "cmdline"]):
+        for process in psutil.process_iter(["name", "ppid"]):
             name = process.info["name"] or ""
-            cmdline = process.info["cmdline"] or []
-            if name == "postgres" and f" {database} " in " ".join(cmdline):
-                add("postgres", process)
+            if name == "postgres" and process.info["ppid"] not in _postgres_pids():
+                # The postmaster: the whole server (backends, WAL writer, checkpointer,
+                # autovacuum), counting backends that already exited (their CPU is the
+                # postmaster's reaped children's): connections opened and closed during a
+                # run cost real CPU too.
+                with contextlib.suppress(psutil.Error):
+                    seconds[process.pid] = ("postgres", _tree_cpu(process))
             elif name == "redis-server" or "beam.smp" in name:
                 add("broker", process)
         return seconds

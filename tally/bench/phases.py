@@ -138,10 +138,7 @@ class Bench:
         else:
             items = workload(pattern, run_id, args.count, args.wallets, args.seed)
         sampler.take_run_peaks()
-        from sqlalchemy.engine import make_url
-
-        database = str(make_url(self.database_url).database)
-        cpu_before = sampler.cpu_by_process(database)
+        cpu_before = sampler.cpu_by_process()
         print(f"  {pattern}: submitting {len(items)} ({mode}) ...", flush=True)
         bulk_size = args.bulk_size if args.bulk else 1
         client = self.drive(port, items, bulk_size, concurrency, args.rate)
@@ -156,7 +153,7 @@ class Bench:
             client = _merged(client, second)
             items += captures
             stranded = self.wait_terminal(f"{run_id}-", args.wallets + len(items), timeout)
-        cpu = sampler.cpu_delta(cpu_before, sampler.cpu_by_process(database))
+        cpu = sampler.cpu_delta(cpu_before, sampler.cpu_by_process())
         cpu["clients"] = client["cpu"]
         stats = self.measured_stats(run_id)
         count = len(items)

@@ -36,6 +36,7 @@ def app(database_url: str, redis_url: str) -> Iterator[Flask]:
     yield app
     context = app.extensions["tally"]
     context.waiter.close()
+    context.keys.close()
     context.engine.dispose()
     _drop_queue(redis_url, queue)
 

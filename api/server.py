@@ -1,0 +1,240 @@
+"""The serving layer: granian's RSGI interface in front of the Flask app.
+
+Granian (Rust, hyper) owns the sockets: idle and slow connections cost it a future each,
+never a Python thread, and it cuts off a client that trickles its headers. This layer adds
+what granian leaves to the application:
+
+- the body is read here, asynchronously, with a deadline and a size limit, so a client that
+  trickles its body ties up nothing but its own connection and is answered `408` in the end;
+- the Flask app then runs in a bounded pool of threads on a fully buffered request;
+- a long-poll (`?wait=`) is parked here, on the event loop, holding no thread: the view
+  answers with the current state and leaves a `LongPoll` in the WSGI environ; when the
+  transaction's notification arrives (or the wait ends) one thread renders the answer again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask
+
+from api.problems import problem_body
+from config.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# The WSGI environ keys this layer and the views share.
+ASYNC_LONG_POLL = "tally.async_long_poll"
+LONG_POLL = "tally.long_poll"
+
+Headers = list[tuple[str, str]]
+
+
+@dataclass
+class LongPoll:
+    """A wait the view hands to the server: re-render until `is_final` or the deadline."""
+
+    transaction_id: str
+    timeout: float
+    # Run in a pool thread: the answer's body now, and whether the transaction is final.
+    render: Callable[[], tuple[bytes, bool]]
+    # Gives the long-poll slot back (per process and per tenant).
+    release: Callable[[], None]
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: Headers
+    body: bytes
+    long_poll: LongPoll | None = None
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class TallyServer:
+    """An RSGI application serving a Flask app (one per granian worker process)."""
+
+    def __init__(self, app: Flask, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+        self.executor = ThreadPoolExecutor(settings.api_threads, thread_name_prefix="tally-api")
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    # RSGI hooks -------------------------------------------------------------------------
+
+    def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+
+    def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def __rsgi__(self, scope: Any, proto: Any) -> None:
+        if scope.proto != "http":  # websockets: not part of the API
+            proto.close(403)
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            body = await asyncio.wait_for(
+                self._read_body(scope, proto), self.settings.api_body_timeout_seconds
+            )
+        except TimeoutError:
+            self._problem(proto, 408, "request_timeout", "The request body came too slowly.")
+            return
+        except BodyTooLarge:
+            limit = self.settings.max_body_bytes
+            self._problem(proto, 413, "body_too_large", f"The body is larger than {limit} bytes.")
+            return
+        except Exception:  # the client went away mid-body: nobody to answer
+            return
+        environ = wsgi_environ(scope, body)
+        answer = await loop.run_in_executor(self.executor, self._call_app, environ)
+        if answer.long_poll is not None:
+            answer.body = await self._long_poll(loop, proto, answer.long_poll, answer.body)
+            answer.headers = [
+                (name, str(len(answer.body)) if name.lower() == "content-length" else value)
+                for name, value in answer.headers
+            ]
+        proto.response_bytes(answer.status, answer.headers, answer.body)
+
+    # The parts ----------------------------------------------------------------------------
+
+    async def _read_body(self, scope: Any, proto: Any) -> bytes:
+        limit = self.settings.max_body_bytes
+        declared = scope.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise BodyTooLarge
+        if declared in (None, "0") and "transfer-encoding" not in scope.headers:
+            return b""
+        if declared is not None:
+            body: bytes = await proto()
+            return body
+        chunks = []
+        size = 0
+        async for chunk in proto:  # chunked: count as it comes
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _call_app(self, environ: dict[str, Any]) -> Answer:
+        started: dict[str, Any] = {}
+
+        def start_response(status: str, headers: Headers, exc_info: Any = None) -> Any:
+            started["status"] = int(status[:3])
+            started["headers"] = headers
+            return lambda data: None  # the legacy write(): Flask never uses it
+
+        result = self.app(environ, start_response)
+        try:
+            body = b"".join(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        return Answer(started["status"], started["headers"], body, environ.get(LONG_POLL))
+
+    async def _long_poll(
+        self, loop: asyncio.AbstractEventLoop, proto: Any, poll: LongPoll, body: bytes
+    ) -> bytes:
+        """Park until the transaction is final or the wait ends; the body to send then."""
+        waiter = self.app.extensions["tally"].waiter
+        deadline = loop.time() + poll.timeout
+        woken = None
+        gone = asyncio.ensure_future(proto.client_disconnect())
+        try:
+            woken = waiter.subscribe_async(poll.transaction_id, loop)
+            while True:
+                # Subscribed first, then read: a notification between the view's read and
+                # the subscription cannot be missed.
+                body, final = await loop.run_in_executor(self.executor, poll.render)
+                remaining = deadline - loop.time()
+                if final or remaining <= 0:
+                    return body
+                woken.clear()
+                wake = asyncio.ensure_future(woken.wait())
+                done, _ = await asyncio.wait(
+                    {wake, gone}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
+                wake.cancel()
+                if gone in done:
+                    return body
+                if not done:  # the wait is over: one last look
+                    body, _ = await loop.run_in_executor(self.executor, poll.render)
+                    return body
+        finally:
+            gone.cancel()
+            if woken is not None:
+                waiter.unsubscribe_async(poll.transaction_id, woken)
+            poll.release()
+
+    @staticmethod
+    def _problem(proto: Any, status: int, code: str, detail: str) -> None:
+        body = problem_body(status, code, detail)
+        headers = [("content-type", "application/problem+json"), ("connection", "close")]
+        proto.response_bytes(status, headers, body)
+
+
+def wsgi_environ(scope: Any, body: bytes) -> dict[str, Any]:
+    """The WSGI environ of an RSGI request whose body has been read whole."""
+    host, _, port = scope.server.rpartition(":")
+    client_host, _, client_port = scope.client.rpartition(":")
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": scope.method,
+        "SCRIPT_NAME": "",
+        "PATH_INFO": _wsgi_path(scope.path),
+        "QUERY_STRING": scope.query_string,
+        "SERVER_NAME": host,
+        "SERVER_PORT": port,
+        "SERVER_PROTOCOL": f"HTTP/{scope.http_version}",
+        "REMOTE_ADDR": client_host,
+        "REMOTE_PORT": client_port,
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": scope.scheme,
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+        ASYNC_LONG_POLL: True,
+    }
+    for name, value in scope.headers.items():
+        key = name.upper().replace("-", "_")
+        if key == "CONTENT_TYPE":
+            environ["CONTENT_TYPE"] = value
+            continue
+        if key in ("CONTENT_LENGTH", "TRANSFER_ENCODING"):
+            continue  # the body is whole: its length is what we read
+        key = "HTTP_" + key
+        environ[key] = f"{environ[key]},{value}" if key in environ else value
+    return environ
+
+
+def _wsgi_path(path: str) -> str:
+    """PATH_INFO as WSGI wants it: percent-decoded bytes, as a latin-1 string."""
+    from urllib.parse import unquote_to_bytes
+
+    if "%" not in path:
+        with contextlib.suppress(UnicodeEncodeError):
+            return path.encode("utf-8").decode("latin-1")
+    return unquote_to_bytes(path).decode("latin-1")
+
+
+def create_server() -> TallyServer:
+    """The RSGI target granian imports in each worker process (`tally api`)."""
+    from api import create_app
+
+    settings = Settings.from_env()
+    return TallyServer(create_app(settings), settings)
