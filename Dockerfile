@@ -17,7 +17,7 @@ COPY migrations ./migrations
 COPY tally ./tally
 RUN pip install . && rm -rf /src
 
-# Not root: Celery warns against it, and gunicorn keeps its control socket in $HOME.
+# Not root: Celery warns against it.
 RUN useradd --create-home --uid 10001 tally
 USER tally
 WORKDIR /home/tally

@@ -46,7 +46,7 @@ CLAIM_GIVEN = text(
 CLAIM_OLDEST = text(
     """
     SELECT * FROM transactions
-    WHERE status = 'queued' AND next_attempt_at <= now() AND NOT id = ANY(:ids)
+    WHERE status = 'queued' AND next_attempt_at <= now() AND NOT id = ANY(CAST(:ids AS uuid[]))
     ORDER BY seq
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
@@ -62,6 +62,17 @@ LOCK_ACCOUNTS = text(
       ON a.tenant_id = k.tenant_id AND a.asset_code = k.asset_code AND a.owner = k.owner
     ORDER BY a.id
     FOR UPDATE OF a
+    """
+)
+# Rows older than a batch's newest that the batch does not hold: another worker is applying
+# them (or the relay has them locked for an instant). A transaction of the batch naming one
+# of their wallets must wait for them, or a spend could overtake the top-up that funds it.
+# The queued partial index keeps this small: batches claim the oldest queued rows first.
+EARLIER_QUEUED = text(
+    """
+    SELECT tenant_id, asset_code, user_id, to_user_id, seq FROM transactions
+    WHERE status = 'queued' AND seq < :newest AND next_attempt_at <= now()
+      AND NOT id = ANY(CAST(:ids AS uuid[]))
     """
 )
 ORIGINALS = text(
@@ -126,6 +137,8 @@ class BatchResult:
 
     outcomes: list[Outcome] = field(default_factory=list)
     skipped: list[uuid.UUID] = field(default_factory=list)
+    # Claimed but left queued: an earlier transaction on one of their wallets was elsewhere.
+    deferred: list[uuid.UUID] = field(default_factory=list)
 
     def status_of(self, transaction_id: uuid.UUID) -> str | None:
         for outcome in self.outcomes:
@@ -267,27 +280,81 @@ def _write(
     )
 
 
-def apply_claimed(conn: Connection, ids: Sequence[uuid.UUID], fill_to: int = 0) -> BatchResult:
+def apply_claimed(
+    conn: Connection, ids: Sequence[uuid.UUID], fill_to: int = 0, *, in_order: bool = False
+) -> BatchResult:
     """Within the caller's transaction: claim the queued ones of `ids` (plus the oldest
-    queued others, up to `fill_to` in all) and apply them in acceptance order."""
+    queued others, up to `fill_to` in all) and apply them in acceptance order.
+
+    `in_order` (the workers): claim the `fill_to` oldest queued rows, `ids` being only the
+    wake-up, and leave queued (`deferred`) any transaction whose wallet has an earlier
+    queued transaction this batch does not hold, so that per wallet, transactions apply
+    in the order they were accepted even when several workers claim at once.
+    """
     given = list(dict.fromkeys(ids))
-    claimed = list(conn.execute(CLAIM_GIVEN, {"ids": given}).mappings())
-    if fill_to > len(claimed):
-        claimed += conn.execute(
-            CLAIM_OLDEST, {"ids": given, "limit": fill_to - len(claimed)}
-        ).mappings()
+    if in_order:
+        claimed = list(conn.execute(CLAIM_OLDEST, {"ids": [], "limit": fill_to}).mappings())
+    else:
+        claimed = list(conn.execute(CLAIM_GIVEN, {"ids": given}).mappings())
+        if fill_to > len(claimed):
+            claimed += conn.execute(
+                CLAIM_OLDEST, {"ids": given, "limit": fill_to - len(claimed)}
+            ).mappings()
     claimed_ids = {row["id"] for row in claimed}
     result = BatchResult(skipped=[i for i in given if i not in claimed_ids])
+    claimed.sort(key=lambda row: row["seq"])
+    if in_order and claimed:
+        claimed, waiting = _in_wallet_order(conn, claimed)
+        result.deferred = [row["id"] for row in waiting]
     if claimed:
-        claimed.sort(key=lambda row: row["seq"])
         result.outcomes = _apply_batch(conn, claimed)
     return result
 
 
-def _retrying(engine: Engine, ids: Sequence[uuid.UUID], fill_to: int) -> BatchResult:
+WalletKey = tuple[uuid.UUID, str, str]
+
+
+def _wallets(row: Any) -> list[WalletKey]:
+    if row["asset_code"] is None:
+        return []
+    return [
+        (row["tenant_id"], row["asset_code"], owner)
+        for owner in (row["user_id"], row["to_user_id"])
+        if owner is not None
+    ]
+
+
+def _in_wallet_order(
+    conn: Connection, claimed: list[RowMapping]
+) -> tuple[list[RowMapping], list[RowMapping]]:
+    """Split the claimed rows (in seq order) into those free to apply and those that must
+    wait for an earlier transaction on one of their wallets held elsewhere."""
+    earliest: dict[WalletKey, int] = {}
+    params = {"newest": claimed[-1]["seq"], "ids": [row["id"] for row in claimed]}
+    for row in conn.execute(EARLIER_QUEUED, params).mappings():
+        for key in _wallets(row):
+            earliest[key] = min(earliest.get(key, row["seq"]), row["seq"])
+    if not earliest:
+        return claimed, []
+    free, waiting = [], []
+    for row in claimed:
+        keys = _wallets(row)
+        if any(earliest.get(key, row["seq"]) < row["seq"] for key in keys):
+            waiting.append(row)
+            # Whatever comes after it on these wallets waits too.
+            for key in keys:
+                earliest[key] = min(earliest.get(key, row["seq"]), row["seq"])
+        else:
+            free.append(row)
+    return free, waiting
+
+
+def _retrying(
+    engine: Engine, ids: Sequence[uuid.UUID], fill_to: int, in_order: bool
+) -> BatchResult:
     def attempt() -> BatchResult:
         with engine.begin() as conn:
-            return apply_claimed(conn, ids, fill_to)
+            return apply_claimed(conn, ids, fill_to, in_order=in_order)
 
     return retry_on_conflict(
         attempt, attempts=MAX_CONFLICT_RETRIES, backoff=CONFLICT_BACKOFF_SECONDS
@@ -295,7 +362,12 @@ def _retrying(engine: Engine, ids: Sequence[uuid.UUID], fill_to: int) -> BatchRe
 
 
 def post_transactions(
-    engine: Engine, ids: Iterable[uuid.UUID], *, fill_to: int = 0, max_attempts: int = 5
+    engine: Engine,
+    ids: Iterable[uuid.UUID],
+    *,
+    fill_to: int = 0,
+    max_attempts: int = 5,
+    in_order: bool = False,
 ) -> BatchResult:
     """Apply the given queued transactions (and up to `fill_to` in all), one commit per batch.
 
@@ -305,7 +377,7 @@ def post_transactions(
     """
     ids = list(ids)
     try:
-        return _retrying(engine, ids, fill_to)
+        return _retrying(engine, ids, fill_to, in_order)
     except OperationalError:
         # The database is unreachable, restarting or cancelled the statement: not the
         # transactions' fault. Nothing was applied; the relay re-publishes them later.

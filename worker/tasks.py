@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 from collections import OrderedDict
 
@@ -19,6 +20,10 @@ log = logging.getLogger(__name__)
 
 # Ids this process saw finished: a redelivered message for them costs no database trip.
 FINISHED_MEMORY = 100_000
+# A batch that had to leave rows queued (ledger/posting.py, in_order) looks again this many
+# times, after 5, 10, 20, ... ms.
+DEFERRED_ROUNDS = 5
+DEFERRED_BACKOFF_SECONDS = 0.005
 
 
 def make_worker_engine(database_url: str) -> Engine:
@@ -75,8 +80,23 @@ def apply_transactions(settings: Settings, raw_ids: list[str]) -> BatchResult:
         ids,
         fill_to=max(settings.batch_size, len(ids)),
         max_attempts=settings.max_apply_attempts,
+        in_order=True,
     )
     _state.remember(result)
+    # Deferred rows wait for another worker's batch to commit: look again shortly, rather
+    # than leave them to the relay's next round.
+    for round_number in range(DEFERRED_ROUNDS):
+        if not result.deferred:
+            break
+        time.sleep(DEFERRED_BACKOFF_SECONDS * 2**round_number)
+        result = post_transactions(
+            engine,
+            [],
+            fill_to=settings.batch_size,
+            max_attempts=settings.max_apply_attempts,
+            in_order=True,
+        )
+        _state.remember(result)
     return result
 
 

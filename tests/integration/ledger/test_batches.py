@@ -273,3 +273,33 @@ def test_a_failed_transaction_can_be_requeued_and_then_applied(engine, tenant, p
             {"id": bad},
         ).scalars()
         assert list(kinds) == ["transaction.failed", "transaction.applied"]
+
+
+def test_a_worker_batch_leaves_a_spend_queued_while_its_funding_topup_is_held_elsewhere(
+    engine, tenant
+):
+    drain(engine)
+    topup = submit(engine, tenant.id, "topup", user_id="ordered", amount=100).id
+    spend = submit(engine, tenant.id, "spend", user_id="ordered", amount=60).id
+    unrelated = submit(engine, tenant.id, "topup", user_id="elsewhere", amount=5).id
+
+    # Another session holds the top-up's row, as a worker applying it (or the relay tagging
+    # it) does: the batch must not let the later spend overtake it.
+    with engine.connect() as other:
+        other.execute(text("SELECT 1 FROM transactions WHERE id = :id FOR UPDATE"), {"id": topup})
+        held = post_transactions(engine, [spend], fill_to=50, in_order=True)
+        other.rollback()
+
+    assert held.deferred == [spend]
+    assert [(o.transaction_id, o.status) for o in held.outcomes] == [(unrelated, "applied")]
+    assert status(engine, tenant.id, spend)["status"] == "queued"
+
+    released = post_transactions(engine, [spend], fill_to=50, in_order=True)
+
+    assert [(o.transaction_id, o.status) for o in released.outcomes] == [
+        (topup, "applied"),
+        (spend, "applied"),
+    ]
+    assert balance(engine, tenant.id, "ordered") == 40
+    with engine.connect() as conn:
+        assert verify_ledger(conn).ok
