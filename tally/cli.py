@@ -158,10 +158,16 @@ def _add_runtime_commands(commands: Any, add: Callable[..., Any]) -> None:
     api.add_argument("--access-log", action="store_true")
 
     worker = add("worker", serve.run_worker, "run a Celery worker (applies queued transactions)")
-    worker.add_argument("--concurrency", type=int, default=2)
+    worker.add_argument(
+        "--concurrency", type=int, default=2, help="pool size (prefork and threads pools)"
+    )
     worker.add_argument("--loglevel", default="INFO")
     worker.add_argument(
-        "--pool", choices=["prefork", "threads", "solo"], default="prefork", help="Celery pool"
+        "--pool",
+        choices=["prefork", "threads", "solo"],
+        default="solo",
+        help="Celery pool (default solo: one process, no hand-off to pool children, the "
+        "cheapest per transaction; run more worker processes to scale out)",
     )
 
     relay = add(
