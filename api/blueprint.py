@@ -3,6 +3,7 @@ problem+json error responses in the OpenAPI document."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from copy import deepcopy
@@ -11,7 +12,8 @@ from typing import Any, TypeVar
 import flask
 import flask_smorest
 from apispec import APISpec
-from webargs.flaskparser import FlaskParser
+import orjson
+from webargs.flaskparser import FlaskParser, is_json_request
 
 from api import contract
 
@@ -26,6 +28,11 @@ class JsonBodyParser(FlaskParser):
     """
 
     def _raw_load_json(self, req: flask.Request) -> Any:
+        if is_json_request(req):
+            with contextlib.suppress(orjson.JSONDecodeError):
+                # orjson first (a fifth of the stdlib's cost); what it refuses (integers
+                # beyond 64 bits, NaN) goes to the stdlib, so answers stay the same.
+                return orjson.loads(req.get_data(cache=True))
         try:
             return super()._raw_load_json(req)
         except json.JSONDecodeError:

@@ -70,7 +70,7 @@ class Settings:
     batch_size: int = 200
     # Under load the API sends at most one broker message per linger per process, carrying
     # every id accepted meanwhile (0: one message per submission).
-    publish_linger_seconds: float = 0.02
+    publish_linger_seconds: float = 0.05
     max_apply_attempts: int = 5
     max_wait_seconds: int = 30
     max_metadata_bytes: int = 4096
@@ -104,7 +104,7 @@ class Settings:
             relay_age_seconds=_number("TALLY_RELAY_AGE_SECONDS", 3.0),
             relay_interval_seconds=_number("TALLY_RELAY_INTERVAL_SECONDS", 1.0),
             batch_size=_int("TALLY_BATCH_SIZE", 200),
-            publish_linger_seconds=_number("TALLY_PUBLISH_LINGER_SECONDS", 0.02),
+            publish_linger_seconds=_number("TALLY_PUBLISH_LINGER_SECONDS", 0.05),
             max_apply_attempts=_int("TALLY_MAX_APPLY_ATTEMPTS", 5),
             max_wait_seconds=_int("TALLY_MAX_WAIT_SECONDS", 30),
             max_metadata_bytes=_int("TALLY_MAX_METADATA_BYTES", 4096),
