@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 
 import flask
 import flask_smorest
-from apispec import APISpec
 import orjson
+from apispec import APISpec
 from webargs.flaskparser import FlaskParser, is_json_request
 
 from api import contract
