@@ -91,7 +91,12 @@ def create_app(
     register_problem_handlers(app)
     database.init_app(app)
     # Before the guard: a request refused by authentication is still timed.
-    metrics.init_app(app, app.extensions["tally"].engine, settings.metrics_token)
+    metrics.init_app(
+        app,
+        app.extensions["tally"].engine,
+        settings.metrics_token,
+        waiter=app.extensions["tally"].waiter,
+    )
     api = ProblemApi(app)
     for module in (health, transactions, wallets, assets, webhooks):
         api.register_blueprint(module.blp)

@@ -17,7 +17,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from flask import Flask, Response, g, request
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -30,6 +36,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from api.problems import ApiProblem
+from api.waiter import TransactionWaiter
 from ledger import stats
 
 log = logging.getLogger(__name__)
@@ -159,7 +166,9 @@ class LedgerCollector(Collector):
         return [deliveries, attempts]
 
 
-def init_app(app: Flask, engine: Engine, token: str | None = None) -> None:
+def init_app(
+    app: Flask, engine: Engine, token: str | None = None, waiter: TransactionWaiter | None = None
+) -> None:
     """Time every request and serve GET /metrics.
 
     The numbers span every tenant, so with `token` set (TALLY_METRICS_TOKEN) a scrape must
@@ -175,6 +184,13 @@ def init_app(app: Flask, engine: Engine, token: str | None = None) -> None:
         buckets=REQUEST_BUCKETS,
         registry=registry,
     )
+    if waiter is not None:
+        parked = Gauge(
+            "tally_long_polls_parked",
+            "Long-polls (?wait) this API process holds now, against its bound.",
+            registry=registry,
+        )
+        parked.set_function(waiter.parked)
 
     @app.before_request
     def _start_timer() -> None:
