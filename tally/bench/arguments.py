@@ -6,6 +6,8 @@ import argparse
 import os
 
 PATTERNS = ("uniform", "hot", "holds")
+# Scenarios beside the patterns: not part of `all`.
+SLOW_CLIENTS = "slow-clients"
 # What `--pattern both` runs: the two patterns of the throughput targets.
 BOTH = ("uniform", "hot")
 
@@ -26,9 +28,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--pattern",
-        choices=[*PATTERNS, "both", "all"],
+        choices=[*PATTERNS, "both", "all", SLOW_CLIENTS],
         default="both",
-        help="both: uniform and hot; holds: holds, then a capture of each; all: every pattern",
+        help="both: uniform and hot; holds: holds, then a capture of each; all: the three "
+        "patterns; slow-clients: uniform alone, then beside --slow-connections trickling "
+        "connections and --long-polls pending long-polls",
+    )
+    parser.add_argument(
+        "--slow-connections", type=int, default=200, help="slow-clients: trickling connections"
+    )
+    parser.add_argument(
+        "--long-polls", type=int, default=200, help="slow-clients: pending long-polls"
     )
     parser.add_argument(
         "--count",
@@ -50,9 +60,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wallets", type=int, default=1000, help="wallets per pattern")
     parser.add_argument("--clients", type=int, default=2, help="load-generator processes")
     parser.add_argument("--api-workers", type=int, default=2, help="API worker processes")
-    parser.add_argument("--api-threads", type=int, default=16, help="threads per API process")
-    parser.add_argument("--worker-concurrency", type=int, default=2, help="Celery pool size")
-    parser.add_argument("--worker-pool", choices=["prefork", "threads", "solo"], default="prefork")
+    parser.add_argument("--api-threads", type=int, default=8, help="Flask threads per API process")
+    parser.add_argument(
+        "--worker-concurrency", type=int, default=2, help="Celery pool size (prefork, threads)"
+    )
+    parser.add_argument("--worker-pool", choices=["prefork", "threads", "solo"], default="solo")
     parser.add_argument(
         "--raw-count", type=int, help="raw SQL transfers per pattern (default: --count)"
     )

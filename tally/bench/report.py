@@ -114,6 +114,11 @@ def print_summary(runs: Sequence[RunResult], report: dict[str, Any], errors: int
     if report.get("latency"):
         print(format_latency(report["latency"]))
         print()
+    if report.get("slow_clients"):
+        from tally.bench.slow_clients import format_slow_clients
+
+        print(format_slow_clients(report["slow_clients"]))
+        print()
     print(f"peak RSS per process (MB): {report['memory_peak_mb']}")
     environment = report["environment"]
     print(f"load average before/after: {environment['loadavg']} / {environment['loadavg_after']}")

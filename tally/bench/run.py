@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from config.settings import Settings
-from tally.bench.arguments import BOTH, PATTERNS
+from tally.bench.arguments import BOTH, PATTERNS, SLOW_CLIENTS
 from tally.bench.monitor import ProcessMonitor
 from tally.bench.phases import Bench, BenchError
 from tally.bench.raw_sql import raw_baseline
@@ -88,6 +88,18 @@ def _environment(engine: Any) -> dict[str, Any]:
     return {"cpus": os.cpu_count(), "loadavg": list(os.getloadavg()), "postgres": version}
 
 
+def _print_machine_load(environment: dict[str, Any]) -> None:
+    cpus = environment["cpus"] or 1
+    one, five, fifteen = environment["loadavg"]
+    print(f"tally bench: {cpus} CPUs, load average {one:.2f} {five:.2f} {fifteen:.2f}")
+    if one > 0.5 * cpus:
+        print(
+            "tally bench: WARNING the machine is busy: these results will not compare with "
+            "a run on a quiet machine",
+            flush=True,
+        )
+
+
 def run_bench(args: argparse.Namespace, settings: Settings) -> int:
     """Run the benchmark; 0 when every transaction is final, error-free and the ledger holds."""
     if args.count < 1 or args.wallets < 2 or args.latency_count < 0:
@@ -140,6 +152,7 @@ def _bench(
     bench = Bench(args, database_url, broker_url)
     bench.seed()
     report["environment"] = _environment(bench.engine) | {"broker": args.broker}
+    _print_machine_load(report["environment"])
     children = Children(env, log_dir=work_dir)
     sampler = ProcessMonitor(children)
     print(f"tally bench: {args.broker} broker, {', '.join(patterns)}", flush=True)
@@ -151,7 +164,11 @@ def _bench(
 
             print(f"  latency: {args.latency_count} lone top-ups with webhooks ...", flush=True)
             report["latency"] = measure_latency(bench.engine, port, args.latency_count)
-        for pattern in patterns:
+        if SLOW_CLIENTS in patterns:
+            from tally.bench.slow_clients import run_slow_clients
+
+            bench.runs += run_slow_clients(bench, port, sampler, report)
+        for pattern in (p for p in patterns if p != SLOW_CLIENTS):
             run = bench.run_pattern(pattern, port, sampler)
             # The raw SQL write is a transfer: no like-for-like baseline for holds.
             if not args.skip_raw and pattern != "holds":

@@ -1,0 +1,130 @@
+"""The `slow-clients` scenario: the normal load, alone and then beside slow clients.
+
+The uniform pattern runs twice on the same stack: plain, then while `tally.bench.pressure`
+keeps `--slow-connections` trickling connections and `--long-polls` pending long-polls
+open and probes `/health`. The long-polls wait on transactions of their own tenants that
+stay queued throughout (their next attempt is a day away, so no worker claims them).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import uuid
+from dataclasses import replace
+from typing import Any
+
+from tally.bench.monitor import ProcessMonitor
+from tally.bench.phases import Bench
+from tally.bench.pressure import PressureJob, run_pressure
+from tally.bench.report import RunResult, percentiles
+from tally.bench.workloads import ASSET
+
+# The API bounds long-polls per tenant: spread them over this many tenants.
+PRESSURE_TENANTS = 4
+SETTLE_SECONDS = 3.0
+
+PARK_FOREVER = """
+UPDATE transactions SET next_attempt_at = now() + interval '1 day' WHERE id = :id
+"""
+
+
+def parked_targets(bench: Bench) -> list[tuple[str, str]]:
+    """Tenants with a key and a transaction that stays queued: (api key, transaction id)."""
+    from sqlalchemy import text
+
+    from ledger.db import unit_of_work
+    from ledger.intake import submit_transaction
+    from ledger.tenants import create_api_key, create_asset, create_tenant
+    from ledger.transaction_request import TransactionRequest
+
+    targets = []
+    for number in range(PRESSURE_TENANTS):
+        with unit_of_work(bench.engine) as conn:
+            tenant_id = create_tenant(conn, f"bench-pressure-{number}")
+            key = create_api_key(conn, tenant_id)
+            create_asset(conn, tenant_id, ASSET, "Bench units", 2)
+            request = TransactionRequest(
+                type="topup",
+                reference_id=f"parked-{uuid.uuid4().hex}",
+                user_id="parked",
+                asset_code=ASSET,
+                amount=1,
+            ).validated()
+            # Same commit: no worker can see it claimable before it is parked.
+            submission = submit_transaction(conn, tenant_id, request, admin=False)
+            conn.execute(text(PARK_FOREVER), {"id": submission.id})
+        targets.append((key, str(submission.id)))
+    return targets
+
+
+def run_slow_clients(
+    bench: Bench, port: int, sampler: ProcessMonitor, report: dict[str, Any]
+) -> list[RunResult]:
+    """The plain and the pressured uniform runs; the comparison goes into `report`."""
+    args = bench.args
+    plain = bench.run_pattern("uniform", port, sampler)
+    plain_seconds = plain.count / plain.intake_rate if plain.intake_rate else 60.0
+    job = PressureJob(
+        port=port,
+        duration=min(900.0, SETTLE_SECONDS + 2 * plain_seconds + 60.0),
+        slow=args.slow_connections,
+        targets=parked_targets(bench),
+        long_polls=args.long_polls,
+    )
+    print(
+        f"  slow-clients: {job.slow} trickling connections and {job.long_polls} long-polls "
+        "open; uniform again ...",
+        flush=True,
+    )
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(1) as pool:
+        pending = pool.apply_async(run_pressure, (job,))
+        # Let the pressure build up (spawn, connect) before the measured load starts.
+        pending.wait(SETTLE_SECONDS)
+        loaded = replace(bench.run_pattern("uniform", port, sampler), pattern="uniform+slow")
+        seen = pending.get(timeout=job.duration + 60)
+    health = percentiles(seen.pop("health_latencies"))
+    report["slow_clients"] = {
+        "slow_connections": job.slow,
+        "long_polls": job.long_polls,
+        "plain_applied_rate": plain.applied_rate,
+        "loaded_applied_rate": loaded.applied_rate,
+        "throughput_kept": round(loaded.applied_rate / plain.applied_rate, 3)
+        if plain.applied_rate
+        else None,
+        "plain_accept_latency_ms": plain.accept_latency_ms,
+        "loaded_accept_latency_ms": loaded.accept_latency_ms,
+        "health_latency_ms": health,
+        "pressure": seen,
+    }
+    return [plain, loaded]
+
+
+def format_slow_clients(result: dict[str, Any]) -> str:
+    """The scenario's comparison as a few lines."""
+
+    def trio(values: dict[str, float | None]) -> str:
+        return "/".join("-" if values.get(k) is None else f"{values[k]:.0f}" for k in PCTS)
+
+    pressure = result["pressure"]
+    health = result["health_latency_ms"]
+    return "\n".join(
+        [
+            f"slow clients: {result['slow_connections']} trickling connections, "
+            f"{result['long_polls']} long-polls",
+            f"  applied/s plain {result['plain_applied_rate']:.0f}, with slow clients "
+            f"{result['loaded_applied_rate']:.0f} (kept {result['throughput_kept']:.0%})",
+            f"  accept p50/p95/p99 ms plain {trio(result['plain_accept_latency_ms'])}, "
+            f"with slow clients {trio(result['loaded_accept_latency_ms'])}",
+            f"  /health during the pressure p50/p99/max ms "
+            f"{health['p50']}/{health['p99']}/{health['max']}, "
+            f"failures {pressure['health_failures']}",
+            f"  trickling connections cut off and reopened {pressure['cut_off']}; long-polls "
+            f"answered {pressure['polls_answered']} (parked >= 1 s: {pressure['polls_parked']}), "
+            f"pending at the end {pressure['pending_at_end']}; pressure CPU "
+            f"{pressure['cpu']:.1f} s",
+        ]
+    )
+
+
+PCTS = ("p50", "p95", "p99")
