@@ -89,10 +89,20 @@ def _environment(engine: Any) -> dict[str, Any]:
 
 
 def _print_machine_load(environment: dict[str, Any]) -> None:
+    """The machine's load before the run; a warning when something else is using it."""
+    import psutil
+
     cpus = environment["cpus"] or 1
     one, five, fifteen = environment["loadavg"]
-    print(f"tally bench: {cpus} CPUs, load average {one:.2f} {five:.2f} {fifteen:.2f}")
-    if one > 0.5 * cpus:
+    # The load average lags by minutes (an earlier run still shows in it): what the CPUs
+    # do right now says whether this run shares the machine.
+    busy = psutil.cpu_percent(interval=1.0)
+    environment["cpu_busy_percent_before"] = busy
+    print(
+        f"tally bench: {cpus} CPUs, {busy:.0f}% busy over the last second, "
+        f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
+    )
+    if busy > 25:
         print(
             "tally bench: WARNING the machine is busy: these results will not compare with "
             "a run on a quiet machine",
