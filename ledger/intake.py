@@ -43,7 +43,10 @@ INTAKE_BACKOFF_SECONDS = 0.01
 # a hold's expiry is counted from its acceptance, on the database's clock. The same
 # statement creates the wallets the new rows credit (sorted: concurrent intakes take the
 # unique-index locks in one order) and, for a request made with an API key, checks that
-# the key is still live, so a write needs no round trip of its own for either.
+# the key is still live, so a write needs no round trip of its own for either. The hold
+# and the paid capture are looked up per row (LATERAL ... LIMIT 1): the API runs generic
+# plans, and a generic plan joining `unnest` (estimated at many rows) to `transactions`
+# chose to scan the whole table once the table grew, for every submission.
 INSERT_TRANSACTIONS = text(
     """
     WITH inserted AS (
@@ -73,12 +76,18 @@ INSERT_TRANSACTIONS = text(
             original_transaction_id, payment_method, bonus_type, item_id, reason, metadata,
             expires_at, expires_in, position
         )
-        LEFT JOIN transactions hold
-          ON r.type IN ('capture', 'void') AND hold.tenant_id = :tenant_id
-         AND hold.id = r.original_transaction_id AND hold.type = 'hold'
-        LEFT JOIN transactions paid
-          ON r.type = 'refund' AND paid.tenant_id = :tenant_id
-         AND paid.id = r.original_transaction_id AND paid.type = 'capture'
+        LEFT JOIN LATERAL (
+            SELECT h.asset_code, h.user_id, h.to_user_id FROM transactions h
+            WHERE r.type IN ('capture', 'void') AND h.tenant_id = :tenant_id
+              AND h.id = r.original_transaction_id AND h.type = 'hold'
+            LIMIT 1
+        ) hold ON true
+        LEFT JOIN LATERAL (
+            SELECT p.to_user_id FROM transactions p
+            WHERE r.type = 'refund' AND p.tenant_id = :tenant_id
+              AND p.id = r.original_transaction_id AND p.type = 'capture'
+            LIMIT 1
+        ) paid ON true
         WHERE (r.type IN ('capture', 'void') OR EXISTS (
                    SELECT 1 FROM assets a WHERE a.tenant_id = :tenant_id AND a.code = r.asset_code))
           AND (CAST(:key_id AS uuid) IS NULL OR EXISTS (

@@ -67,12 +67,17 @@ LOCK_ACCOUNTS = text(
 # Rows older than a batch's newest that the batch does not hold: another worker is applying
 # them (or the relay has them locked for an instant). A transaction of the batch naming one
 # of their wallets must wait for them, or a spend could overtake the top-up that funds it.
-# The queued partial index keeps this small: batches claim the oldest queued rows first.
+# Batches claim the oldest queued rows first, so few rows are older than a batch's newest;
+# but the queued partial index also holds entries of rows applied since the last vacuum.
+# An index scan in seq order (not a bitmap scan) marks those dead as it passes, so later
+# scans skip them, and the limit bounds the rest.
 EARLIER_QUEUED = text(
     """
     SELECT tenant_id, asset_code, user_id, to_user_id, seq FROM transactions
     WHERE status = 'queued' AND seq < :newest AND next_attempt_at <= now()
       AND NOT id = ANY(CAST(:ids AS uuid[]))
+    ORDER BY seq
+    LIMIT 1000
     """
 )
 ORIGINALS = text(
