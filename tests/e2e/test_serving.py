@@ -73,6 +73,15 @@ def topup(user_id: str = "sam") -> dict[str, Any]:
     return {"user_id": user_id, "asset_code": "EUR", "amount": 5, "reference_id": uuid.uuid4().hex}
 
 
+def unfinished_post(api_key: str) -> bytes:
+    """A submission's headers and the first byte of a body announced as 1,000 bytes."""
+    return (
+        "POST /api/v1/transactions HTTP/1.1\r\nHost: tally\r\n"
+        f"Authorization: Bearer {api_key}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+    ).encode()
+
+
 def closed_within(sock: socket.socket, seconds: float, trickle: bytes) -> tuple[float, bytes]:
     """Trickle `trickle` every 0.2 s until the server closes the connection; how long that
     took and what the server sent (fails the test after `seconds`)."""
@@ -108,13 +117,8 @@ def test_a_client_trickling_its_headers_is_cut_off(api: Stack) -> None:
 def test_a_client_trickling_its_body_gets_408_and_is_cut_off(
     api: Stack, tenant: TenantFixture
 ) -> None:
-    head = (
-        "POST /api/v1/transactions HTTP/1.1\r\nHost: tally\r\n"
-        f"Authorization: Bearer {tenant.api_key}\r\n"
-        "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
-    )
     with socket.create_connection(address(api)) as sock:
-        sock.sendall(head.encode())
+        sock.sendall(unfinished_post(tenant.api_key))
         elapsed, answer = closed_within(sock, 5.0, b" ")
 
     status_line, _, rest = answer.partition(b"\r\n")
@@ -127,11 +131,6 @@ def test_a_client_trickling_its_body_gets_408_and_is_cut_off(
 def test_other_clients_are_served_promptly_while_many_connections_trickle(
     api: Stack, tenant: TenantFixture
 ) -> None:
-    head = (
-        "POST /api/v1/transactions HTTP/1.1\r\nHost: tally\r\n"
-        f"Authorization: Bearer {tenant.api_key}\r\n"
-        "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
-    )
     tricklers = []
     try:
         for number in range(150):
@@ -139,7 +138,7 @@ def test_other_clients_are_served_promptly_while_many_connections_trickle(
             if number % 3:
                 sock.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: tally\r\n")
             else:
-                sock.sendall(head.encode())
+                sock.sendall(unfinished_post(tenant.api_key))
             tricklers.append(sock)
 
         started = time.monotonic()
