@@ -55,8 +55,9 @@ class Stack:
         self.children.start(name, role, *args)
         return name
 
-    def start_api(self, *, degraded_ok: bool = False) -> None:
-        """Start the API and wait until it is healthy (or, if `degraded_ok`, answers at all)."""
+    def start_api(self, *, degraded_ok: bool = False) -> str:
+        """Start the API and wait until it is healthy (or, if `degraded_ok`, answers at all);
+        its name among the stack's children."""
         port = free_port()
         self.base_url = f"http://127.0.0.1:{port}"
         name = self._start("api", "--port", str(port), "--workers", "1")
@@ -66,6 +67,7 @@ class Stack:
             # The fixture fails before it yields: nothing else would stop this API.
             self.children.kill(name)
             raise
+        return name
 
     def start_worker(self, concurrency: int = 2, relay: bool = True) -> Worker:
         """A Celery worker, and a relay (which also delivers webhooks) unless `relay=False`."""
