@@ -24,6 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from flask import Flask
 
@@ -225,8 +226,6 @@ def wsgi_environ(scope: Any, body: bytes) -> dict[str, Any]:
 
 def _wsgi_path(path: str) -> str:
     """PATH_INFO as WSGI wants it: percent-decoded bytes, as a latin-1 string."""
-    from urllib.parse import unquote_to_bytes
-
     if "%" not in path:
         with contextlib.suppress(UnicodeEncodeError):
             return path.encode("utf-8").decode("latin-1")

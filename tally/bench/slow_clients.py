@@ -16,7 +16,7 @@ from typing import Any
 from tally.bench.monitor import ProcessMonitor
 from tally.bench.phases import Bench
 from tally.bench.pressure import PressureJob, run_pressure
-from tally.bench.report import RunResult, percentiles
+from tally.bench.report import PCTS, RunResult, percentiles
 from tally.bench.workloads import ASSET
 
 # The API bounds long-polls per tenant: spread them over this many tenants.
@@ -125,6 +125,3 @@ def format_slow_clients(result: dict[str, Any]) -> str:
             f"{pressure['cpu']:.1f} s",
         ]
     )
-
-
-PCTS = ("p50", "p95", "p99")
