@@ -4,36 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 
 from api import database, metrics
-from api.auth import authenticate_request
 from api.combiner import SubmissionCombiner
 from api.context import Tally
 from api.docs import render_docs
+from api.guard import add_rate_limit_headers, guard_request
 from api.key_cache import KeyCache
-from api.problems import ApiProblem, from_http_exception, register_problem_handlers
-from api.routes import assets, health, transactions, wallets, webhooks
+from api.problems import from_http_exception, register_problem_handlers
+from api.rate_limits import RateLimiter, storage_url
+from api.routes import assets, audit, health, keys, transactions, wallets, webhooks
 from api.schemas import ProblemSchema
 from api.waiter import TransactionWaiter
 from config.settings import Settings
 from ledger.db import make_engine
 from worker.publisher import Publisher
-
-PUBLIC_ENDPOINTS = {"health.Health", "api-docs.openapi_json", "docs", "metrics", "static"}
-BODY_METHODS = {"POST", "PUT", "PATCH"}
-READ_METHODS = {"GET", "HEAD", "OPTIONS"}
-# Writes whose own statement confirms the caller's key (ledger/intake.py): they may take
-# it from the cache. Every other write looks its key up first.
-SELF_CONFIRMING = {
-    "transactions.Transactions",
-    "transactions.TransactionBatch",
-    "wallets.Topup",
-    "wallets.Bonus",
-    "wallets.Spend",
-}
 
 
 class ProblemApi(Api):
@@ -63,17 +51,19 @@ def create_app(
     )
     app.config.update(test_config or {})
     database_url = settings.require_database_url()
+    # A connection per Flask thread: an overflow connection would be opened and closed
+    # per request (a PostgreSQL backend started each time).
+    engine = make_engine(
+        database_url,
+        pool_size=settings.api_threads,
+        max_overflow=4,
+        pre_ping=False,
+        generic_plans=True,
+    )
+    database.run_as_api_role(engine)
     app.extensions["tally"] = Tally(
         settings=settings,
-        # A connection per Flask thread: an overflow connection would be opened and closed
-        # per request (a PostgreSQL backend started each time).
-        engine=make_engine(
-            database_url,
-            pool_size=settings.api_threads,
-            max_overflow=4,
-            pre_ping=False,
-            generic_plans=True,
-        ),
+        engine=engine,
         publisher=Publisher(
             settings.require_broker_url(),
             settings.queue,
@@ -87,18 +77,14 @@ def create_app(
         ),
         keys=KeyCache(database_url, settings.key_cache_seconds),
         combiner=SubmissionCombiner(),
+        limiter=RateLimiter(storage_url(settings.rate_limit_storage_url, settings.broker_url)),
     )
     register_problem_handlers(app)
     database.init_app(app)
     # Before the guard: a request refused by authentication is still timed.
-    metrics.init_app(
-        app,
-        app.extensions["tally"].engine,
-        settings.metrics_token,
-        waiter=app.extensions["tally"].waiter,
-    )
+    metrics.init_app(app, settings, waiter=app.extensions["tally"].waiter)
     api = ProblemApi(app)
-    for module in (health, transactions, wallets, assets, webhooks):
+    for module in (health, transactions, wallets, assets, webhooks, keys, audit):
         api.register_blueprint(module.blp)
 
     @app.get("/api/v1/docs")
@@ -106,19 +92,7 @@ def create_app(
         """Human-readable API reference."""
         return Response(render_docs(api.spec.to_dict()), mimetype="text/html")
 
-    @app.before_request
-    def _guard() -> None:
-        if request.endpoint is None:
-            return  # 404 and 405 are answered by the error handlers
-        if request.endpoint in PUBLIC_ENDPOINTS:
-            return
-        authenticate_request(
-            confirm=request.method not in READ_METHODS and request.endpoint not in SELF_CONFIRMING
-        )
-        has_body = bool(request.content_length) or "Transfer-Encoding" in request.headers
-        if request.method in BODY_METHODS and has_body and request.mimetype != "application/json":
-            raise ApiProblem(
-                415, "unsupported_media_type", "Send the body as Content-Type: application/json."
-            )
+    app.before_request(guard_request)
+    app.after_request(add_rate_limit_headers)
 
     return app

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import g, request
 
 from api.context import tally
-from api.database import request_connection
+from api.database import bind_request_tenant, request_connection
 from api.problems import ApiProblem
 from ledger.tenants import Principal, hash_api_key, principal_of_hash
 
@@ -15,13 +15,6 @@ def current_principal() -> Principal:
     principal: Principal | None = g.get("principal")
     if principal is None:  # pragma: no cover - every protected view runs after authenticate
         raise ApiProblem(401, "missing_api_key", "Send Authorization: Bearer <api key>.")
-    return principal
-
-
-def require_admin() -> Principal:
-    principal = current_principal()
-    if not principal.is_admin:
-        raise ApiProblem(403, "admin_key_required", "This operation needs an admin API key.")
     return principal
 
 
@@ -54,6 +47,9 @@ def authenticate_request(*, confirm: bool) -> None:
     if principal is None:
         with request_connection() as conn:
             principal = principal_of_hash(conn, key_hash)
+            # The lookup stamps the key's last use: keep it, and start the tenant's own
+            # transaction afresh (api/database.py binds it to the tenant).
+            conn.commit()
         if principal is not None:
             cache.put(key_hash, principal)
     if principal is None:
@@ -64,3 +60,4 @@ def authenticate_request(*, confirm: bool) -> None:
             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
         )
     g.principal = principal
+    bind_request_tenant(principal.tenant_id)

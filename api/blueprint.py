@@ -16,6 +16,8 @@ from apispec import APISpec
 from webargs.flaskparser import FlaskParser, is_json_request
 
 from api import contract
+from api.permissions import READ_METHODS
+from ledger.vocabulary import Scope
 
 View = TypeVar("View", bound=Callable[..., Any])
 
@@ -61,6 +63,29 @@ class Blueprint(flask_smorest.Blueprint):
 
         return decorator
 
+    @staticmethod
+    def requires(scope: Scope) -> Callable[[View], View]:
+        """The key scope the view needs (api/permissions.py); documented in the OpenAPI."""
+
+        def decorator(view: View) -> View:
+            apidoc = deepcopy(getattr(view, "_apidoc", {}))
+            apidoc["required_scope"] = scope
+            view._apidoc = apidoc  # type: ignore[attr-defined]
+            view._required_scope = scope  # type: ignore[attr-defined]
+            return view
+
+        return decorator
+
+    @staticmethod
+    def rate_policy(name: str) -> Callable[[View], View]:
+        """Count the view against the named rate-limit policy too (api/rate_limits.py)."""
+
+        def decorator(view: View) -> View:
+            view._rate_policy = name  # type: ignore[attr-defined]
+            return view
+
+        return decorator
+
     def submission_responses(self, schema: Any) -> Callable[[View], View]:
         """What every submission route answers (DESIGN §4): 202, or 200 replaying the answer
         to an earlier submission of the same `reference_id` and body."""
@@ -95,12 +120,16 @@ class Blueprint(flask_smorest.Blueprint):
     ) -> dict[str, Any]:
         # `@blp.doc(security=[])` marks a public operation, as in the document itself.
         authenticated = doc_info.get("manual_doc", {}).get("security") != []
+        scope = doc_info.get("required_scope") or (
+            Scope.READ if method.upper() in READ_METHODS else Scope.WRITE
+        )
         problems = contract.operation_problems(
             method=method,
             authenticated=authenticated,
             json_body="requestBody" in doc,
             arguments="arguments" in doc_info,
             declared=doc_info.get("problems", {}),
+            scope=scope,
         )
         responses = doc.setdefault("responses", {})
         for status, codes in problems.items():
@@ -112,4 +141,5 @@ class Blueprint(flask_smorest.Blueprint):
         doc["responses"] = dict(sorted(responses.items(), key=lambda item: str(item[0])))
         if authenticated:
             doc["security"] = [{contract.BEARER_AUTH: []}]
+            doc["x-required-scope"] = str(scope)
         return doc

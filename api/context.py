@@ -1,6 +1,6 @@
 """What the app holds per process: the engine, the task publisher, the long-poll waiter,
 the API key cache,
-the submission combiner."""
+the submission combiner, the rate limiter."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from api.combiner import SubmissionCombiner
 from api.key_cache import KeyCache
+from api.rate_limits import RateLimiter
 from api.waiter import TransactionWaiter
 from config.settings import Settings
 from worker.publisher import Publisher
@@ -24,6 +25,7 @@ class Tally:
     waiter: TransactionWaiter
     keys: KeyCache
     combiner: SubmissionCombiner
+    limiter: RateLimiter
 
 
 def tally() -> Tally:

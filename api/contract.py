@@ -16,7 +16,9 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import fields
 
+from api.permissions import REFUSALS
 from api.schemas import ProblemSchema
+from ledger.vocabulary import Scope
 
 PROBLEM_JSON = "application/problem+json"
 BEARER_AUTH = "bearerAuth"
@@ -25,6 +27,7 @@ BEARER_AUTH = "bearerAuth"
 # unreachable.
 AUTHENTICATED: dict[int, tuple[str, ...]] = {
     401: ("missing_api_key", "invalid_authorization", "invalid_api_key"),
+    429: ("rate_limited",),
     503: ("database_unavailable",),
 }
 # The request guard refuses any non-JSON body on these methods, before the view runs.
@@ -57,9 +60,26 @@ HEADERS: dict[str, dict[str, Any]] = {
         "required": True,
         "schema": {"type": "integer", "minimum": 1},
     },
+    "RateLimit-Policy": {
+        "description": "The key's quota policy (draft-ietf-httpapi-ratelimit-headers):"
+        ' `"<name>";q=<requests>;w=<seconds>`.',
+        "required": True,
+        "schema": {"type": "string"},
+    },
+    "RateLimit": {
+        "description": "What is left of the quota in this window:"
+        ' `"<name>";r=<remaining>;t=<seconds to reset>`.',
+        "required": True,
+        "schema": {"type": "string"},
+    },
 }
 PROBLEM_HEADERS: dict[int, dict[str, str]] = {
     401: {"WWW-Authenticate": "WWW-Authenticate"},
+    429: {
+        "Retry-After": "Retry-After",
+        "RateLimit-Policy": "RateLimit-Policy",
+        "RateLimit": "RateLimit",
+    },
     503: {"Retry-After": "Retry-After"},
 }
 
@@ -129,11 +149,14 @@ def operation_problems(
     json_body: bool,
     arguments: bool,
     declared: Mapping[int, Iterable[str]],
+    scope: Scope = Scope.READ,
 ) -> dict[int, list[str]]:
     """Every error status of an operation and its codes: the shared ones, then the view's."""
     shared: list[Mapping[int, tuple[str, ...]]] = []
     if authenticated:
         shared.append(AUTHENTICATED)
+        if scope != Scope.READ:
+            shared.append({403: (REFUSALS[scope],)})
     if method in BODY_METHODS:
         shared.append(NON_JSON_BODY)
     if json_body:

@@ -3,15 +3,23 @@
 The first use checks a connection out of the pool; the request's teardown returns it.
 A view that writes does so in `request_transaction()`, committed where the block ends.
 Before a long-poll the view hands the connection back, so waiting holds no connection.
+
+The API's connections run as the `tally_api` role, under row-level security (migration
+0005): every transaction they begin names the tenant it works for first
+(`tally.tenant_id`, transaction-local), so a query that forgets its `WHERE tenant_id`
+still sees only that tenant's rows, and one begun before authentication sees none.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
 
 from flask import Flask, g
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine, event
 
 from api.context import tally
 from ledger.db import UnitOfWork, transaction
@@ -48,5 +56,51 @@ def release_request_connection() -> None:
         conn.close()
 
 
+API_ROLE = "tally_api"
+# The tenant this thread's transactions are for. Request threads are reused, so the
+# request's teardown clears it.
+_tenant: ContextVar[uuid.UUID | None] = ContextVar("tally_tenant", default=None)
+
+
+def bind_request_tenant(tenant_id: uuid.UUID | None) -> None:
+    """Make the transactions this thread begins from now on work for `tenant_id`."""
+    _tenant.set(tenant_id)
+
+
+@contextmanager
+def tenant_scope(tenant_id: uuid.UUID) -> Iterator[None]:
+    """The transactions begun in the block work for `tenant_id` (outside a request)."""
+    token = _tenant.set(tenant_id)
+    try:
+        yield
+    finally:
+        _tenant.reset(token)
+
+
+def run_as_api_role(engine: Engine) -> None:
+    """Make every connection of `engine` the `tally_api` role, each transaction bound to
+    the current tenant."""
+
+    @event.listens_for(engine, "connect")
+    def _set_role(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute(f"SET ROLE {API_ROLE}")
+        dbapi_connection.commit()
+
+    @event.listens_for(engine, "begin")
+    def _bind_tenant(conn: Connection) -> None:
+        tenant_id = _tenant.get()
+        if tenant_id is not None:
+            # psycopg begins the transaction with this statement (SQLAlchemy's own BEGIN
+            # is implicit), so the setting holds for all of it and ends with it.
+            conn.connection.dbapi_connection.execute(  # type: ignore[union-attr]
+                "SELECT set_config('tally.tenant_id', %s, true)", [str(tenant_id)]
+            )
+
+
+def _teardown(_error: BaseException | None) -> None:
+    release_request_connection()
+    bind_request_tenant(None)
+
+
 def init_app(app: Flask) -> None:
-    app.teardown_request(lambda _error: release_request_connection())
+    app.teardown_request(_teardown)

@@ -6,12 +6,20 @@ transactions by type and outcome, the apply-latency and batch-size distributions
 age of the oldest queued transaction, relay re-publishes and webhook deliveries by
 status. Only what this process itself measures (HTTP request latency, which includes
 the accept latency of submissions) lives in memory, per API process.
+
+The numbers span every tenant, so a scrape needs TALLY_METRICS_TOKEN (`tally dev` makes
+one up; without one set, /metrics refuses every scrape). They are read as the
+`tally_monitor` role, which may count transactions and deliveries and read nothing else,
+and reused for TALLY_METRICS_CACHE_SECONDS: however often Prometheus (or anyone holding
+the token) scrapes, the ledger is scanned at most once per period per API process.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+import math
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -32,12 +40,14 @@ from prometheus_client.core import (
 )
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlalchemy.exc import SQLAlchemyError
 
 from api.problems import ApiProblem
 from api.waiter import TransactionWaiter
+from config.settings import Settings
 from ledger import stats
+from ledger.db import make_engine
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +58,28 @@ SCRAPE_TIMEOUT_MS = 5000
 
 
 class LedgerCollector(Collector):
-    """Ledger-wide metrics, computed from PostgreSQL at each scrape."""
+    """Ledger-wide metrics, computed from PostgreSQL at most once per `cache_seconds`."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, cache_seconds: float) -> None:
         self.engine = engine
+        self.cache_seconds = cache_seconds
+        self._lock = threading.Lock()
+        self._cached: list[Metric] = []
+        self._read_at = -math.inf
 
     def describe(self) -> list[Metric]:
         # Nothing up front: describing would run the queries when the collector registers.
         return []
 
     def collect(self) -> Iterator[Metric]:
+        # One scrape reads at a time; the others meanwhile get what it read.
+        with self._lock:
+            if time.monotonic() - self._read_at >= self.cache_seconds:
+                self._cached = self._read()
+                self._read_at = time.monotonic()
+            yield from self._cached
+
+    def _read(self) -> list[Metric]:
         up = GaugeMetricFamily("tally_database_up", "Whether the ledger database answered.")
         try:
             with self.engine.connect() as conn:
@@ -69,11 +91,9 @@ class LedgerCollector(Collector):
         except SQLAlchemyError as error:
             log.warning("metrics scrape could not read the ledger: %s", error)
             up.add_metric([], 0)
-            yield up
-            return
+            return [up]
         up.add_metric([], 1)
-        yield up
-        yield from metrics
+        return [up, *metrics]
 
     def _transactions(self, numbers: stats.TransactionStats) -> Iterator[Metric]:
         accepted = CounterMetricFamily(
@@ -166,17 +186,38 @@ class LedgerCollector(Collector):
         return [deliveries, attempts]
 
 
-def init_app(
-    app: Flask, engine: Engine, token: str | None = None, waiter: TransactionWaiter | None = None
-) -> None:
-    """Time every request and serve GET /metrics.
+MONITOR_ROLE = "tally_monitor"
 
-    The numbers span every tenant, so with `token` set (TALLY_METRICS_TOKEN) a scrape must
-    send `Authorization: Bearer <token>`; without it the endpoint is open, for development.
-    """
+
+def monitor_engine(database_url: str) -> Engine:
+    """A small engine whose connections are the `tally_monitor` role."""
+    engine = make_engine(database_url, pool_size=1, max_overflow=1)
+
+    @event.listens_for(engine, "connect")
+    def _set_role(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute(f"SET ROLE {MONITOR_ROLE}")
+        dbapi_connection.commit()
+
+    return engine
+
+
+def _token_matches(token: str) -> bool:
+    # Headers arrive as latin-1 text: compare bytes, so that any header (non-ASCII too)
+    # is simply a wrong token.
+    sent = request.headers.get("Authorization", "").encode("latin-1", "replace")
+    return hmac.compare_digest(sent, f"Bearer {token}".encode())
+
+
+def init_app(app: Flask, settings: Settings, waiter: TransactionWaiter | None = None) -> None:
+    """Time every request and serve GET /metrics to holders of TALLY_METRICS_TOKEN."""
+    token = settings.metrics_token
     registry = CollectorRegistry(auto_describe=False)
     ProcessCollector(registry=registry)
-    registry.register(LedgerCollector(engine))
+    registry.register(
+        LedgerCollector(
+            monitor_engine(settings.require_database_url()), settings.metrics_cache_seconds
+        )
+    )
     requests = Histogram(
         "tally_http_request_duration_seconds",
         "HTTP requests served by this API process; for submissions, the accept latency.",
@@ -207,9 +248,13 @@ def init_app(
 
     def metrics() -> Response:
         """Prometheus metrics: ledger-wide from the database, requests from this process."""
-        if token is not None and not hmac.compare_digest(
-            request.headers.get("Authorization", ""), f"Bearer {token}"
-        ):
+        if token is None:
+            raise ApiProblem(
+                403,
+                "metrics_token_not_configured",
+                "Metrics span every tenant: set TALLY_METRICS_TOKEN to serve them.",
+            )
+        if not _token_matches(token):
             raise ApiProblem(
                 401,
                 "invalid_metrics_token",

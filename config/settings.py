@@ -92,6 +92,14 @@ class Settings:
     # How long an API process trusts a key it has looked up (revocations reach it sooner,
     # through LISTEN/NOTIFY); 0 looks every key up on every request.
     key_cache_seconds: float = 60.0
+    # Requests per second per API key, unless the tenant has its own limit; the manual
+    # webhook routes (test event, recover, redeliver) per key per minute. Counts are shared
+    # through Redis: TALLY_RATE_LIMIT_STORAGE_URL, else a redis:// BROKER_URL.
+    rate_limit_per_second: int = 500
+    rate_limit_storage_url: str | None = None
+    webhook_manual_per_minute: int = 20
+    # How long a /metrics scrape's ledger-wide numbers are reused (they scan transactions).
+    metrics_cache_seconds: float = 15.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -120,6 +128,10 @@ class Settings:
             long_polls_per_process=_int("TALLY_LONG_POLLS_PER_PROCESS", 256),
             long_polls_per_tenant=_int("TALLY_LONG_POLLS_PER_TENANT", 64),
             key_cache_seconds=_number("TALLY_KEY_CACHE_SECONDS", 60.0),
+            rate_limit_per_second=_int("TALLY_RATE_LIMIT_PER_SECOND", 500),
+            rate_limit_storage_url=os.environ.get("TALLY_RATE_LIMIT_STORAGE_URL") or None,
+            webhook_manual_per_minute=_int("TALLY_WEBHOOK_MANUAL_PER_MINUTE", 20),
+            metrics_cache_seconds=_number("TALLY_METRICS_CACHE_SECONDS", 15.0),
         )
 
     def require_database_url(self) -> str:

@@ -74,6 +74,10 @@ class AssetAlreadyExists(Conflict):
     code = "asset_exists"
 
 
+class ApiKeyNotFound(NotFound):
+    code = "api_key_not_found"
+
+
 class InvalidCursor(LedgerError):
     code = "invalid_cursor"
 

@@ -61,8 +61,16 @@ class Tenant(Base):
     id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True, server_default=UUID_DEFAULT)
     name: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+    # Requests per second each of the tenant's keys may make; NULL: TALLY_RATE_LIMIT_PER_SECOND.
+    rate_limit_per_second: Mapped[int | None] = mapped_column(Integer)
 
-    __table_args__ = (CheckConstraint("length(name) BETWEEN 1 AND 200", name="name_length"),)
+    __table_args__ = (
+        CheckConstraint("length(name) BETWEEN 1 AND 200", name="name_length"),
+        CheckConstraint(
+            "rate_limit_per_second IS NULL OR rate_limit_per_second > 0",
+            name="rate_limit_positive",
+        ),
+    )
 
 
 class ApiKey(Base):
@@ -73,11 +81,17 @@ class ApiKey(Base):
     # SHA-256 of the whole key: keys are 256-bit random, so a slow hash buys nothing.
     key_hash: Mapped[str] = mapped_column(Text, unique=True)
     prefix: Mapped[str] = mapped_column(Text)
-    is_admin: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # admin, write or read (api/permissions.py says what each may do).
+    scope: Mapped[str] = mapped_column(Text, server_default=text("'write'"))
+    # Stamped by tally_authenticate at most once a minute.
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
-    __table_args__ = (Index(None, "tenant_id"),)
+    __table_args__ = (
+        Index(None, "tenant_id"),
+        CheckConstraint("scope IN ('admin', 'write', 'read')", name="scope_known"),
+    )
 
 
 class Asset(Base):
@@ -436,3 +450,21 @@ class WebhookAttempt(Base):
         CheckConstraint("status_code IS NOT NULL OR error IS NOT NULL", name="answer_or_error"),
         Index(None, "delivery_id"),
     )
+
+
+class AuditEvent(Base):
+    """An administrative action: who did what to which object, and why. Append-only."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+    # The key that acted; NULL for an operator at the command line.
+    actor_key_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("api_keys.id"))
+    actor: Mapped[str] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(Text)
+    target: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+
+    __table_args__ = (Index(None, "tenant_id", "id"),)

@@ -58,3 +58,18 @@ class SystemAccount(StrEnum):
     BONUS = "@bonus"
     REVENUE = "@revenue"
     ADJUSTMENTS = "@adjustments"
+
+
+class Scope(StrEnum):
+    """What an API key may do; each scope includes the ones below it (api/permissions.py)."""
+
+    READ = "read"
+    WRITE = "write"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        return list(Scope).index(self)
+
+    def allows(self, needed: Scope) -> bool:
+        return self.rank >= needed.rank

@@ -32,34 +32,59 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _scope(args: argparse.Namespace) -> str:
+    # --admin predates scopes: it is `--scope admin`.
+    return "admin" if args.admin else str(args.scope)
+
+
 def cmd_tenants_create(args: argparse.Namespace, settings: Settings) -> int:
     from ledger.db import unit_of_work
-    from ledger.tenants import create_api_key, create_tenant
+    from ledger.tenants import create_tenant, issue_api_key
 
     engine = _engine(settings)
     with unit_of_work(engine) as conn:
         tenant_id = create_tenant(conn, args.name)
-        api_key = create_api_key(conn, tenant_id, is_admin=args.admin)
+        key = issue_api_key(conn, tenant_id, _scope(args))
     print(
         json.dumps(
             {
                 "tenant_id": str(tenant_id),
                 "name": args.name,
-                "api_key": api_key,
-                "admin": args.admin,
+                "api_key": key["api_key"],
+                "scope": key["scope"],
             }
         )
     )
     return 0
 
 
-def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_tenants_set_rate_limit(args: argparse.Namespace, settings: Settings) -> int:
     from ledger.db import unit_of_work
-    from ledger.tenants import create_api_key
+    from ledger.tenants import set_rate_limit
 
     with unit_of_work(_engine(settings)) as conn:
-        api_key = create_api_key(conn, args.tenant, is_admin=args.admin)
-    print(json.dumps({"tenant_id": str(args.tenant), "api_key": api_key, "admin": args.admin}))
+        set_rate_limit(conn, args.tenant, args.per_second)
+    print(json.dumps({"tenant_id": str(args.tenant), "rate_limit_per_second": args.per_second}))
+    return 0
+
+
+def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
+    from ledger.db import unit_of_work
+    from ledger.tenants import issue_api_key
+
+    with unit_of_work(_engine(settings)) as conn:
+        key = issue_api_key(conn, args.tenant, _scope(args))
+    print(json.dumps({"tenant_id": str(args.tenant), **key}))
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
+    from ledger.db import unit_of_work
+    from ledger.tenants import list_api_keys
+
+    with unit_of_work(_engine(settings)) as conn:
+        keys = list_api_keys(conn, args.tenant)
+    print(json.dumps(keys, indent=2))
     return 0
 
 
@@ -101,6 +126,25 @@ def _uuid(value: str) -> uuid.UUID:
         raise argparse.ArgumentTypeError(f"{value!r} is not a UUID") from None
 
 
+def _per_second(value: str) -> int | None:
+    if value == "default":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+
+
+def _scope_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--scope",
+        choices=["admin", "write", "read"],
+        default="write",
+        help="what the key may do (README, Security); default write",
+    )
+    parser.add_argument("--admin", action="store_true", help="the same as --scope admin")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tally", description="Tally wallet ledger")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -119,14 +163,26 @@ def build_parser() -> argparse.ArgumentParser:
         "create", cmd_tenants_create, "create a tenant and print its first API key", tenants
     )
     create.add_argument("name")
-    create.add_argument("--admin", action="store_true", help="make the key an admin key")
+    _scope_arguments(create)
+    rate = add(
+        "set-rate-limit",
+        cmd_tenants_set_rate_limit,
+        "set the requests per second each of a tenant's keys may make",
+        tenants,
+    )
+    rate.add_argument("tenant", type=_uuid)
+    rate.add_argument(
+        "per_second", type=_per_second, help="a positive number, or 'default' for the setting"
+    )
 
     keys = commands.add_parser("keys", help="manage API keys").add_subparsers(
         dest="keys_command", required=True
     )
     key_create = add("create", cmd_keys_create, "create another API key for a tenant", keys)
     key_create.add_argument("--tenant", required=True, type=_uuid)
-    key_create.add_argument("--admin", action="store_true")
+    _scope_arguments(key_create)
+    key_list = add("list", cmd_keys_list, "list a tenant's keys: prefix, scope, last use", keys)
+    key_list.add_argument("--tenant", required=True, type=_uuid)
     key_revoke = add("revoke", cmd_keys_revoke, "revoke an API key (the key or its prefix)", keys)
     key_revoke.add_argument("key")
 

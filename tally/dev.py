@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import json
 import os
+import secrets
 import shlex
 import signal
 import sys
@@ -84,6 +85,8 @@ def _run(
             "DATABASE_URL": database_url,
             "BROKER_URL": broker_url,
             "TALLY_WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",
+            # /metrics needs a token; one made up for this run unless one is configured.
+            "TALLY_METRICS_TOKEN": settings.metrics_token or secrets.token_urlsafe(24),
         }
     )
     # Output inherited: the children's logs appear in this terminal.
@@ -99,6 +102,7 @@ def _run(
     _print_banner(
         base_url,
         credentials,
+        metrics_token=env["TALLY_METRICS_TOKEN"],
         database="from DATABASE_URL" if settings.database_url else f"{database_url} (embedded)",
         broker="from BROKER_URL" if settings.broker_url else f"{broker_url} (embedded)",
     )
@@ -127,7 +131,7 @@ def ensure_dev_tenant(database_url: str, state_file: Path) -> DevCredentials:
             # No state yet, or it belongs to another database (DATABASE_URL changed, say).
             tenant_id = create_tenant(conn, TENANT_NAME)
             credentials = DevCredentials(
-                str(tenant_id), create_api_key(conn, tenant_id, is_admin=True)
+                str(tenant_id), create_api_key(conn, tenant_id, scope="admin")
             )
             create_asset(conn, tenant_id, "EUR", "Euro", 2)
     finally:
@@ -153,7 +157,12 @@ def _save_credentials(state_file: Path, credentials: DevCredentials) -> None:
 
 
 def _print_banner(
-    base_url: str, credentials: DevCredentials, *, database: str, broker: str
+    base_url: str,
+    credentials: DevCredentials,
+    *,
+    metrics_token: str,
+    database: str,
+    broker: str,
 ) -> None:
     # Embedded URLs carry no password; configured ones might, so they are not echoed.
     api = f"{base_url}/api/v1"
@@ -167,7 +176,8 @@ def _print_banner(
         f"  API:       {api}",
         f"  docs:      {api}/docs",
         f"  tenant id: {credentials.tenant_id}",
-        f"  API key:   {credentials.api_key}",
+        f"  API key:   {credentials.api_key} (admin scope)",
+        f"  metrics:   {base_url}/metrics (Authorization: Bearer {metrics_token})",
         "  asset:     EUR (2 decimal places; amounts are in cents)",
         f"  database:  {database}",
         f"  broker:    {broker}",

@@ -79,6 +79,7 @@ class TenantFixture:
     id: uuid.UUID
     api_key: str
     admin_api_key: str
+    read_api_key: str = ""
     asset: str = "EUR"
 
 
@@ -88,9 +89,10 @@ def tenant(engine: Engine) -> Iterator[TenantFixture]:
     with unit_of_work(engine) as conn:
         tenant_id = create_tenant(conn, f"test-{uuid.uuid4().hex[:8]}")
         api_key = create_api_key(conn, tenant_id)
-        admin_key = create_api_key(conn, tenant_id, is_admin=True)
+        admin_key = create_api_key(conn, tenant_id, scope="admin")
+        read_key = create_api_key(conn, tenant_id, scope="read")
         create_asset(conn, tenant_id, "EUR", "Euro", 2)
-    yield TenantFixture(tenant_id, api_key, admin_key)
+    yield TenantFixture(tenant_id, api_key, admin_key, read_key)
     assert_invariants(engine, tenant_id)
 
 

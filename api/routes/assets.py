@@ -7,28 +7,34 @@ from typing import Any
 from flask import Response
 from flask.views import MethodView
 
-from api.auth import current_principal, require_admin
+from api.auth import current_principal
 from api.blueprint import Blueprint
 from api.database import request_connection, request_transaction
 from api.respond import json_response
 from api.schemas import AssetSchema
 from ledger.tenants import create_asset, list_assets
+from ledger.vocabulary import Scope
 
 blp = Blueprint("assets", __name__, url_prefix="/api/v1/assets", description="Assets.")
 
 
 @blp.route("")
 class Assets(MethodView):
+    @blp.requires(Scope.ADMIN)
     @blp.arguments(AssetSchema)
     @blp.response(201, AssetSchema)
-    @blp.problem(403, "admin_key_required")
     @blp.problem(409, "asset_exists")
     def post(self, body: dict[str, Any]) -> Response:
         """Register an asset and its system accounts (admin keys only)."""
-        principal = require_admin()
+        principal = current_principal()
         with request_transaction() as conn:
             asset = create_asset(
-                conn, principal.tenant_id, body["code"], body["name"], body["decimal_places"]
+                conn,
+                principal.tenant_id,
+                body["code"],
+                body["name"],
+                body["decimal_places"],
+                actor=principal.actor,
             )
         return json_response(asset, 201)
 

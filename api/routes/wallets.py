@@ -9,7 +9,8 @@ from flask import Response
 from flask.views import MethodView
 from marshmallow import Schema
 
-from api.auth import current_principal, require_admin
+from api.admin_schemas import WalletActionSchema, WalletChangeSchema
+from api.auth import current_principal
 from api.blueprint import Blueprint
 from api.database import request_connection, request_transaction
 from api.respond import json_response
@@ -25,13 +26,13 @@ from api.schemas import (
     TopupSchema,
     TransactionOutSchema,
     WaitQuerySchema,
-    WalletUpdateSchema,
 )
 from api.submission import request_from_body, submit
 from ledger.holds import list_holds
 from ledger.queries import get_balance, wallet_history
 from ledger.tenants import update_wallet
 from ledger.transaction_request import check_user_id
+from ledger.vocabulary import Scope
 
 blp = Blueprint(
     "wallets",
@@ -126,52 +127,58 @@ class Holds(MethodView):
         return _wallet_page(list_holds, user_id, query, status=query.get("status"))
 
 
-def _set_wallet(user_id: str, asset_code: str, **changes: Any) -> Response:
+def _set_wallet(user_id: str, body: dict[str, Any], **changes: Any) -> Response:
     check_user_id(user_id)
-    tenant_id = current_principal().tenant_id
+    principal = current_principal()
+    asset_code = body["asset_code"]
     with request_transaction() as conn:
-        update_wallet(conn, tenant_id, user_id, asset_code, **changes)
-        balance = get_balance(conn, tenant_id, user_id, asset_code)
+        update_wallet(
+            conn,
+            principal.tenant_id,
+            user_id,
+            asset_code,
+            actor=principal.actor,
+            reason=body.get("reason"),
+            **changes,
+        )
+        balance = get_balance(conn, principal.tenant_id, user_id, asset_code)
     return json_response(balance)
 
 
 @blp.route("/<user_id>/freeze")
 class Freeze(MethodView):
-    @blp.arguments(AssetQuerySchema)
+    @blp.arguments(WalletActionSchema)
     @blp.response(200, BalanceSchema)
     @blp.problem(404, "wallet_not_found")
     @blp.problem(409, "wallet_closed")
     @blp.problem(422, "invalid_user_id")
     def post(self, body: dict[str, Any], user_id: str) -> Response:
         """Freeze a wallet: debits are rejected `wallet_frozen`, credits still land."""
-        return _set_wallet(user_id, body["asset_code"], status="frozen", reopen=False)
+        return _set_wallet(user_id, body, status="frozen", reopen=False)
 
 
 @blp.route("/<user_id>/unfreeze")
 class Unfreeze(MethodView):
-    @blp.arguments(AssetQuerySchema)
+    @blp.requires(Scope.ADMIN)
+    @blp.arguments(WalletActionSchema)
     @blp.response(200, BalanceSchema)
     @blp.problem(404, "wallet_not_found")
     @blp.problem(409, "wallet_closed")
     @blp.problem(422, "invalid_user_id")
     def post(self, body: dict[str, Any], user_id: str) -> Response:
-        """Make a frozen wallet active again."""
-        return _set_wallet(user_id, body["asset_code"], status="active", reopen=False)
+        """Make a frozen wallet active again (admin keys only: a freeze is a safety stop)."""
+        return _set_wallet(user_id, body, status="active", reopen=False)
 
 
 @blp.route("/<user_id>")
 class Wallet(MethodView):
-    @blp.arguments(WalletUpdateSchema)
+    @blp.requires(Scope.ADMIN)
+    @blp.arguments(WalletChangeSchema)
     @blp.response(200, BalanceSchema)
-    @blp.problem(403, "admin_key_required")
     @blp.problem(404, "wallet_not_found")
     @blp.problem(422, "invalid_user_id", "credit_limit_below_balance")
     def patch(self, body: dict[str, Any], user_id: str) -> Response:
         """Set a wallet's status or credit limit (admin keys only)."""
-        require_admin()
         return _set_wallet(
-            user_id,
-            body["asset_code"],
-            status=body.get("status"),
-            credit_limit=body.get("credit_limit"),
+            user_id, body, status=body.get("status"), credit_limit=body.get("credit_limit")
         )

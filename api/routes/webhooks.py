@@ -12,6 +12,7 @@ from api.auth import current_principal
 from api.blueprint import Blueprint
 from api.context import tally
 from api.database import request_connection, request_transaction
+from api.guard import MANUAL_WEBHOOK_POLICY
 from api.respond import json_response
 from api.webhook_schemas import (
     DeliveryQuerySchema,
@@ -26,6 +27,7 @@ from api.webhook_schemas import (
     WebhookEndpointWithSecretSchema,
 )
 from ledger.errors import NotFound
+from ledger.vocabulary import Scope
 from ledger.webhooks import deliveries, endpoints
 from ledger.webhooks.errors import DeliveryNotFound, EndpointNotFound
 
@@ -50,6 +52,7 @@ def _tenant() -> uuid.UUID:
 
 @blp.route("")
 class WebhookEndpoints(MethodView):
+    @blp.requires(Scope.ADMIN)
     @blp.arguments(WebhookEndpointCreateSchema)
     @blp.response(201, WebhookEndpointWithSecretSchema)
     @blp.problem(409, "webhook_endpoint_limit_reached")
@@ -86,6 +89,7 @@ class WebhookEndpoint(MethodView):
                 endpoints.get_endpoint(conn, _tenant(), _id(endpoint_id, EndpointNotFound))
             )
 
+    @blp.requires(Scope.ADMIN)
     @blp.arguments(WebhookEndpointUpdateSchema)
     @blp.response(200, WebhookEndpointSchema)
     @blp.problem(404, "webhook_endpoint_not_found")
@@ -103,6 +107,7 @@ class WebhookEndpoint(MethodView):
             )
         return json_response(endpoint)
 
+    @blp.requires(Scope.ADMIN)
     @blp.response(204)
     @blp.problem(404, "webhook_endpoint_not_found")
     def delete(self, endpoint_id: str) -> Response:
@@ -117,6 +122,7 @@ class WebhookEndpoint(MethodView):
 
 @blp.route("/<endpoint_id>/rotate-secret")
 class RotateSecret(MethodView):
+    @blp.requires(Scope.ADMIN)
     @blp.arguments(RotateSecretSchema)
     @blp.response(200, WebhookEndpointWithSecretSchema)
     @blp.problem(404, "webhook_endpoint_not_found")
@@ -137,6 +143,7 @@ class RotateSecret(MethodView):
 
 @blp.route("/<endpoint_id>/test")
 class TestEvent(MethodView):
+    @blp.rate_policy(MANUAL_WEBHOOK_POLICY)
     @blp.response(202, WebhookDeliverySchema)
     @blp.problem(404, "webhook_endpoint_not_found")
     @blp.problem(409, "webhook_endpoint_disabled")
@@ -151,6 +158,7 @@ class TestEvent(MethodView):
 
 @blp.route("/<endpoint_id>/recover")
 class Recover(MethodView):
+    @blp.rate_policy(MANUAL_WEBHOOK_POLICY)
     @blp.arguments(RecoverSchema)
     @blp.response(202, RecoverResultSchema)
     @blp.problem(404, "webhook_endpoint_not_found")
@@ -206,6 +214,7 @@ class Delivery(MethodView):
 
 @blp.route("/<endpoint_id>/deliveries/<delivery_id>/retry")
 class Retry(MethodView):
+    @blp.rate_policy(MANUAL_WEBHOOK_POLICY)
     @blp.response(202, WebhookDeliverySchema)
     @blp.problem(404, "webhook_endpoint_not_found", "webhook_delivery_not_found")
     @blp.problem(409, "webhook_endpoint_disabled", "webhook_delivery_in_flight")

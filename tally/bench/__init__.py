@@ -1,7 +1,7 @@
 """`tally bench`: the real stack driven over HTTP, next to the raw ledger write (DESIGN §8).
 
 One run creates a fresh database on a PostgreSQL server (given, or embedded), starts the
-API under gunicorn, a Celery worker and the relay on the chosen broker as subprocesses,
+API under granian, a Celery worker and the relay on the chosen broker as subprocesses,
 measures the latency of lone transactions (202 to applied, applied to webhook received),
 funds wallets, then drives HTTP submissions from a pool of client processes: closed loop
 (a fixed number of requests in flight) or open loop (`--rate`, requests offered on a

@@ -17,7 +17,7 @@ from tally.bench.monitor import ProcessMonitor
 from tally.bench.phases import Bench
 from tally.bench.pressure import PressureJob, run_pressure
 from tally.bench.report import PCTS, RunResult, percentiles
-from tally.bench.workloads import ASSET
+from tally.bench.workloads import ASSET, BENCH_RATE_LIMIT
 
 # The API bounds long-polls per tenant: spread them over this many tenants.
 PRESSURE_TENANTS = 4
@@ -34,13 +34,15 @@ def parked_targets(bench: Bench) -> list[tuple[str, str]]:
 
     from ledger.db import unit_of_work
     from ledger.intake import submit_transaction
-    from ledger.tenants import create_api_key, create_asset, create_tenant
+    from ledger.tenants import create_api_key, create_asset, create_tenant, set_rate_limit
     from ledger.transaction_request import TransactionRequest
 
     targets = []
     for number in range(PRESSURE_TENANTS):
         with unit_of_work(bench.engine) as conn:
             tenant_id = create_tenant(conn, f"bench-pressure-{number}")
+            # The bench measures capacity: its key must not be rate-limited first.
+            set_rate_limit(conn, tenant_id, BENCH_RATE_LIMIT)
             key = create_api_key(conn, tenant_id)
             create_asset(conn, tenant_id, ASSET, "Bench units", 2)
             request = TransactionRequest(

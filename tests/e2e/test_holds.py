@@ -190,7 +190,7 @@ def stranger(engine: Engine) -> Iterator[TenantFixture]:
     with unit_of_work(engine) as conn:
         tenant_id = create_tenant(conn, f"stranger-{uuid.uuid4().hex[:8]}")
         api_key = create_api_key(conn, tenant_id)
-        admin_key = create_api_key(conn, tenant_id, is_admin=True)
+        admin_key = create_api_key(conn, tenant_id, scope="admin")
         create_asset(conn, tenant_id, "EUR", "Euro", 2)
     yield TenantFixture(tenant_id, api_key, admin_key)
     assert_invariants(engine, tenant_id)

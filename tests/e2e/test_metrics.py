@@ -9,12 +9,16 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import TenantFixture
-from tests.support.stack import Stack
+from tests.support.stack import METRICS_TOKEN, Stack
 
 
 def scrape(stack: Stack) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Every sample of /metrics, keyed by name and sorted labels."""
-    response = requests.get(f"{stack.base_url}/metrics", timeout=30)
+    response = requests.get(
+        f"{stack.base_url}/metrics",
+        headers={"Authorization": f"Bearer {METRICS_TOKEN}"},
+        timeout=30,
+    )
     assert response.status_code == 200, response.text
     assert response.headers["Content-Type"].startswith("text/plain")
     samples = {}
@@ -68,8 +72,17 @@ def test_metrics_count_transactions_by_type_and_outcome(stack: Stack, tenant: Te
     assert submissions == 3
 
 
-def test_metrics_need_no_api_key(stack: Stack):
-    response = requests.get(f"{stack.base_url}/metrics", timeout=30)
+def test_metrics_need_the_metrics_token_not_an_api_key(stack: Stack, tenant: TenantFixture):
+    url = f"{stack.base_url}/metrics"
+    refused = [
+        requests.get(url, timeout=30),
+        requests.get(url, headers={"Authorization": f"Bearer {tenant.admin_api_key}"}, timeout=30),
+        # Not ASCII: once a 500, now simply a wrong token.
+        requests.get(url, headers={"Authorization": "Bearer tökén".encode()}, timeout=30),
+    ]
+    assert [r.status_code for r in refused] == [401, 401, 401]
+    assert {r.json()["code"] for r in refused} == {"invalid_metrics_token"}
 
-    assert response.status_code == 200
-    assert "tally_database_up 1.0" in response.text
+    allowed = requests.get(url, headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=30)
+    assert allowed.status_code == 200
+    assert "tally_database_up 1.0" in allowed.text

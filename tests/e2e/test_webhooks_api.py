@@ -36,7 +36,7 @@ def stack(database_url, redis_url, tmp_path_factory):
 
 @pytest.fixture
 def client(stack, tenant):
-    return stack.client(tenant.api_key)
+    return stack.client(tenant.admin_api_key)
 
 
 def patch(client, path, body):
@@ -109,7 +109,7 @@ def test_rotation_returns_a_new_secret_and_when_the_old_one_stops_signing(client
 def test_a_tenant_sees_only_its_own_endpoints(stack, engine, client):
     endpoint = register(client, PUBLIC_URL)
     with unit_of_work(engine) as conn:
-        other_key = create_api_key(conn, create_tenant(conn, "another merchant"))
+        other_key = create_api_key(conn, create_tenant(conn, "another merchant"), scope="admin")
     other = stack.client(other_key)
     path = f"/webhook-endpoints/{endpoint['id']}"
 

@@ -19,7 +19,7 @@ def stack(database_url, redis_url, tmp_path_factory):
 
 
 def test_a_worker_killed_mid_burst_loses_no_delivery(stack, tenant):
-    client = stack.client(tenant.api_key)
+    client = stack.client(tenant.admin_api_key)
     with WebhookReceiver() as receiver:
         # A slow receiver keeps the burst going for seconds, with deliveries in flight.
         receiver.answer("burst", then=200, delay=0.1)

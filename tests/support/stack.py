@@ -128,6 +128,9 @@ class ApiClient:
         return body
 
 
+METRICS_TOKEN = "test-metrics-token"
+
+
 def stack_env(database_url: str, broker_url: str, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
@@ -138,6 +141,9 @@ def stack_env(database_url: str, broker_url: str, **extra: str) -> dict[str, str
             "TALLY_RELAY_INTERVAL_SECONDS": "0.5",
             "TALLY_WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",
             "TALLY_LOG_LEVEL": "WARNING",
+            "TALLY_METRICS_TOKEN": METRICS_TOKEN,
+            # Each scrape reads the ledger afresh: tests compare scrapes before and after.
+            "TALLY_METRICS_CACHE_SECONDS": "0",
             # Test runs may share a broker: each stack gets a queue of its own.
             "TALLY_QUEUE": f"tally-test-{uuid.uuid4().hex[:10]}",
         }

@@ -33,6 +33,7 @@ from api import create_app
 from config.settings import Settings
 from ledger.db import unit_of_work
 from ledger.holds import expire_due_holds
+from ledger.tenants import create_api_key, create_tenant, set_rate_limit
 from ledger.vocabulary import HoldStatus, TransactionType
 from ledger.webhooks.endpoints import MAX_ENDPOINTS_PER_TENANT
 from tests.integration.api.conftest import NO_KEY, Api
@@ -338,18 +339,20 @@ def wallets(c: Caller, engine: Engine) -> None:
     c.get("/wallets/nobody/transactions", expect=404, query_string=eur)
     c.get("/wallets/@topup/transactions", expect=422, query_string=eur)
 
-    for action, status in (("freeze", "frozen"), ("unfreeze", "active")):
-        assert c.post(f"/wallets/carol/{action}", eur, expect=200)["status"] == status
-        c.post(f"/wallets/nobody/{action}", eur, expect=404)
-        c.post(f"/wallets/@topup/{action}", eur, expect=422)
+    for action, status, key in (("freeze", "frozen", None), ("unfreeze", "active", c.admin)):
+        changed = c.post(
+            f"/wallets/carol/{action}", {**eur, "reason": "ticket 7"}, expect=200, key=key
+        )
+        assert changed["status"] == status
+        c.post(f"/wallets/nobody/{action}", eur, expect=404, key=key)
+        c.post(f"/wallets/@topup/{action}", eur, expect=422, key=key)
 
-    c.patch("/wallets/carol", {**eur, "credit_limit": 1000}, expect=403)
     c.patch("/wallets/nobody", {**eur, "credit_limit": 1000}, expect=404, key=c.admin)
     c.patch("/wallets/@topup", {**eur, "credit_limit": 1000}, expect=422, key=c.admin)
     closed = c.patch("/wallets/carol", {**eur, "status": "closed"}, expect=200, key=c.admin)
     assert closed["status"] == "closed"
     c.post("/wallets/carol/freeze", eur, expect=409)
-    c.post("/wallets/carol/unfreeze", eur, expect=409)
+    c.post("/wallets/carol/unfreeze", eur, expect=409, key=c.admin)
 
 
 def expire(engine: Engine, hold_id: str) -> None:
@@ -440,7 +443,6 @@ def holds(c: Caller, engine: Engine) -> None:
 
 def assets(c: Caller) -> None:
     gold = {"code": "GOLD", "name": "Gold", "decimal_places": 0}
-    c.post("/assets", gold, expect=403)
     c.post("/assets", gold, expect=201, key=c.admin)
     c.post("/assets", gold, expect=409, key=c.admin)
     assert [asset["code"] for asset in c.get("/assets", expect=200)] == ["EUR", "GOLD"]
@@ -462,9 +464,12 @@ def record_attempt(engine: Engine, tenant_id: uuid.UUID, delivery_id: str) -> No
 def webhooks(c: Caller, engine: Engine) -> None:
     # A public address literal: checked without DNS, and nothing is ever sent to it here.
     url = "https://1.1.1.1/hooks"
-    created = c.post("/webhook-endpoints", {"url": url, "description": "ops"}, expect=201)
+    admin = c.admin
+    created = c.post(
+        "/webhook-endpoints", {"url": url, "description": "ops"}, expect=201, key=admin
+    )
     assert created["secret"].startswith("whsec_")
-    c.post("/webhook-endpoints", {"url": "http://127.0.0.1:9/hooks"}, expect=422)
+    c.post("/webhook-endpoints", {"url": "http://127.0.0.1:9/hooks"}, expect=422, key=admin)
     base = f"/webhook-endpoints/{created['id']}"
     unknown = f"/webhook-endpoints/{uuid.uuid4()}"
 
@@ -472,12 +477,13 @@ def webhooks(c: Caller, engine: Engine) -> None:
     c.get(base, expect=200)
     c.get(unknown, expect=404)
     c.get("/webhook-endpoints/not-a-uuid", expect=404)
-    c.patch(base, {"description": None, "event_types": ["transaction.applied"]}, expect=200)
-    c.patch(unknown, {"description": "x"}, expect=404)
-    c.patch(base, {"url": "http://10.0.0.1/hooks"}, expect=422)
-    rotated = c.post(f"{base}/rotate-secret", {"overlap_seconds": 60}, expect=200)
+    changes = {"description": None, "event_types": ["transaction.applied"]}
+    c.patch(base, changes, expect=200, key=admin)
+    c.patch(unknown, {"description": "x"}, expect=404, key=admin)
+    c.patch(base, {"url": "http://10.0.0.1/hooks"}, expect=422, key=admin)
+    rotated = c.post(f"{base}/rotate-secret", {"overlap_seconds": 60}, expect=200, key=admin)
     assert rotated["previous_secret_expires_at"] is not None
-    c.post(f"{unknown}/rotate-secret", {}, expect=404)
+    c.post(f"{unknown}/rotate-secret", {}, expect=404, key=admin)
 
     first = c.post(f"{base}/test", expect=202)
     c.post(f"{base}/test", expect=202)
@@ -497,34 +503,89 @@ def webhooks(c: Caller, engine: Engine) -> None:
     c.post(f"{base}/recover", since, expect=202)
     c.post(f"{unknown}/recover", since, expect=404)
 
-    disabled = c.patch(base, {"enabled": False}, expect=200)
+    disabled = c.patch(base, {"enabled": False}, expect=200, key=admin)
     assert disabled["disabled_reason"] is not None
     c.post(f"{base}/test", expect=409)
     c.post(f"{delivery}/retry", expect=409)
     c.post(f"{base}/recover", since, expect=409)
 
     for _ in range(MAX_ENDPOINTS_PER_TENANT - 1):
-        c.post("/webhook-endpoints", {"url": url}, expect=201)
-    c.post("/webhook-endpoints", {"url": url}, expect=409)
+        c.post("/webhook-endpoints", {"url": url}, expect=201, key=admin)
+    c.post("/webhook-endpoints", {"url": url}, expect=409, key=admin)
 
-    c.call("DELETE", base, expect=204)
-    c.call("DELETE", base, expect=404)
+    c.call("DELETE", base, expect=204, key=admin)
+    c.call("DELETE", base, expect=404, key=admin)
 
 
-def shared_errors(c: Caller, max_body_bytes: int) -> None:
-    """What the document says every operation of a kind answers: authentication, bodies."""
+def keys(c: Caller) -> None:
+    created = c.post("/api-keys", {"scope": "read"}, expect=201, key=c.admin)
+    assert created["api_key"].startswith(created["prefix"])
+    listed = c.get("/api-keys", expect=200, key=c.admin)
+    assert created["id"] in {key["id"] for key in listed}
+    assert all("api_key" not in key for key in listed)
+    revoked = c.call("DELETE", f"/api-keys/{created['id']}", expect=200, key=c.admin).get_json()
+    assert revoked["revoked_at"] is not None
+    c.call("DELETE", f"/api-keys/{uuid.uuid4()}", expect=404, key=c.admin)
+    c.call("DELETE", "/api-keys/not-a-uuid", expect=404, key=c.admin)
+    c.get("/api-keys", expect=401, key=created["api_key"])
+
+
+def audit(c: Caller) -> None:
+    page = c.get("/audit-events", expect=200, query_string={"limit": 2})
+    assert page["next_cursor"] is not None
+    rest = c.get("/audit-events", expect=200, query_string={"cursor": page["next_cursor"]})
+    assert rest["events"]
+    frozen = c.get("/audit-events", expect=200, query_string={"action": "wallet.frozen"})
+    assert [event["details"] for event in frozen["events"]] == [{"reason": "ticket 7"}]
+    c.get("/audit-events", expect=400, query_string={"cursor": "bad!"})
+    c.get("/audit-events", expect=422, query_string={"limit": 0})
+
+
+def shared_errors(c: Caller, max_body_bytes: int, throttled_key: str) -> None:
+    """What the document says every operation of a kind answers: authentication, scopes,
+    rate limits, bodies."""
     too_large = b'{"padding": "' + b"x" * max_body_bytes + b'"}'
+    narrower = {"write": c.tenant.read_api_key, "admin": c.tenant.api_key}
     for method, template, operation in c.contract.operations():
         path = re.sub(r"\{\w+\}", lambda _: str(uuid.uuid4()), template).removeprefix(PREFIX)
         if operation.get("security"):
             c.call(method, path, expect=401, key=NO_KEY)
             c.call(method, path, expect=401, key="tally_unknown")
+            scope = operation["x-required-scope"]
+            if scope in narrower:
+                c.call(method, path, expect=403, key=narrower[scope], json={})
+            throttle(c, method, path, throttled_key)
+        key = c.admin if operation.get("x-required-scope") == "admin" else None
         if method in BODY_METHODS:
-            c.call(method, path, expect=415, data=b"x", content_type="text/plain")
+            c.call(method, path, expect=415, data=b"x", content_type="text/plain", key=key)
         if "requestBody" in operation:
-            c.call(method, path, expect=400, data=b'{"', content_type="application/json")
-            c.call(method, path, expect=413, data=too_large, content_type="application/json")
-            c.call(method, path, expect=422, json={"unexpected": 1})
+            json_body = {"content_type": "application/json", "key": key}
+            c.call(method, path, expect=400, data=b'{"', **json_body)
+            c.call(method, path, expect=413, data=too_large, **json_body)
+            c.call(method, path, expect=422, json={"unexpected": 1}, key=key)
+
+
+def throttle(c: Caller, method: str, path: str, key: str) -> None:
+    """The throttled key may make one request per second: of three made at once, at least
+    one is refused (three requests span at most two one-second windows)."""
+    statuses = []
+    for _ in range(3):
+        response = c.api.request(method.upper(), path, key=key, json={"unexpected": 1})
+        c.contract.check(response)
+        statuses.append(response.status_code)
+        if response.status_code == 429:
+            assert int(response.headers["Retry-After"]) >= 1
+            assert response.headers["RateLimit-Policy"] == '"per-key";q=1;w=1'
+            return
+    raise AssertionError(f"{method.upper()} {path} was never rate-limited: {statuses}")
+
+
+def throttled_admin_key(engine: Engine) -> str:
+    """An admin key of a tenant allowed one request per second."""
+    with unit_of_work(engine) as conn:
+        tenant_id = create_tenant(conn, "throttled")
+        set_rate_limit(conn, tenant_id, 1)
+        return create_api_key(conn, tenant_id, scope="admin")
 
 
 def database_down(c: Caller) -> None:
@@ -569,7 +630,11 @@ def test_every_operation_answers_only_as_the_document_says(
     holds(c, api.engine)
     assets(c)
     webhooks(c, api.engine)
-    shared_errors(c, api.client.application.config["MAX_CONTENT_LENGTH"])
+    keys(c)
+    audit(c)
+    shared_errors(
+        c, api.client.application.config["MAX_CONTENT_LENGTH"], throttled_admin_key(api.engine)
+    )
     without_database = Api(app_without_database.test_client(), api.tenant, api.engine)
     database_down(Caller(without_database, contract))
 

@@ -50,7 +50,7 @@ def test_an_asset_name_with_a_nul_character_is_refused(api: Api):
     ],
 )
 def test_unstorable_webhook_endpoints_are_refused(api: Api, body, code):
-    assert_problem(api.post("/webhook-endpoints", body), 422, code)
+    assert_problem(api.post("/webhook-endpoints", body, key=api.tenant.admin_api_key), 422, code)
 
 
 def test_metrics_ask_for_the_token_when_one_is_set(database_url, redis_url):

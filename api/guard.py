@@ -1,0 +1,111 @@
+"""What runs before every view: who is calling, whether their key may do this, whether it
+is within its rate limit, and whether the body is JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, current_app, g, request
+from sqlalchemy import text
+
+from api.auth import authenticate_request
+from api.context import tally
+from api.database import bind_request_tenant, request_connection
+from api.permissions import READ_METHODS, authorize, required_scope
+from api.problems import ApiProblem
+from api.rate_limits import Decision, Policy
+from ledger.tenants import Principal
+
+PUBLIC_ENDPOINTS = {"health.Health", "api-docs.openapi_json", "docs", "metrics", "static"}
+BODY_METHODS = {"POST", "PUT", "PATCH"}
+# Writes whose own statement confirms the caller's key (ledger/intake.py): they may take
+# it from the cache. Every other write looks its key up first.
+SELF_CONFIRMING = {
+    "transactions.Transactions",
+    "transactions.TransactionBatch",
+    "wallets.Topup",
+    "wallets.Bonus",
+    "wallets.Spend",
+}
+# Single submissions: over the limit, a replay of an accepted reference_id still passes.
+SINGLE_SUBMISSIONS = SELF_CONFIRMING - {"transactions.TransactionBatch"}
+MANUAL_WEBHOOK_POLICY = "webhook-manual"
+
+IS_ACCEPTED = text(
+    "SELECT EXISTS (SELECT 1 FROM transactions WHERE tenant_id = :t AND reference_id = :r)"
+)
+
+
+def guard_request() -> None:
+    """Authenticate, authorize and rate-limit the request, or answer with a problem."""
+    bind_request_tenant(None)
+    if request.endpoint is None:
+        return  # 404 and 405 are answered by the error handlers
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        return
+    authenticate_request(
+        confirm=request.method not in READ_METHODS and request.endpoint not in SELF_CONFIRMING
+    )
+    principal: Principal = g.principal
+    view = current_app.view_functions[request.endpoint]
+    authorize(principal, required_scope(view, request.method))
+    _limit_rate(principal, view)
+    has_body = bool(request.content_length) or "Transfer-Encoding" in request.headers
+    if request.method in BODY_METHODS and has_body and request.mimetype != "application/json":
+        raise ApiProblem(
+            415, "unsupported_media_type", "Send the body as Content-Type: application/json."
+        )
+
+
+def add_rate_limit_headers(response: Response) -> Response:
+    decision: Decision | None = g.get("rate_limit")
+    if decision is not None:
+        response.headers.update(decision.headers())
+    return response
+
+
+def _limit_rate(principal: Principal, view: Any) -> None:
+    ctx = tally()
+    settings = ctx.settings
+    per_key = Policy(
+        "per-key", principal.rate_limit_per_second or settings.rate_limit_per_second, 1
+    )
+    decision = g.rate_limit = ctx.limiter.hit(per_key, principal.key_id)
+    if not decision.allowed:
+        if not (request.endpoint in SINGLE_SUBMISSIONS and _is_replay(principal)):
+            raise _too_many(decision)
+        # A replay answers a client what it already submitted: never starve it, but bound
+        # it by a budget of its own.
+        replays = Policy("replays", per_key.quota, 1)
+        decision = g.rate_limit = ctx.limiter.hit(replays, principal.key_id)
+        if not decision.allowed:
+            raise _too_many(decision)
+    handler = getattr(getattr(view, "view_class", None), request.method.lower(), None)
+    if getattr(handler, "_rate_policy", None) == MANUAL_WEBHOOK_POLICY:
+        manual = Policy(MANUAL_WEBHOOK_POLICY, settings.webhook_manual_per_minute, 60)
+        decision = g.rate_limit = ctx.limiter.hit(manual, principal.key_id)
+        if not decision.allowed:
+            raise _too_many(decision)
+
+
+def _is_replay(principal: Principal) -> bool:
+    """Whether the body names a reference_id the tenant has already had accepted."""
+    body = request.get_json(silent=True)
+    reference_id = body.get("reference_id") if isinstance(body, dict) else None
+    if not isinstance(reference_id, str) or not 0 < len(reference_id) <= 200:
+        return False
+    with request_connection() as conn:
+        return bool(
+            conn.execute(IS_ACCEPTED, {"t": principal.tenant_id, "r": reference_id}).scalar()
+        )
+
+
+def _too_many(decision: Decision) -> ApiProblem:
+    return ApiProblem(
+        429,
+        "rate_limited",
+        f"This key has used its {decision.policy.quota} requests per"
+        f" {decision.policy.window_seconds} s ({decision.policy.name}); retry after"
+        f" {decision.reset_seconds} s.",
+        headers={"Retry-After": str(decision.reset_seconds), **decision.headers()},
+    )
