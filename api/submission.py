@@ -15,6 +15,7 @@ from api.context import tally
 from api.database import (
     release_request_connection,
     request_unit_of_work,
+    tenant_scope,
 )
 from api.respond import json_response, render_json
 from api.server import ASYNC_LONG_POLL, LONG_POLL, LongPoll
@@ -70,7 +71,8 @@ def answer_after_wait(
     def is_final() -> bool:
         nonlocal latest
         try:
-            with ctx.engine.connect() as conn:
+            # Run from the server's event loop too, outside the request: name the tenant.
+            with tenant_scope(tenant_id), ctx.engine.connect() as conn:
                 found = get_transaction(conn, tenant_id, transaction_id=transaction_id)
         except DBAPIError:
             # The transaction is committed already: a 5xx now would tell the client it was
