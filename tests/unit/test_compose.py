@@ -106,3 +106,11 @@ def test_dependencies_exist_and_wait_for_what_they_need(services):
     for name in ("api", "worker", "relay", "webhooks"):
         assert depends_on(services[name]).get("migrate") == "service_completed_successfully"
     assert depends_on(services["migrate"]).get("postgres") == "service_healthy"
+
+
+def test_api_processes_share_rate_limits_and_metrics_need_a_token(services):
+    env = environment_of(services["api"])
+    # Redis holds the counts whichever broker the stack runs on.
+    assert env["TALLY_RATE_LIMIT_STORAGE_URL"].startswith("redis://redis:")
+    # No token baked in: unset, /metrics refuses every scrape.
+    assert env["TALLY_METRICS_TOKEN"] == "${TALLY_METRICS_TOKEN:-}"
