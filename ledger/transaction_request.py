@@ -19,7 +19,11 @@ MAX_AMOUNT = 2**53 - 1
 ASSET_CODE = re.compile(r"[A-Z0-9_]{1,32}")
 # No whitespace, no NUL (PostgreSQL text cannot hold it), no unpaired surrogate (not
 # encodable as UTF-8), no leading '@' (system accounts).
-USER_ID = re.compile(r"[^@\s\x00\ud800-\udfff][^\s\x00\ud800-\udfff]{0,127}")
+# Not in a user id: spaces, control characters, unpaired surrogates, and the invisible
+# format characters that make one id look like another (bidirectional overrides and
+# isolates, zero-width characters, the byte-order mark).
+_NOT_IN_USER_ID = r"\s\x00-\x1f\x7f-\x9f\ud800-\udfff\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff"
+USER_ID = re.compile(f"[^@{_NOT_IN_USER_ID}][^{_NOT_IN_USER_ID}]{{0,127}}")
 MAX_TEXT = 128
 MAX_METADATA_BYTES = 4096
 # Objects and arrays nested deeper are refused: the JSON encoders recurse, and a few hundred

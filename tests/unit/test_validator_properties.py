@@ -69,6 +69,13 @@ def storable(text: str) -> bool:
     return "\x00" not in text and not any(0xD800 <= ord(char) <= 0xDFFF for char in text)
 
 
+# Invisible characters that would let one user id pass for another.
+SPOOFING = frozenset(
+    [*map(chr, range(0x200B, 0x2010)), *map(chr, range(0x202A, 0x202F)),
+     *map(chr, range(0x2060, 0x206A)), "\ufeff"]
+)  # fmt: skip
+
+
 def is_user_id(value: object) -> bool:
     return (
         isinstance(value, str)
@@ -76,6 +83,8 @@ def is_user_id(value: object) -> bool:
         and not value.startswith("@")
         and storable(value)
         and not any(char.isspace() for char in value)
+        and not any(ord(char) < 0x20 or 0x7F <= ord(char) <= 0x9F for char in value)
+        and not any(char in SPOOFING for char in value)
     )
 
 
