@@ -28,6 +28,8 @@ class Actor:
 
 # An operator at the command line (`tally keys ...`, `tally tenants ...`).
 OPERATOR = Actor("operator:cli")
+# The webhook dispatcher, disabling an endpoint that answered 410 Gone.
+DISPATCHER = Actor("system:webhook-dispatcher")
 
 INSERT_EVENT = text(
     """

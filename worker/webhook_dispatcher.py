@@ -8,6 +8,12 @@ leases that expire, so its deliveries are claimed again (at-least-once, same web
 Isolation between endpoints: no endpoint may hold more than a few of the pool's threads,
 and one whose last attempt failed (down, hanging, answering errors) gets only one, so a
 dead or slow receiver costs one thread and one timeout at a time, never everyone's turn.
+Isolation between tenants: claims take turns across tenants, and no tenant may hold more
+than half the pool, so one tenant's many endpoints cannot delay every other tenant.
+
+Whatever goes wrong while sending or recording, an attempt is recorded and the retry
+schedule decides what comes next; only a database that cannot be reached at all leaves
+the delivery to its lease.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -42,6 +49,8 @@ log = logging.getLogger(__name__)
 
 # Threads one healthy endpoint may hold (at most a quarter of the pool); a failing one, one.
 PER_ENDPOINT = 8
+# The share of the pool's threads one tenant may hold, whatever its number of endpoints.
+TENANT_SHARE = 0.5
 # Time, beyond the send timeout, for a sender to record its result before its lease lapses.
 LEASE_MARGIN_SECONDS = 10.0
 # Without notifications, look for due deliveries at least this often (a lost NOTIFY).
@@ -60,10 +69,12 @@ class WebhookDispatcher:
         self.send = send
         self.capacity = max(1, settings.webhook_concurrency)
         self.share = max(1, min(PER_ENDPOINT, self.capacity // 4))
+        self.tenant_share = max(1, int(self.capacity * TENANT_SHARE))
         self.lease_seconds = settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS
         self.wake = threading.Event()
         self._lock = threading.Lock()
         self._in_flight: Counter[uuid.UUID] = Counter()
+        self._tenant_in_flight: Counter[uuid.UUID] = Counter()
         self._failing: set[uuid.UUID] = set()
         self._pool = ThreadPoolExecutor(self.capacity, thread_name_prefix="tally-webhook")
 
@@ -77,6 +88,7 @@ class WebhookDispatcher:
             free = self.capacity - sum(self._in_flight.values())
             failing = set(self._failing)
             room = {e: self._room_for(e) for e in self._in_flight}
+            tenant_room = {t: self.tenant_share - n for t, n in self._tenant_in_flight.items()}
         if free <= 0:
             return 0
 
@@ -85,17 +97,23 @@ class WebhookDispatcher:
                 return room[endpoint_id]
             return 1 if endpoint_id in failing else self.share
 
+        def tenant_room_for(tenant_id: uuid.UUID) -> int:
+            return tenant_room.get(tenant_id, self.tenant_share)
+
         with unit_of_work(self.engine) as conn:
             claimed = claim_due(
                 conn,
                 limit=free,
                 room_for=room_for,
                 full=[e for e, left in room.items() if left <= 0],
+                tenant_room_for=tenant_room_for,
+                full_tenants=[t for t, left in tenant_room.items() if left <= 0],
                 lease_seconds=self.lease_seconds,
             )
         with self._lock:
             for delivery in claimed:
                 self._in_flight[delivery.endpoint_id] += 1
+                self._tenant_in_flight[delivery.tenant_id] += 1
         for delivery in claimed:
             self._pool.submit(self._deliver, delivery)
         return len(claimed)
@@ -107,32 +125,72 @@ class WebhookDispatcher:
                 with unit_of_work(self.engine) as conn:
                     fail_unsendable(conn, delivery, "endpoint disabled")
                 return
+            result = self._attempt(delivery)
+            succeeded = result.succeeded
+            self._record(delivery, result)
+        except Exception:
+            # Only the database can fail here: the lease expires and the delivery is claimed
+            # again, so nothing is lost.
+            log.exception("webhook delivery %s: recording the attempt failed", delivery.id)
+        finally:
+            with self._lock:
+                self._release(self._in_flight, delivery.endpoint_id)
+                self._release(self._tenant_in_flight, delivery.tenant_id)
+                if succeeded:
+                    self._failing.discard(delivery.endpoint_id)
+                else:
+                    self._failing.add(delivery.endpoint_id)
+            self.wake.set()
+
+    @staticmethod
+    def _release(in_flight: Counter[uuid.UUID], key: uuid.UUID) -> None:
+        in_flight[key] -= 1
+        if in_flight[key] <= 0:
+            del in_flight[key]
+
+    def _attempt(self, delivery: ClaimedDelivery) -> AttemptResult:
+        """Sign and send one attempt; an exception is the attempt's error, never raised."""
+        attempted_at = datetime.now(UTC)
+        started = time.monotonic()
+        try:
             headers = webhook_headers(
                 delivery.message_id, delivery.secrets, delivery.body, int(time.time())
             )
-            result = self.send(
+            return self.send(
                 delivery.url,
                 delivery.body,
                 headers,
                 timeout=self.settings.webhook_timeout_seconds,
                 allow_private=self.settings.webhook_allow_private_targets,
             )
-            succeeded = result.succeeded
+        except Exception as error:
+            log.exception("webhook delivery %s: sending failed unexpectedly", delivery.id)
+            return AttemptResult(
+                attempted_at,
+                int((time.monotonic() - started) * 1000),
+                error=f"internal error: {type(error).__name__}: {error}".rstrip(": "),
+            )
+
+    def _record(self, delivery: ClaimedDelivery, result: AttemptResult) -> None:
+        """Record the attempt; if that fails, record it again without what the receiver said."""
+        schedule = self.settings.webhook_retry_schedule
+        try:
             with unit_of_work(self.engine) as conn:
-                record_attempt(conn, delivery, result, self.settings.webhook_retry_schedule)
-        except Exception:
-            # The lease expires and the delivery is claimed again: nothing is lost.
-            log.exception("webhook delivery %s: recording the attempt failed", delivery.id)
-        finally:
-            with self._lock:
-                self._in_flight[delivery.endpoint_id] -= 1
-                if self._in_flight[delivery.endpoint_id] <= 0:
-                    del self._in_flight[delivery.endpoint_id]
-                if succeeded:
-                    self._failing.discard(delivery.endpoint_id)
-                else:
-                    self._failing.add(delivery.endpoint_id)
-            self.wake.set()
+                record_attempt(conn, delivery, result, schedule)
+            return
+        except Exception as error:
+            log.exception("webhook delivery %s: recording the answer failed", delivery.id)
+            # The status code still counts (a 2xx was delivered, and must not be sent again);
+            # the body and reason, which may be what failed, are dropped.
+            bare = AttemptResult(
+                result.attempted_at,
+                result.latency_ms,
+                status_code=result.status_code,
+                error=f"the answer could not be recorded: {type(error).__name__}",
+                retry_after_seconds=result.retry_after_seconds,
+            )
+        with unit_of_work(self.engine) as conn:
+            record_attempt(conn, delivery, bare, schedule)
 
     def _pause(self) -> float:
         with unit_of_work(self.engine) as conn:

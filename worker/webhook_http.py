@@ -3,6 +3,8 @@
 The host is resolved once and every address checked (`ledger.webhooks.targets`); the
 connection goes to a checked address while the Host header and TLS name stay the URL's
 host. Redirects are not followed: a 3xx is a failed attempt like any other non-2xx.
+Nothing raises out of `post_webhook`: whatever goes wrong is the attempt's error, so the
+attempt is recorded and the retry schedule decides what comes next.
 """
 
 from __future__ import annotations
@@ -64,7 +66,8 @@ def parse_retry_after(value: str | None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    # isdigit() alone accepts "²" and other digits float() refuses.
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         moment = parsedate_to_datetime(value)
@@ -92,6 +95,18 @@ def post_webhook(
     allow_private: bool,
 ) -> AttemptResult:
     """POST the body to the URL within `timeout` seconds overall; never raises."""
+    attempted_at = datetime.now(UTC)
+    started = time.monotonic()
+    try:
+        return _post(url, body, headers, timeout=timeout, allow_private=allow_private)
+    except Exception as error:  # a bug or an answer http.client chokes on: still an attempt
+        elapsed_ms = int((time.monotonic() - started) * 1000)
+        return AttemptResult(attempted_at, elapsed_ms, error=f"internal error: {_describe(error)}")
+
+
+def _post(
+    url: str, body: bytes, headers: dict[str, str], *, timeout: float, allow_private: bool
+) -> AttemptResult:
     attempted_at = datetime.now(UTC)
     started = time.monotonic()
 
@@ -150,6 +165,7 @@ def post_webhook(
                 status_code=response.status,
                 response_body=content.decode("utf-8", "replace"),
                 retry_after_seconds=parse_retry_after(response.getheader("Retry-After")),
+                reason=response.reason,
             )
         if expired.is_set() or last_error is None or isinstance(last_error, TimeoutError):
             return AttemptResult(attempted_at, elapsed_ms(), error=f"timed out after {timeout}s")

@@ -68,6 +68,7 @@ class WebhookEndpoints(MethodView):
                 event_types=body.get("event_types"),
                 description=body.get("description"),
                 allow_private=ctx.settings.webhook_allow_private_targets,
+                actor=current_principal().actor,
             )
         return json_response(endpoint, 201)
 
@@ -104,6 +105,7 @@ class WebhookEndpoint(MethodView):
                 _id(endpoint_id, EndpointNotFound),
                 body,
                 allow_private=ctx.settings.webhook_allow_private_targets,
+                actor=current_principal().actor,
             )
         return json_response(endpoint)
 
@@ -113,7 +115,12 @@ class WebhookEndpoint(MethodView):
     def delete(self, endpoint_id: str) -> Response:
         """Delete an endpoint; deliveries waiting for it are failed."""
         with request_transaction() as conn:
-            endpoints.delete_endpoint(conn, _tenant(), _id(endpoint_id, EndpointNotFound))
+            endpoints.delete_endpoint(
+                conn,
+                _tenant(),
+                _id(endpoint_id, EndpointNotFound),
+                actor=current_principal().actor,
+            )
         # No body, so no Content-Type (Werkzeug would default to text/html).
         response = Response(status=204)
         response.headers.pop("Content-Type", None)
@@ -137,6 +144,7 @@ class RotateSecret(MethodView):
                 overlap_seconds=body.get(
                     "overlap_seconds", ctx.settings.webhook_secret_overlap_seconds
                 ),
+                actor=current_principal().actor,
             )
         return json_response(endpoint)
 

@@ -5,6 +5,10 @@ commits before anything is sent. A dispatcher that dies mid-send leaves the leas
 the delivery is then due again and another dispatcher claims it (at-least-once). Results
 are guarded by the attempt number: a late answer to an expired lease is logged, but it does
 not overwrite what the newer attempt decided.
+
+Claims take turns across tenants, and across each tenant's endpoints, so that one tenant's
+backlog does not push other tenants' webhooks behind it. Whatever a receiver answers is
+stored as PostgreSQL can hold it, so that recording an attempt cannot fail on its bytes.
 """
 
 from __future__ import annotations
@@ -17,27 +21,59 @@ from datetime import datetime
 
 from sqlalchemy import Connection, text
 
+from ledger.transaction_request import UNSTORABLE
 from ledger.webhooks.endpoints import disable_gone_endpoint
 from ledger.webhooks.signing import event_body, message_id
 
 # A receiver's Retry-After is honoured, within reason.
 MAX_RETRY_AFTER_SECONDS = 86_400
 MAX_ERROR_LENGTH = 500
+MAX_RESPONSE_BODY_LENGTH = 1024
+MAX_LATENCY_MS = 2**31 - 1  # an integer column
 GONE = 410
 GONE_REASON = "the endpoint answered 410 Gone"
 
-# The scan looks further than it claims, so that one endpoint's backlog does not hide the
-# deliveries due to other endpoints behind it.
-SCAN_DUE = text(
+# Turns: every tenant's first due delivery, then every tenant's second, and so on; within
+# a tenant its endpoints take turns the same way. Turns are counted over the oldest
+# `:window` due deliveries, one range of ix_webhook_deliveries_due; tenants and endpoints
+# already holding their share are left out of that range, so a backlog longer than the
+# window hides the others only until its tenant holds its share (the next claim). The
+# ranking reads without locks; LOCK_CANDIDATES then locks the few candidates by key.
+RANK_DUE = text(
     """
-    SELECT id, endpoint_id FROM webhook_deliveries
-    WHERE status IN ('pending', 'sending') AND next_attempt_at <= now()
-      AND NOT endpoint_id = ANY(:full)
-    ORDER BY next_attempt_at
+    WITH due AS MATERIALIZED (
+        SELECT id, tenant_id, endpoint_id, next_attempt_at FROM webhook_deliveries
+        WHERE status IN ('pending', 'sending') AND next_attempt_at <= now()
+          AND NOT endpoint_id = ANY(:full_endpoints) AND NOT tenant_id = ANY(:full_tenants)
+        ORDER BY next_attempt_at
+        LIMIT :window
+    ), endpoint_turns AS (
+        SELECT id, tenant_id, endpoint_id, next_attempt_at,
+               row_number() OVER (PARTITION BY endpoint_id ORDER BY next_attempt_at, id)
+                 AS endpoint_turn
+        FROM due
+    ), turns AS (
+        SELECT id, tenant_id, endpoint_id, next_attempt_at,
+               row_number() OVER (PARTITION BY tenant_id
+                                  ORDER BY endpoint_turn, next_attempt_at, id) AS tenant_turn
+        FROM endpoint_turns
+        WHERE endpoint_turn <= :most
+    )
+    SELECT id, tenant_id, endpoint_id FROM turns
+    WHERE tenant_turn <= :most
+    ORDER BY tenant_turn, next_attempt_at, id
     LIMIT :scan
+    """
+)
+LOCK_CANDIDATES = text(
+    """
+    SELECT id FROM webhook_deliveries
+    WHERE id = ANY(:ids) AND status IN ('pending', 'sending') AND next_attempt_at <= now()
     FOR UPDATE SKIP LOCKED
     """
 )
+# Due deliveries over which turns are counted: about a millisecond of work per claim.
+SCAN_WINDOW = 1_000
 LEASE = text(
     """
     UPDATE webhook_deliveries
@@ -113,6 +149,7 @@ class AttemptResult:
     response_body: str | None = None
     error: str | None = None
     retry_after_seconds: float | None = None
+    reason: str | None = None  # the reason phrase of the status line
 
     @property
     def succeeded(self) -> bool:
@@ -126,19 +163,45 @@ def claim_due(
     room_for: Callable[[uuid.UUID], int],
     full: Collection[uuid.UUID],
     lease_seconds: float,
+    tenant_room_for: Callable[[uuid.UUID], int] | None = None,
+    full_tenants: Collection[uuid.UUID] = (),
 ) -> list[ClaimedDelivery]:
-    """Lease up to `limit` due deliveries, at most `room_for(endpoint)` per endpoint."""
+    """Lease up to `limit` due deliveries, tenants taking turns.
+
+    At most `room_for(endpoint)` per endpoint and `tenant_room_for(tenant)` per tenant;
+    `full` and `full_tenants` have no room left at all.
+    """
     if limit <= 0:
         return []
-    candidates = conn.execute(SCAN_DUE, {"full": list(full), "scan": limit * 4}).all()
+    candidates = conn.execute(
+        RANK_DUE,
+        {
+            "full_endpoints": list(full),
+            "full_tenants": list(full_tenants),
+            "window": SCAN_WINDOW,
+            "most": limit,
+            "scan": limit * 4,
+        },
+    ).all()
+    if not candidates:
+        return []
+    # Another dispatcher may hold some, or have claimed them since the ranking read.
+    free = set(conn.execute(LOCK_CANDIDATES, {"ids": [c.id for c in candidates]}).scalars().all())
     chosen: list[uuid.UUID] = []
-    taken: Counter[uuid.UUID] = Counter()
-    for delivery_id, endpoint_id in candidates:
+    by_endpoint: Counter[uuid.UUID] = Counter()
+    by_tenant: Counter[uuid.UUID] = Counter()
+    for delivery_id, tenant_id, endpoint_id in candidates:
         if len(chosen) == limit:
             break
-        if taken[endpoint_id] < room_for(endpoint_id):
-            chosen.append(delivery_id)
-            taken[endpoint_id] += 1
+        if delivery_id not in free:
+            continue
+        if by_endpoint[endpoint_id] >= room_for(endpoint_id):
+            continue
+        if tenant_room_for is not None and by_tenant[tenant_id] >= tenant_room_for(tenant_id):
+            continue
+        chosen.append(delivery_id)
+        by_endpoint[endpoint_id] += 1
+        by_tenant[tenant_id] += 1
     if not chosen:
         return []
     conn.execute(LEASE, {"ids": chosen, "lease": lease_seconds})
@@ -178,11 +241,31 @@ def retry_delay(
     return delay
 
 
+def storable(value: str | None, limit: int) -> str | None:
+    """The text as PostgreSQL can store it (no NUL, no lone surrogate), cut to `limit`."""
+    if value is None:
+        return None
+    return UNSTORABLE.sub("", value)[:limit]
+
+
+def _last_error(result: AttemptResult) -> str | None:
+    if result.error:
+        return storable(result.error, MAX_ERROR_LENGTH)
+    if result.status_code is None:
+        return "no answer"
+    if result.succeeded:
+        return None
+    reason = storable(result.reason, MAX_ERROR_LENGTH) or ""
+    return f"HTTP {result.status_code} {reason}".strip()[:MAX_ERROR_LENGTH]
+
+
 def record_attempt(
     conn: Connection, delivery: ClaimedDelivery, result: AttemptResult, schedule: Sequence[int]
 ) -> str:
     """Log the attempt and settle the delivery: delivered, pending a retry, or failed."""
-    error = result.error[:MAX_ERROR_LENGTH] if result.error else None
+    error = storable(result.error, MAX_ERROR_LENGTH) or None
+    if error is None and result.status_code is None:
+        error = "no answer"
     conn.execute(
         INSERT_ATTEMPT,
         {
@@ -191,8 +274,8 @@ def record_attempt(
             "attempt": delivery.attempt,
             "attempted_at": result.attempted_at,
             "status_code": result.status_code,
-            "latency_ms": max(0, result.latency_ms),
-            "response_body": result.response_body,
+            "latency_ms": min(max(0, result.latency_ms), MAX_LATENCY_MS),
+            "response_body": storable(result.response_body, MAX_RESPONSE_BODY_LENGTH),
             "error": error,
         },
     )
@@ -205,8 +288,6 @@ def record_attempt(
     else:
         delay = retry_delay(schedule, delivery.attempt, result.retry_after_seconds)
         status = "failed" if delay is None else "pending"
-    if error is None and not result.succeeded:
-        error = f"HTTP {result.status_code}"
     conn.execute(
         SETTLE,
         {
@@ -216,7 +297,7 @@ def record_attempt(
             "delay": delay or 0.0,
             "attempted_at": result.attempted_at,
             "status_code": result.status_code,
-            "error": error,
+            "error": _last_error(result),
         },
     )
     return status

@@ -8,6 +8,8 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping, text
 
+from ledger import audit
+from ledger.audit import DISPATCHER, OPERATOR, Actor
 from ledger.errors import InvalidRequest
 from ledger.models import WEBHOOK_EVENT_TYPES
 from ledger.transaction_request import UNSTORABLE
@@ -109,9 +111,10 @@ def create_endpoint(
     event_types: Iterable[str] | None = None,
     description: str | None = None,
     allow_private: bool = False,
+    actor: Actor = OPERATOR,
 ) -> dict[str, Any]:
     """Register an endpoint; the answer carries its secret, shown this once."""
-    check_url(url, allow_private=allow_private)
+    url = check_url(url, allow_private=allow_private).url
     types = _event_types(event_types)
     description = _description(description)
     # One creator per tenant at a time, so two concurrent creates cannot pass the cap.
@@ -149,7 +152,14 @@ def create_endpoint(
         .mappings()
         .one()
     )
+    audit.record(
+        conn, tenant_id, actor, "webhook_endpoint.created", _target(row["id"]), {"url": url}
+    )
     return {**endpoint_view(row), "secret": secret}
+
+
+def _target(endpoint_id: uuid.UUID) -> str:
+    return f"webhook_endpoint:{endpoint_id}"
 
 
 def list_endpoints(conn: Connection, tenant_id: uuid.UUID) -> list[dict[str, Any]]:
@@ -176,16 +186,18 @@ def update_endpoint(
     changes: Mapping[str, Any],
     *,
     allow_private: bool = False,
+    actor: Actor = OPERATOR,
 ) -> dict[str, Any]:
     """Change an endpoint's URL, event types, description or enabled flag."""
     unknown = set(changes) - UPDATABLE
     if unknown:
         raise InvalidRequest("invalid_request", f"cannot change {', '.join(sorted(unknown))}")
+    url: str | None = None
     if "url" in changes:
         # DNS before the row lock: a slow resolver must not hold the lock.
-        check_url(changes["url"], allow_private=allow_private)
+        url = check_url(changes["url"], allow_private=allow_private).url
     current = _endpoint_row(conn, tenant_id, endpoint_id, lock=True)
-    url = changes.get("url", current["url"])
+    url = url or current["url"]
     types = _event_types(changes["event_types"]) if "event_types" in changes else None
     description = (
         _description(changes["description"]) if "description" in changes else current["description"]
@@ -221,10 +233,37 @@ def update_endpoint(
     )
     if current["enabled"] and not enabled:
         conn.execute(FAIL_PENDING, {"endpoint_id": endpoint_id, "reason": "endpoint disabled"})
+    _audit_update(conn, tenant_id, actor, endpoint_id, current, row)
     return endpoint_view(row)
 
 
-def delete_endpoint(conn: Connection, tenant_id: uuid.UUID, endpoint_id: uuid.UUID) -> None:
+def _audit_update(
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    actor: Actor,
+    endpoint_id: uuid.UUID,
+    before: RowMapping,
+    after: RowMapping,
+) -> None:
+    """One event per kind of change: a repointed URL or new event types, and enabling or
+    disabling, are told apart in the trail."""
+    changed = {
+        field: {"before": before[field], "after": after[field]}
+        for field in ("url", "event_types", "description")
+        if before[field] != after[field]
+    }
+    if changed:
+        audit.record(
+            conn, tenant_id, actor, "webhook_endpoint.updated", _target(endpoint_id), changed
+        )
+    if before["enabled"] != after["enabled"]:
+        action = "webhook_endpoint.enabled" if after["enabled"] else "webhook_endpoint.disabled"
+        audit.record(conn, tenant_id, actor, action, _target(endpoint_id))
+
+
+def delete_endpoint(
+    conn: Connection, tenant_id: uuid.UUID, endpoint_id: uuid.UUID, *, actor: Actor = OPERATOR
+) -> None:
     """Delete an endpoint: nothing more is sent to it and it disappears from the API."""
     _endpoint_row(conn, tenant_id, endpoint_id, lock=True)
     conn.execute(
@@ -238,10 +277,16 @@ def delete_endpoint(conn: Connection, tenant_id: uuid.UUID, endpoint_id: uuid.UU
         {"id": endpoint_id, "reason": DELETED},
     )
     conn.execute(FAIL_PENDING, {"endpoint_id": endpoint_id, "reason": "endpoint deleted"})
+    audit.record(conn, tenant_id, actor, "webhook_endpoint.deleted", _target(endpoint_id))
 
 
 def rotate_secret(
-    conn: Connection, tenant_id: uuid.UUID, endpoint_id: uuid.UUID, *, overlap_seconds: int
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    endpoint_id: uuid.UUID,
+    *,
+    overlap_seconds: int,
+    actor: Actor = OPERATOR,
 ) -> dict[str, Any]:
     """Issue a new secret; the old one keeps signing alongside it for `overlap_seconds`."""
     if not 0 <= overlap_seconds <= MAX_OVERLAP_SECONDS:
@@ -270,19 +315,37 @@ def rotate_secret(
         .mappings()
         .one()
     )
+    audit.record(
+        conn,
+        tenant_id,
+        actor,
+        "webhook_endpoint.secret_rotated",
+        _target(endpoint_id),
+        {"overlap_seconds": overlap_seconds},
+    )
     return {**endpoint_view(row), "secret": secret}
 
 
 def disable_gone_endpoint(conn: Connection, endpoint_id: uuid.UUID, reason: str) -> None:
     """The receiver said 410 Gone: stop sending, and fail what was waiting for it."""
-    conn.execute(
+    disabled = conn.execute(
         text(
             """
             UPDATE webhook_endpoints
             SET enabled = false, disabled_reason = :reason, updated_at = now()
             WHERE id = :id AND enabled
+            RETURNING tenant_id
             """
         ),
         {"id": endpoint_id, "reason": reason},
-    )
+    ).scalar()
     conn.execute(FAIL_PENDING, {"endpoint_id": endpoint_id, "reason": "endpoint disabled"})
+    if disabled is not None:
+        audit.record(
+            conn,
+            disabled,
+            DISPATCHER,
+            "webhook_endpoint.disabled",
+            _target(endpoint_id),
+            {"reason": reason},
+        )

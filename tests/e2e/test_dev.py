@@ -59,7 +59,7 @@ class DevProcess:
                 pytest.fail(f"tally dev did not start:\n{self.output()}", pytrace=False)
         fields = {}
         for line in self.lines:
-            match = re.match(r"\s+(API|tenant id|API key):\s+(\S+)$", line)
+            match = re.match(r"\s+(API|tenant id|API key|metrics|metrics token):\s+(\S+)$", line)
             if match:
                 fields[match[1]] = match[2]
         return fields
@@ -174,6 +174,10 @@ def test_dev_runs_the_stack_on_configured_backends_and_stops_cleanly_on_ctrl_c(
 
         assert applied["status"] == "applied", applied
         assert balance(fields["API"], fields["API key"], "alice") == 1250
+        token = {"Authorization": f"Bearer {fields['metrics token']}"}
+        scraped = requests.get(fields["metrics"], headers=token, timeout=30)
+        assert scraped.status_code == 200
+        assert requests.get(fields["metrics"], timeout=30).status_code == 401
         assert dev.commands() == ["api", "relay", "worker"]
         processes = dev.descendants()
         assert dev.interrupt() == 0, dev.output()

@@ -553,9 +553,9 @@ def test_holds_falling_due_while_the_relay_is_dead_expire_once_it_is_back(
 
 
 def test_an_expired_hold_is_announced_by_a_signed_hold_expired_webhook(
-    client: ApiClient, receiver: WebhookReceiver
+    client: ApiClient, admin: ApiClient, receiver: WebhookReceiver
 ) -> None:
-    endpoint = register(client, receiver.url("expiry"), event_types=["hold.expired"])
+    endpoint = register(admin, receiver.url("expiry"), event_types=["hold.expired"])
     topup(client, "alice", 1000)
     held = applied(place_hold(client, "alice", 70, expires_in=1))
 
@@ -575,10 +575,10 @@ def test_an_expired_hold_is_announced_by_a_signed_hold_expired_webhook(
 
 
 def test_a_capture_and_a_void_are_announced_by_signed_hold_webhooks(
-    client: ApiClient, receiver: WebhookReceiver
+    client: ApiClient, admin: ApiClient, receiver: WebhookReceiver
 ) -> None:
     endpoint = register(
-        client, receiver.url("settled"), event_types=["hold.captured", "hold.voided"]
+        admin, receiver.url("settled"), event_types=["hold.captured", "hold.voided"]
     )
     topup(client, "alice", 1000)
     captured_hold = applied(place_hold(client, "alice", 100, to_user_id="shop"))

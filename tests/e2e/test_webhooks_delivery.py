@@ -25,7 +25,7 @@ def receiver():
 
 @pytest.fixture
 def client(stack, tenant):
-    return stack.client(tenant.api_key)
+    return stack.client(tenant.admin_api_key)
 
 
 def settled(client, endpoint_id, count):
@@ -250,3 +250,31 @@ def test_cloud_metadata_urls_are_refused_even_with_private_targets_allowed(clien
     response = client.post("/webhook-endpoints", {"url": "http://169.254.169.254/latest/"})
     assert response.status_code == 422
     assert response.json()["code"] == "webhook_url_refused"
+
+
+def test_a_url_with_non_ascii_characters_is_stored_percent_encoded_and_delivered_to(
+    client, receiver
+):
+    endpoint = register(client, receiver.url("hoöks-ü") + "?q=é")
+    assert endpoint["url"] == f"http://127.0.0.1:{receiver.port}/hooks/ho%C3%B6ks-%C3%BC?q=%C3%A9"
+    assert client.get(f"/webhook-endpoints/{endpoint['id']}").json()["url"] == endpoint["url"]
+
+    submit(client, "topup", "kim", 10)
+
+    (request,) = receiver.wait_for_count("hoöks-ü", 1)
+    assert request.path == "/hooks/ho%C3%B6ks-%C3%BC?q=%C3%A9"
+    (delivery,) = eventually(lambda: settled(client, endpoint["id"], 1), what="delivery")
+    assert delivery["status"] == "delivered"
+
+
+def test_answers_with_nul_bytes_are_logged_stripped_and_retried_until_the_delivery_fails(
+    client, receiver
+):
+    receiver.answer("nul", then=(500, {}, b"bad\x00news"))
+    endpoint = register(client, receiver.url("nul"))
+    submit(client, "topup", "lou", 10)
+
+    (delivery,) = eventually(lambda: settled(client, endpoint["id"], 1), what="the failure")
+
+    assert (delivery["status"], delivery["attempt_count"]) == ("failed", 8)
+    assert [a["response_body"] for a in delivery["attempts"]] == ["badnews"] * 8

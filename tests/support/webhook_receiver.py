@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import unquote
 
 from tests.support.stack import free_port
 
@@ -44,6 +45,7 @@ class Received:
     arrived_at: float
     answered: int | None = None
     answered_at: float | None = None
+    path: str = ""
 
     @property
     def payload(self) -> dict[str, Any]:
@@ -63,7 +65,10 @@ class _Route:
 
 
 class WebhookReceiver:
-    """Serves http://127.0.0.1:<port>/hooks/<name>; each name is scripted on its own."""
+    """Serves http://127.0.0.1:<port>/hooks/<name>; each name is scripted on its own.
+
+    `url(name)` may hold any text: the sender percent-encodes it, the receiver decodes it.
+    """
 
     def __init__(self) -> None:
         self.port = free_port()
@@ -139,10 +144,15 @@ class WebhookReceiver:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                name = self.path.removeprefix("/hooks/").split("?", 1)[0]
+                # Names are scripted as text; on the wire they arrive percent-encoded.
+                name = unquote(self.path.removeprefix("/hooks/").split("?", 1)[0])
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 record = Received(
-                    name, {k.lower(): v for k, v in self.headers.items()}, body, time.time()
+                    name,
+                    {k.lower(): v for k, v in self.headers.items()},
+                    body,
+                    time.time(),
+                    path=self.path,
                 )
                 with receiver._changed:
                     receiver.requests.append(record)

@@ -76,3 +76,32 @@ def test_the_audit_trail_cannot_be_rewritten(api: Api, engine: Engine):
             {"t": api.tenant.id},
         )
     assert events(api, action="wallet.frozen")[0]["actor"].startswith("key:")
+
+
+def test_webhook_endpoint_changes_are_audited_each_as_what_it_was(api: Api):
+    admin = api.tenant.admin_api_key
+    created = api.post("/webhook-endpoints", {"url": "https://1.1.1.1/a"}, key=admin).json
+    path = f"/webhook-endpoints/{created['id']}"
+    api.request("PATCH", path, json={"url": "https://1.1.1.1/b"}, key=admin)
+    api.post(f"{path}/rotate-secret", {"overlap_seconds": 0}, key=admin)
+    api.request("PATCH", path, json={"enabled": False}, key=admin)
+    api.request("PATCH", path, json={"enabled": True}, key=admin)
+    api.request("DELETE", path, key=admin)
+
+    trail = [
+        (e["action"], e["details"])
+        for e in events(api)
+        if e["target"] == f"webhook_endpoint:{created['id']}"
+    ]
+
+    assert trail == [
+        ("webhook_endpoint.deleted", {}),
+        ("webhook_endpoint.enabled", {}),
+        ("webhook_endpoint.disabled", {}),
+        ("webhook_endpoint.secret_rotated", {"overlap_seconds": 0}),
+        (
+            "webhook_endpoint.updated",
+            {"url": {"before": "https://1.1.1.1/a", "after": "https://1.1.1.1/b"}},
+        ),
+        ("webhook_endpoint.created", {"url": "https://1.1.1.1/a"}),
+    ]

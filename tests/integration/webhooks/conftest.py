@@ -12,7 +12,8 @@ from sqlalchemy import Engine
 
 from config.settings import Settings
 from tests.support.webhook_receiver import WebhookReceiver
-from worker.webhook_dispatcher import WebhookDispatcher
+from worker.webhook_dispatcher import Sender, WebhookDispatcher
+from worker.webhook_http import post_webhook
 
 
 @pytest.fixture
@@ -37,12 +38,12 @@ def settings(database_url: str) -> Settings:
 def start_dispatcher(
     engine: Engine, settings: Settings
 ) -> Iterator[Callable[..., WebhookDispatcher]]:
-    """Run dispatchers in this process (in threads) until the test ends."""
+    """Run dispatchers in this process (in threads) until the test ends; `send` may be a fake."""
     stop = threading.Event()
     threads: list[threading.Thread] = []
 
-    def start(**overrides: Any) -> WebhookDispatcher:
-        dispatcher = WebhookDispatcher(replace(settings, **overrides), engine)
+    def start(send: Sender = post_webhook, **overrides: Any) -> WebhookDispatcher:
+        dispatcher = WebhookDispatcher(replace(settings, **overrides), engine, send)
         thread = threading.Thread(target=dispatcher.run, args=(stop,), daemon=True)
         thread.start()
         threads.append(thread)

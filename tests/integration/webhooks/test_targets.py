@@ -1,7 +1,10 @@
 import ipaddress
+import uuid
 
 import pytest
 
+from ledger.db import unit_of_work
+from ledger.webhooks.endpoints import create_endpoint, get_endpoint
 from ledger.webhooks.targets import TargetRefused, check_url, parse_target, refusal
 
 
@@ -81,3 +84,30 @@ def test_a_host_that_does_not_resolve_is_refused():
 def test_ipv4_mapped_addresses_are_judged_by_the_address_they_map_to():
     assert refusal(ipaddress.ip_address("::ffff:8.8.8.8"), allow_private=False) is None
     assert refusal(ipaddress.ip_address("::ffff:127.0.0.1"), allow_private=False) is not None
+
+
+def test_refusing_a_host_name_does_not_reveal_what_it_resolves_to(engine, tenant):
+    with unit_of_work(engine) as conn, pytest.raises(TargetRefused) as refused:
+        create_endpoint(conn, tenant.id, url="http://localhost:8080/hook", allow_private=False)
+
+    assert refused.value.message == (
+        "the host 'localhost' resolves to an address that is not publicly routable"
+    )
+    for address in ("127.0.0.1", "::1"):
+        assert address not in refused.value.message
+
+
+def test_a_url_is_stored_and_shown_in_its_normalized_ascii_form(engine, tenant):
+    with unit_of_work(engine) as conn:
+        created = create_endpoint(
+            conn, tenant.id, url="HTTP://127.0.0.1:9/hoöks/ü?q=é", allow_private=True
+        )
+        shown = get_endpoint(conn, tenant.id, uuid.UUID(created["id"]))
+
+    assert created["url"] == shown["url"] == "http://127.0.0.1:9/ho%C3%B6ks/%C3%BC?q=%C3%A9"
+
+
+def test_a_url_that_cannot_be_normalized_is_refused_at_registration(engine, tenant):
+    with unit_of_work(engine) as conn, pytest.raises(TargetRefused) as refused:
+        create_endpoint(conn, tenant.id, url="http://a..ü.example/hook", allow_private=True)
+    assert refused.value.code == "webhook_url_refused"
