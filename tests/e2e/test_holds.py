@@ -396,14 +396,14 @@ def test_a_hold_beyond_available_funds_is_rejected_insufficient_funds(client: Ap
     assert wallet(client, "alice") == (100, 100, 0)
 
 
-def test_a_frozen_wallet_cannot_place_a_hold(client: ApiClient) -> None:
+def test_a_frozen_wallet_cannot_place_a_hold(client: ApiClient, admin: ApiClient) -> None:
     topup(client, "alice", 100)
     set_wallet(client, "alice", "/freeze")
 
     assert_rejected(place_hold(client, "alice", 10), "wallet_frozen")
     assert wallet(client, "alice") == (100, 0, 100)
 
-    set_wallet(client, "alice", "/unfreeze")
+    set_wallet(admin, "alice", "/unfreeze")
     applied(place_hold(client, "alice", 10))
 
 

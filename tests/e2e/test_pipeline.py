@@ -163,7 +163,9 @@ def test_frozen_wallet_refuses_debits_until_unfrozen(stack: Stack, tenant: Tenan
     assert_rejected(client, transfer, "wallet_frozen", balance=100)
     assert_applied(client, settle(client, "/wallets/topup", body("dave", 5)), dave=105)
 
-    unfrozen = client.post("/wallets/dave/unfreeze", {"asset_code": "EUR"})
+    # Lifting a freeze is an admin's.
+    admin = stack.client(tenant.admin_api_key)
+    unfrozen = admin.post("/wallets/dave/unfreeze", {"asset_code": "EUR"})
     assert unfrozen.status_code == 200, unfrozen.text
     assert unfrozen.json()["status"] == "active"
     assert_applied(client, settle(client, "/wallets/spend", body("dave", 10)), dave=95)

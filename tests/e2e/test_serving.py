@@ -40,7 +40,7 @@ from ledger.tenants import (
 )
 from tally.stack import descendants
 from tests.conftest import TenantFixture
-from tests.support.stack import Stack, stack_env, wait_until
+from tests.support.stack import METRICS_TOKEN, Stack, stack_env, wait_until
 
 HEADER_TIMEOUT = 1.0
 BODY_TIMEOUT = 1.0
@@ -312,7 +312,8 @@ def long_poll(api: Api, api_key: str, transaction_id: uuid.UUID, wait: int) -> A
 
 def long_polls_parked(api: Api) -> float:
     """Long-polls holding a slot in this API process now, as its /metrics says."""
-    metrics = requests.get(f"{api.base_url}/metrics", timeout=10).text
+    token = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+    metrics = requests.get(f"{api.base_url}/metrics", headers=token, timeout=10).text
     for family in text_string_to_metric_families(metrics):
         if family.name == "tally_long_polls_parked":
             return sum(sample.value for sample in family.samples)

@@ -1,4 +1,4 @@
-"""Freeze and unfreeze are merchant operations; closing and reopening are an admin's."""
+"""Freezing is a merchant operation; lifting a freeze, closing and reopening are an admin's."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ def test_unfreeze_does_not_reopen_a_closed_wallet(api: Api):
     )
     assert closed.status_code == 200 and closed.json["status"] == "closed"
 
-    for action in ("unfreeze", "freeze"):
-        refused = api.post(f"/wallets/carol/{action}", {"asset_code": "EUR"})
+    for action, key in (("unfreeze", api.tenant.admin_api_key), ("freeze", None)):
+        refused = api.post(f"/wallets/carol/{action}", {"asset_code": "EUR"}, key=key)
         assert refused.status_code == 409
         assert refused.json["code"] == "wallet_closed"
         assert refused.headers["Content-Type"] == "application/problem+json"
@@ -58,12 +58,15 @@ def test_only_an_admin_key_reopens_a_closed_wallet(api: Api):
     assert spend["status"] == "applied"
 
 
-def test_freeze_and_unfreeze_round_trip_with_an_ordinary_key(api: Api):
+def test_an_ordinary_key_freezes_and_an_admin_key_unfreezes(api: Api):
     _wallet_with_funds(api)
     frozen = api.post("/wallets/carol/freeze", {"asset_code": "EUR"})
     assert frozen.status_code == 200 and frozen.json["status"] == "frozen"
     assert run(api.engine, api.tenant.id, "spend", user_id="carol", amount=1)["result"]["code"] == (
         "wallet_frozen"
     )
-    active = api.post("/wallets/carol/unfreeze", {"asset_code": "EUR"})
+    assert api.post("/wallets/carol/unfreeze", {"asset_code": "EUR"}).status_code == 403
+    active = api.post(
+        "/wallets/carol/unfreeze", {"asset_code": "EUR"}, key=api.tenant.admin_api_key
+    )
     assert active.status_code == 200 and active.json["status"] == "active"

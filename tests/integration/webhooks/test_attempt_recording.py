@@ -236,17 +236,21 @@ def test_a_failure_to_record_an_answer_is_still_an_attempt_on_the_schedule(
     import worker.webhook_dispatcher as dispatcher_module
 
     calls = []
+    ours: list[str] = []
 
     def record_fails_first(conn, claimed, result, schedule):
-        calls.append(result)
-        if len(calls) == 1:
-            raise RuntimeError("recording failed")
+        # Only this test's delivery: the database may hold other tests' due deliveries.
+        if str(claimed.id) in ours:
+            calls.append(result)
+            if len(calls) == 1:
+                raise RuntimeError("recording failed")
         return record_attempt(conn, claimed, result, schedule)
 
     monkeypatch.setattr(dispatcher_module, "record_attempt", record_fails_first)
     receiver.answer("unrecorded", then=500)
     endpoint = register(engine, tenant.id, receiver.url("unrecorded"))
     delivery_id = queue_test_event(engine, tenant.id, endpoint)
+    ours.append(str(delivery_id))
     start_dispatcher(webhook_retry_schedule=(0, 3600))
 
     row = settled_after(engine, delivery_id, 1)
