@@ -77,7 +77,10 @@ def create_app(
         ),
         keys=KeyCache(database_url, settings.key_cache_seconds),
         combiner=SubmissionCombiner(),
-        limiter=RateLimiter(storage_url(settings.rate_limit_storage_url, settings.broker_url)),
+        limiter=RateLimiter(
+            storage_url(settings.rate_limit_storage_url, settings.broker_url),
+            flush_seconds=settings.rate_limit_flush_seconds,
+        ),
     )
     register_problem_handlers(app)
     database.init_app(app)

@@ -97,6 +97,8 @@ class Settings:
     # through Redis: TALLY_RATE_LIMIT_STORAGE_URL, else a redis:// BROKER_URL.
     rate_limit_per_second: int = 500
     rate_limit_storage_url: str | None = None
+    # How often an API process adds its local rate-limit counts to Redis (api/rate_limits.py).
+    rate_limit_flush_seconds: float = 0.02
     webhook_manual_per_minute: int = 20
     # How long a /metrics scrape's ledger-wide numbers are reused (they scan transactions).
     metrics_cache_seconds: float = 15.0
@@ -130,6 +132,7 @@ class Settings:
             key_cache_seconds=_number("TALLY_KEY_CACHE_SECONDS", 60.0),
             rate_limit_per_second=_int("TALLY_RATE_LIMIT_PER_SECOND", 500),
             rate_limit_storage_url=os.environ.get("TALLY_RATE_LIMIT_STORAGE_URL") or None,
+            rate_limit_flush_seconds=_number("TALLY_RATE_LIMIT_FLUSH_SECONDS", 0.02),
             webhook_manual_per_minute=_int("TALLY_WEBHOOK_MANUAL_PER_MINUTE", 20),
             metrics_cache_seconds=_number("TALLY_METRICS_CACHE_SECONDS", 15.0),
         )

@@ -121,3 +121,22 @@ def test_requests_pass_when_the_limit_storage_does_not_answer():
     decision = limiter.hit(Policy("per-key", 1, 1), uuid.uuid4())
 
     assert decision.allowed
+
+
+def test_counts_made_locally_reach_the_other_processes_within_a_flush(redis_url: str):
+    key = uuid.uuid4()
+    policy = Policy("per-key", 100, 60)
+    first, second = (RateLimiter(redis_url, clock=lambda: STILL) for _ in range(2))
+
+    # Below half the quota each process counts on its own...
+    local = [first.hit(policy, key) for _ in range(30)] + [
+        second.hit(policy, key) for _ in range(30)
+    ]
+    first.flush()
+    second.flush()
+    first.flush()  # its next flush brings back what the other added
+    # ...and once the shared total passes half, every request asks Redis for it.
+    exact = first.hit(policy, key)
+
+    assert all(decision.allowed for decision in local)
+    assert exact.remaining == 100 - 61
