@@ -144,6 +144,9 @@ def stack_env(database_url: str, broker_url: str, **extra: str) -> dict[str, str
             "TALLY_METRICS_TOKEN": METRICS_TOKEN,
             # Each scrape reads the ledger afresh: tests compare scrapes before and after.
             "TALLY_METRICS_CACHE_SECONDS": "0",
+            # Load tests submit faster than a key's default limit allows; the limit's own
+            # tests (tests/integration/security/test_rate_limits.py) set theirs.
+            "TALLY_RATE_LIMIT_PER_SECOND": "1000000",
             # Test runs may share a broker: each stack gets a queue of its own.
             "TALLY_QUEUE": f"tally-test-{uuid.uuid4().hex[:10]}",
         }
