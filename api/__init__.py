@@ -8,7 +8,7 @@ from flask import Flask, Response
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 
-from api import database, metrics
+from api import console, database, metrics
 from api.combiner import SubmissionCombiner
 from api.context import Tally
 from api.docs import render_docs
@@ -95,6 +95,7 @@ def create_app(
         """Human-readable API reference."""
         return Response(render_docs(api.spec.to_dict()), mimetype="text/html")
 
+    console.init_app(app)
     app.before_request(guard_request)
     app.after_request(add_rate_limit_headers)
 

@@ -41,8 +41,8 @@ def guard_request() -> None:
     bind_request_tenant(None)
     if request.endpoint is None:
         return  # 404 and 405 are answered by the error handlers
-    if request.endpoint in PUBLIC_ENDPOINTS:
-        return
+    if request.endpoint in PUBLIC_ENDPOINTS or request.blueprint == "console":
+        return  # the console signs in with a session of its own (api/console/blueprint.py)
     authenticate_request(
         confirm=request.method not in READ_METHODS and request.endpoint not in SELF_CONFIRMING
     )
@@ -73,19 +73,19 @@ def _limit_rate(principal: Principal, view: Any) -> None:
     decision = g.rate_limit = ctx.limiter.hit(per_key, principal.key_id)
     if not decision.allowed:
         if not (request.endpoint in SINGLE_SUBMISSIONS and _is_replay(principal)):
-            raise _too_many(decision)
+            raise too_many(decision)
         # A replay answers a client what it already submitted: never starve it, but bound
         # it by a budget of its own.
         replays = Policy("replays", per_key.quota, 1)
         decision = g.rate_limit = ctx.limiter.hit(replays, principal.key_id)
         if not decision.allowed:
-            raise _too_many(decision)
+            raise too_many(decision)
     handler = getattr(getattr(view, "view_class", None), request.method.lower(), None)
     if getattr(handler, "_rate_policy", None) == MANUAL_WEBHOOK_POLICY:
         manual = Policy(MANUAL_WEBHOOK_POLICY, settings.webhook_manual_per_minute, 60)
         decision = g.rate_limit = ctx.limiter.hit(manual, principal.key_id)
         if not decision.allowed:
-            raise _too_many(decision)
+            raise too_many(decision)
 
 
 def _is_replay(principal: Principal) -> bool:
@@ -100,7 +100,7 @@ def _is_replay(principal: Principal) -> bool:
         )
 
 
-def _too_many(decision: Decision) -> ApiProblem:
+def too_many(decision: Decision) -> ApiProblem:
     return ApiProblem(
         429,
         "rate_limited",

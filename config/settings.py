@@ -102,6 +102,10 @@ class Settings:
     webhook_manual_per_minute: int = 20
     # How long a /metrics scrape's ledger-wide numbers are reused (they scan transactions).
     metrics_cache_seconds: float = 15.0
+    # The operator console's sign-in (api/console/sessions.py): a session ends after this
+    # long without a request, and in any case this long after sign-in.
+    console_idle_seconds: int = 1800
+    console_max_seconds: int = 43200
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -135,6 +139,8 @@ class Settings:
             rate_limit_flush_seconds=_number("TALLY_RATE_LIMIT_FLUSH_SECONDS", 0.02),
             webhook_manual_per_minute=_int("TALLY_WEBHOOK_MANUAL_PER_MINUTE", 20),
             metrics_cache_seconds=_number("TALLY_METRICS_CACHE_SECONDS", 15.0),
+            console_idle_seconds=_int("TALLY_CONSOLE_IDLE_SECONDS", 1800),
+            console_max_seconds=_int("TALLY_CONSOLE_MAX_SECONDS", 43200),
         )
 
     def require_database_url(self) -> str:

@@ -86,3 +86,9 @@ class KeyRevoked(LedgerError):
     """The API key a request was accepted under was revoked meanwhile: nothing is recorded."""
 
     code = "invalid_api_key"
+
+
+class TransactionNotFailed(Conflict):
+    """Only a failed transaction can be put back in the queue."""
+
+    code = "transaction_not_failed"

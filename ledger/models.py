@@ -241,6 +241,18 @@ class Transaction(Base):
             "original_transaction_id",
             postgresql_where=text("original_transaction_id IS NOT NULL"),
         ),
+        # The console's searches (migration 0006): newest first, within a time range, by
+        # user on either side.
+        Index("ix_transactions_tenant_created", "tenant_id", "created_at", "seq"),
+        Index("ix_transactions_tenant_user", "tenant_id", "user_id", "created_at", "seq"),
+        Index(
+            "ix_transactions_tenant_to_user",
+            "tenant_id",
+            "to_user_id",
+            "created_at",
+            "seq",
+            postgresql_where=text("to_user_id IS NOT NULL"),
+        ),
     )
 
 
@@ -426,6 +438,8 @@ class WebhookDelivery(Base):
             postgresql_where=text("status IN ('pending', 'sending')"),
         ),
         Index(None, "endpoint_id", "created_at"),
+        # A transaction's deliveries, for the console.
+        Index(None, "event_id", postgresql_where=text("event_id IS NOT NULL")),
     )
 
 
@@ -468,3 +482,20 @@ class AuditEvent(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
 
     __table_args__ = (Index(None, "tenant_id", "id"),)
+
+
+class ConsoleSession(Base):
+    """A signed-in console session (api/console/sessions.py); the cookie holds the token,
+    this row its hash. Read before the tenant is known only through tally_console_session."""
+
+    __tablename__ = "console_sessions"
+
+    token_hash: Mapped[str] = mapped_column(Text, primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"))
+    api_key_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("api_keys.id"))
+    csrf_token: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index(None, "api_key_id"),)

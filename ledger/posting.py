@@ -18,6 +18,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, RowMapping, text
 from sqlalchemy.exc import OperationalError
 
+from ledger import audit
+from ledger.audit import OPERATOR, Actor
 from ledger.codes import REJECTION_MESSAGES, FailureCode, RejectionCode
 from ledger.db import retry_on_conflict
 from ledger.events import record_transaction_events
@@ -465,8 +467,15 @@ def _record_failure(
     )
 
 
-def requeue_failed(conn: Connection, tenant_id: uuid.UUID, transaction_id: uuid.UUID) -> bool:
-    """Re-queue a failed transaction (an operator's decision); True if it was failed."""
+def requeue_failed(
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    transaction_id: uuid.UUID,
+    *,
+    actor: Actor = OPERATOR,
+) -> bool:
+    """Re-queue a failed transaction (an operator's decision, audited); True if it was
+    failed. The caller publishes its id after the commit (or the relay finds it)."""
     updated = conn.execute(
         text(
             """
@@ -478,4 +487,7 @@ def requeue_failed(conn: Connection, tenant_id: uuid.UUID, transaction_id: uuid.
         ),
         {"tenant_id": tenant_id, "id": transaction_id},
     )
-    return updated.rowcount == 1
+    if updated.rowcount != 1:
+        return False
+    audit.record(conn, tenant_id, actor, "transaction.requeued", f"transaction:{transaction_id}")
+    return True

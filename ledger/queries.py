@@ -224,3 +224,22 @@ def wallet_history(
     ]
     next_cursor = encode_cursor(page[-1]["account_version"]) if len(rows) > limit else None
     return {"items": items, "next_cursor": next_cursor}
+
+
+def user_wallets(conn: Connection, tenant_id: uuid.UUID, user_id: str) -> list[dict[str, Any]]:
+    """Every wallet of one user, one per asset, as `get_balance` shows each."""
+    # Asset by asset: each lookup is one probe of the (tenant, asset, owner) key.
+    codes = conn.execute(
+        text(
+            """
+            SELECT s.code FROM assets s
+            WHERE s.tenant_id = :t AND EXISTS (
+                SELECT 1 FROM accounts a
+                WHERE a.tenant_id = s.tenant_id AND a.asset_code = s.code AND a.owner = :o
+                  AND NOT a.is_system)
+            ORDER BY s.code
+            """
+        ),
+        {"t": tenant_id, "o": user_id},
+    ).scalars()
+    return [get_balance(conn, tenant_id, user_id, code) for code in list(codes)]

@@ -11,7 +11,8 @@ from flask.views import MethodView
 from api.auth import current_principal
 from api.blueprint import Blueprint
 from api.bulk import submit_batch
-from api.database import request_connection
+from api.context import tally
+from api.database import request_connection, request_unit_of_work
 from api.problems import ApiProblem
 from api.respond import json_response
 from api.schemas import (
@@ -23,8 +24,10 @@ from api.schemas import (
     WaitQuerySchema,
 )
 from api.submission import answer_after_wait, request_from_body, submit
-from ledger.errors import TransactionNotFound
+from ledger.errors import TransactionNotFailed, TransactionNotFound
+from ledger.posting import requeue_failed
 from ledger.queries import get_transaction
+from ledger.vocabulary import Scope
 
 blp = Blueprint(
     "transactions",
@@ -97,3 +100,38 @@ class Transaction(MethodView):
         if view is None:
             raise TransactionNotFound(f"no transaction {transaction_id}")
         return answer_after_wait(tenant_id, view, query["wait"])
+
+
+def requeue(transaction_id: uuid.UUID) -> dict[str, Any]:
+    """Put a failed transaction back in the queue (audited) and publish it once committed;
+    the transaction as it is now. The API route and the console both do it through here."""
+    principal = current_principal()
+    ctx = tally()
+    with request_unit_of_work() as work:
+        if not requeue_failed(
+            work.connection, principal.tenant_id, transaction_id, actor=principal.actor
+        ):
+            view = get_transaction(
+                work.connection, principal.tenant_id, transaction_id=transaction_id
+            )
+            if view is None:
+                raise TransactionNotFound(f"no transaction {transaction_id}")
+            raise TransactionNotFailed(
+                f"the transaction is {view['status']}; only a failed one can be requeued"
+            )
+        work.after_commit(lambda: ctx.publisher.publish([str(transaction_id)]))
+        view = get_transaction(work.connection, principal.tenant_id, transaction_id=transaction_id)
+    assert view is not None
+    return view
+
+
+@blp.route("/<transaction_id>/requeue")
+class Requeue(MethodView):
+    @blp.requires(Scope.ADMIN)
+    @blp.response(202, TransactionOutSchema)
+    @blp.problem(400, "invalid_transaction_id")
+    @blp.problem(404, "transaction_not_found")
+    @blp.problem(409, "transaction_not_failed")
+    def post(self, transaction_id: str) -> Response:
+        """Put a `failed` transaction back in the queue (admin keys only; audited)."""
+        return json_response(requeue(parse_transaction_id(transaction_id)), 202)

@@ -266,3 +266,67 @@ def send_test_event(
     ).scalar_one()
     wake_dispatchers(conn)
     return get_delivery(conn, tenant_id, endpoint_id, delivery_id)
+
+
+def transaction_deliveries(
+    conn: Connection, tenant_id: uuid.UUID, transaction_id: uuid.UUID
+) -> list[dict[str, Any]]:
+    """Every delivery of the events a transaction produced, with all their attempts."""
+    rows = (
+        conn.execute(
+            text(
+                f"""
+                SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries d
+                JOIN events e ON e.id = d.event_id
+                WHERE d.tenant_id = :tenant_id AND e.tenant_id = :tenant_id
+                  AND e.transaction_id = :transaction_id
+                ORDER BY d.created_at, d.id
+                """
+            ),
+            {"tenant_id": tenant_id, "transaction_id": transaction_id},
+        )
+        .mappings()
+        .all()
+    )
+    return _with_attempts(conn, rows)
+
+
+ENDPOINT_HEALTH = text(
+    """
+    SELECT w.id,
+           count(a.id) AS attempts,
+           count(a.id) FILTER (WHERE a.status_code BETWEEN 200 AND 299) AS succeeded,
+           max(a.attempted_at) FILTER (WHERE a.status_code IS NULL
+                                       OR a.status_code NOT BETWEEN 200 AND 299) AS last_failure,
+           (SELECT count(*) FROM webhook_deliveries d
+            WHERE d.endpoint_id = w.id AND d.status IN ('pending', 'sending')) AS waiting,
+           (SELECT count(*) FROM webhook_deliveries d
+            WHERE d.endpoint_id = w.id AND d.status = 'failed') AS failed
+    FROM webhook_endpoints w
+    LEFT JOIN webhook_deliveries d ON d.endpoint_id = w.id
+         AND d.created_at >= now() - make_interval(secs => :window)
+    LEFT JOIN webhook_attempts a ON a.delivery_id = d.id
+    WHERE w.tenant_id = :tenant_id AND w.deleted_at IS NULL
+    GROUP BY w.id
+    """
+)
+
+
+def endpoint_health(
+    conn: Connection, tenant_id: uuid.UUID, *, window_seconds: int = 86400
+) -> dict[str, dict[str, Any]]:
+    """Per endpoint id: attempts and their success rate over the window, the last failed
+    attempt, and how many deliveries wait or have failed."""
+    health = {}
+    for row in conn.execute(
+        ENDPOINT_HEALTH, {"tenant_id": tenant_id, "window": window_seconds}
+    ).mappings():
+        attempts = int(row["attempts"])
+        health[str(row["id"])] = {
+            "attempts": attempts,
+            "success_rate": (int(row["succeeded"]) / attempts) if attempts else None,
+            "last_failure_at": row["last_failure"],
+            "waiting": int(row["waiting"]),
+            "failed": int(row["failed"]),
+        }
+    return health

@@ -1,0 +1,182 @@
+"""The console's Flask blueprint, and what every console page shares: the sign-in gate,
+CSRF, security headers, rendering, and authorization borrowed from the API's own routes."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import Blueprint, current_app, g, redirect, render_template, request, url_for
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response
+
+from api.console.sessions import COOKIE, ConsoleSession, clear_cookie, find_session, tokens_match
+from api.context import tally
+from api.database import bind_request_tenant, request_connection
+from api.permissions import authorize, required_scope
+from api.problems import ApiProblem, ledger_error_status
+from api.rate_limits import Policy
+from ledger.errors import LedgerError
+from ledger.tenants import Principal
+
+bp = Blueprint(
+    "console",
+    __name__,
+    url_prefix="/console",
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/static",
+)
+
+PUBLIC = {"console.login", "console.sign_in", "console.static"}
+# Nothing runs but what Tally serves; no script at all; no framing; forms post only here.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self';"
+    " frame-ancestors 'none'; base-uri 'none'"
+)
+NOTICES = {
+    "frozen": "The wallet is frozen.",
+    "unfrozen": "The wallet is active again.",
+    "closed": "The wallet is closed.",
+    "requeued": "The transaction is queued again.",
+    "redelivered": "The delivery is queued to be sent again.",
+    "test-sent": "A test event is queued for the endpoint.",
+    "enabled": "The endpoint is enabled.",
+    "disabled": "The endpoint is disabled.",
+    "revoked": "The key is revoked.",
+}
+
+
+def principal() -> Principal:
+    signed_in: Principal = g.principal
+    return signed_in
+
+
+def console_session() -> ConsoleSession:
+    session: ConsoleSession = g.console_session
+    return session
+
+
+@bp.before_request
+def _gate() -> Response | None:
+    """Resolve the session cookie (or send the browser to sign in); check CSRF on POST."""
+    bind_request_tenant(None)
+    if request.endpoint in PUBLIC:
+        return None
+    token = request.cookies.get(COOKIE)
+    session = None
+    if token:
+        settings = tally().settings
+        with request_connection() as conn:
+            session = find_session(
+                conn,
+                token,
+                idle_seconds=settings.console_idle_seconds,
+                max_seconds=settings.console_max_seconds,
+            )
+            conn.commit()
+    if session is None:
+        target = url_for("console.login")
+        if request.method == "GET" and request.path != url_for("console.overview"):
+            target += "?" + urlencode({"next": request.full_path.rstrip("?")})
+        response = redirect(target, 303)
+        if token:
+            clear_cookie(response, COOKIE)
+        return response
+    g.console_session = session
+    g.principal = session.principal
+    bind_request_tenant(session.principal.tenant_id)
+    if request.method == "POST" and not tokens_match(
+        session.csrf_token, request.form.get("csrf_token")
+    ):
+        return error_page(
+            403,
+            "csrf_token_invalid",
+            "This form did not come from this console session (its CSRF token is missing or"
+            " wrong). Reload the page and try again.",
+        )
+    return None
+
+
+@bp.after_request
+def _security_headers(response: Response) -> Response:
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Cross-Origin-Opener-Policy"] = "same-origin"
+    if request.endpoint != "console.static":
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def allowed(api_endpoint: str, method: str) -> bool:
+    """Whether the signed-in key may call this API operation (a route's endpoint name)."""
+    view = current_app.view_functions[api_endpoint]
+    return principal().scope.allows(required_scope(view, method))
+
+
+def authorize_as(api_endpoint: str, method: str) -> None:
+    """Refuse (403) unless the key may call this API operation: the console's actions are
+    authorized by the very declaration on the API route that does the same thing."""
+    authorize(principal(), required_scope(current_app.view_functions[api_endpoint], method))
+
+
+def spend_manual_webhook_budget() -> None:
+    """A manual webhook action counts against the key's budget for them, as in the API."""
+    from api.guard import MANUAL_WEBHOOK_POLICY, too_many
+
+    ctx = tally()
+    policy = Policy(MANUAL_WEBHOOK_POLICY, ctx.settings.webhook_manual_per_minute, 60)
+    decision = ctx.limiter.hit(policy, principal().key_id)
+    if not decision.allowed:
+        raise too_many(decision)
+
+
+def render(template: str, status: int = 200, **context: Any) -> tuple[str, int]:
+    notice = NOTICES.get(request.args.get("notice", ""))
+    return render_template(f"console/{template}", notice=notice, **context), status
+
+
+def back_with_notice(endpoint: str, notice: str, **values: Any) -> Response:
+    """After an action: 303 to a page, which shows one of NOTICES."""
+    return redirect(url_for(endpoint, notice=notice, **values), 303)
+
+
+def error_page(status: int, code: str, detail: str) -> Response:
+    body = render_template("console/error.html", status=status, code=code, detail=detail)
+    return Response(body, status, mimetype="text/html")
+
+
+@bp.errorhandler(ApiProblem)
+def _problem(error: ApiProblem) -> Response:
+    response = error_page(error.status, error.code, error.detail)
+    if "Retry-After" in error.headers:
+        response.headers["Retry-After"] = error.headers["Retry-After"]
+    return response
+
+
+@bp.errorhandler(LedgerError)
+def _ledger_error(error: LedgerError) -> Response:
+    return error_page(ledger_error_status(error), error.code, error.message)
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(error: HTTPException) -> Response:
+    return error_page(error.code or 500, "http_error", error.description or error.name)
+
+
+@bp.app_template_global()
+def csrf_token() -> str:
+    session: ConsoleSession | None = g.get("console_session")
+    return session.csrf_token if session is not None else ""
+
+
+@bp.app_template_global()
+def signed_in() -> Principal | None:
+    return g.get("principal") if g.get("console_session") is not None else None
+
+
+@bp.app_template_global()
+def may(api_endpoint: str, method: str) -> bool:
+    return g.get("console_session") is not None and allowed(api_endpoint, method)

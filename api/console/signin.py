@@ -1,0 +1,98 @@
+"""Sign in with an API key, sign out."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+
+from flask import redirect, request, url_for
+from werkzeug.wrappers import Response
+
+from api.console.blueprint import bp, console_session, error_page, render
+from api.console.sessions import (
+    COOKIE,
+    LOGIN_COOKIE,
+    clear_cookie,
+    end_session,
+    set_cookie,
+    start_session,
+    tokens_match,
+)
+from api.context import tally
+from api.database import bind_request_tenant, request_connection, request_transaction
+from api.guard import too_many
+from api.rate_limits import Policy
+from ledger.tenants import hash_api_key, principal_of_hash
+
+# Failed sign-ins per client address per minute before the form refuses to look keys up
+# (keys are 256-bit, so guessing is hopeless anyway: this keeps a script from hammering the
+# database). Successful sign-ins are not counted: a team behind one address is not locked out.
+SIGN_IN_FAILURES = Policy("console-sign-in-failures", 20, 60)
+
+
+def _safe_next(target: str | None) -> str:
+    """Where to go after signing in: a console path, never another site."""
+    if (
+        target
+        and target.startswith("/console/")
+        and not target.startswith("/console//")
+        and not any(character in target for character in "\\\r\n")
+    ):
+        return target
+    return url_for("console.overview")
+
+
+def _login_form(status: int = 200, error: str | None = None) -> Response:
+    token = secrets.token_urlsafe(32)
+    body, status = render(
+        "login.html", status, login_token=token, error=error, next=request.values.get("next")
+    )
+    response = Response(body, status, mimetype="text/html")
+    set_cookie(response, LOGIN_COOKIE, token, max_age=3600)
+    return response
+
+
+@bp.get("/login")
+def login() -> Response:
+    return _login_form()
+
+
+@bp.post("/login")
+def sign_in() -> Response:
+    if not tokens_match(request.cookies.get(LOGIN_COOKIE, ""), request.form.get("csrf_token")):
+        return error_page(
+            403,
+            "csrf_token_invalid",
+            "The sign-in form is out of date or did not come from this console; reload it.",
+        )
+    limiter = tally().limiter
+    address = uuid.uuid5(uuid.NAMESPACE_URL, f"console:{request.remote_addr}")
+    budget = limiter.hit(SIGN_IN_FAILURES, address, cost=0)  # a look, not a count
+    if budget.remaining <= 0:  # this window's failures are used up
+        raise too_many(budget)
+    api_key = request.form.get("api_key", "").strip()
+    principal = None
+    if api_key:
+        with request_connection() as conn:
+            principal = principal_of_hash(conn, hash_api_key(api_key))
+            conn.commit()
+    if principal is None:
+        limiter.hit(SIGN_IN_FAILURES, address)
+        return _login_form(401, "That API key is unknown or revoked.")
+    bind_request_tenant(principal.tenant_id)
+    with request_transaction() as conn:
+        token, _ = start_session(conn, principal)
+    response = redirect(_safe_next(request.form.get("next")), 303)
+    set_cookie(response, COOKIE, token, max_age=tally().settings.console_max_seconds)
+    clear_cookie(response, LOGIN_COOKIE)
+    return response
+
+
+@bp.post("/logout")
+def sign_out() -> Response:
+    session = console_session()
+    with request_transaction() as conn:
+        end_session(conn, session.principal.tenant_id, session.token_hash)
+    response = redirect(url_for("console.login"), 303)
+    clear_cookie(response, COOKIE)
+    return response

@@ -1,0 +1,111 @@
+"""Wallets: find a user's, see balances per asset with history and holds, and freeze,
+unfreeze or close one after a confirmation, with the reason in the audit trail."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import abort, redirect, request, url_for
+from werkzeug.wrappers import Response
+
+from api.console.blueprint import authorize_as, back_with_notice, bp, principal, render
+from api.database import request_connection, request_transaction
+from ledger.errors import InvalidRequest
+from ledger.holds import list_holds
+from ledger.queries import user_wallets, wallet_history
+from ledger.search import audit_of
+from ledger.tenants import update_wallet
+from ledger.transaction_request import check_user_id
+
+PAGE_SIZE = 50
+
+
+@bp.get("/wallets")
+def find_wallet() -> Response | tuple[str, int]:
+    user_id = request.args.get("user_id", "").strip()
+    if user_id:
+        return redirect(url_for("console.wallet", user_id=user_id), 303)
+    return render("wallet_search.html")
+
+
+def _user(user_id: str) -> str:
+    try:
+        check_user_id(user_id)
+    except InvalidRequest as error:
+        abort(404, error.message)
+    return user_id
+
+
+@bp.get("/wallets/<user_id>")
+def wallet(user_id: str) -> tuple[str, int]:
+    tenant_id = principal().tenant_id
+    _user(user_id)
+    with request_connection() as conn:
+        wallets = user_wallets(conn, tenant_id, user_id)
+        if not wallets:
+            abort(404, f"user {user_id!r} has no wallet")
+        codes = [w["asset_code"] for w in wallets]
+        wanted = request.args.get("asset", "")
+        asset: str = wanted if wanted in codes else codes[0]
+        history = wallet_history(
+            conn, tenant_id, user_id, asset, limit=PAGE_SIZE, cursor=request.args.get("cursor")
+        )
+        holds = list_holds(conn, tenant_id, user_id, asset, status="held", limit=PAGE_SIZE)
+        audit: list[dict[str, Any]] = []
+        for code in codes:
+            audit += audit_of(conn, tenant_id, f"wallet:{user_id}/{code}")
+    return render(
+        "wallet.html",
+        user_id=user_id,
+        wallets=wallets,
+        asset=asset,
+        history=history,
+        holds=holds,
+        audit=sorted(audit, key=lambda event: event["occurred_at"]),
+    )
+
+
+# What each action does, and the API operation whose authorization it shares.
+ACTIONS: dict[str, tuple[str, str, dict[str, Any], str]] = {
+    "freeze": ("wallets.Freeze", "POST", {"status": "frozen", "reopen": False}, "frozen"),
+    "unfreeze": ("wallets.Unfreeze", "POST", {"status": "active", "reopen": False}, "unfrozen"),
+    "close": ("wallets.Wallet", "PATCH", {"status": "closed"}, "closed"),
+}
+
+
+def _action(action: str) -> tuple[str, str, dict[str, Any], str]:
+    if action not in ACTIONS:
+        abort(404, f"no wallet action {action!r}")
+    return ACTIONS[action]
+
+
+@bp.get("/wallets/<user_id>/<asset_code>/<action>")
+def confirm_wallet_action(user_id: str, asset_code: str, action: str) -> tuple[str, int]:
+    endpoint, method, _, _ = _action(action)
+    authorize_as(endpoint, method)
+    _user(user_id)
+    return render("wallet_confirm.html", user_id=user_id, asset_code=asset_code, action=action)
+
+
+@bp.post("/wallets/<user_id>/<asset_code>/<action>")
+def wallet_action(user_id: str, asset_code: str, action: str) -> Response:
+    endpoint, method, changes, notice = _action(action)
+    authorize_as(endpoint, method)
+    _user(user_id)
+    reason = request.form.get("reason", "").strip()
+    if not reason:
+        raise InvalidRequest("reason_required", "Say why: the reason goes in the audit trail.")
+    if len(reason) > 500:
+        raise InvalidRequest("reason_too_long", "A reason is at most 500 characters.")
+    signed_in = principal()
+    with request_transaction() as conn:
+        update_wallet(
+            conn,
+            signed_in.tenant_id,
+            user_id,
+            asset_code,
+            actor=signed_in.actor,
+            reason=reason,
+            **changes,
+        )
+    return back_with_notice("console.wallet", notice, user_id=user_id, asset=asset_code)

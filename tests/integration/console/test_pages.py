@@ -1,0 +1,152 @@
+"""Every page renders for a tenant with nothing in it, and with thousands of rows, a page
+at a time."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from sqlalchemy import Engine
+
+from ledger.db import unit_of_work
+from ledger.intake import submit_transactions
+from ledger.transaction_request import TransactionRequest
+from ledger.webhooks.endpoints import create_endpoint
+from tests.conftest import TenantFixture
+from tests.integration.console.conftest import Console, applied, failed
+
+PAGES = ["/", "/transactions", "/wallets", "/webhooks", "/keys", "/audit"]
+
+
+def test_every_page_renders_for_an_empty_tenant(
+    admin: Console, engine: Engine, tenant: TenantFixture
+) -> None:
+    for path in PAGES:
+        admin.text(path)
+
+    assert 'id="no-results"' in admin.text("/transactions")
+    assert 'id="no-endpoints"' in admin.text("/webhooks")
+    assert 'id="queue-depth">0<' in admin.text("/")
+    with unit_of_work(engine) as conn:
+        endpoint = create_endpoint(conn, tenant.id, url="http://127.0.0.1:9/h", allow_private=True)
+    assert 'id="no-deliveries"' in admin.text(f"/webhooks/{endpoint['id']}")
+
+
+def _queue(engine: Engine, tenant: TenantFixture, count: int) -> None:
+    for start in range(0, count, 1000):
+        requests = [
+            TransactionRequest(
+                type="topup",
+                reference_id=f"bulk-{n}",
+                user_id=f"user-{n % 40}",
+                asset_code="EUR",
+                amount=100 + n,
+            ).validated()
+            for n in range(start, min(start + 1000, count))
+        ]
+        with unit_of_work(engine) as conn:
+            submit_transactions(conn, tenant.id, requests, admin=True)
+
+
+def test_thousands_of_transactions_are_listed_a_page_at_a_time(
+    admin: Console, engine: Engine, tenant: TenantFixture
+) -> None:
+    _queue(engine, tenant, 3000)
+
+    seen: list[str] = []
+    path = "/transactions"
+    while path and len(seen) < 200:
+        page = admin.text(path)
+        seen += re.findall(
+            r'class="transaction-link" href="/console/transactions/([0-9a-f-]+)"', page
+        )
+        more = re.search(r'id="next-page" href="/console([^"]+)"', page)
+        path = more.group(1).replace("&amp;", "&") if more else ""
+
+    assert len(seen) == 200 and len(set(seen)) == 200  # four pages of 50, no repeats
+    overview = admin.text("/")
+    assert 'id="queue-depth">3000<' in overview
+    assert '<td class="submitted">3000</td>' in overview
+
+
+def test_the_search_finds_by_reference_user_status_and_code(
+    admin: Console, engine: Engine, tenant: TenantFixture
+) -> None:
+    mine = applied(engine, tenant.id, "topup", user_id="alice", amount=1000)
+    applied(engine, tenant.id, "spend", user_id="bob", amount=5)  # rejected: no funds
+    broken = failed(engine, tenant.id, user_id="carol", amount=7)
+
+    def rows(query: str) -> list[str]:
+        return re.findall(
+            r'href="/console/transactions/([0-9a-f-]+)"', admin.text(f"/transactions?{query}")
+        )
+
+    assert rows(f"q={mine.transaction['reference_id']}") == [str(mine.id)]
+    assert rows(f"q={mine.id}") == [str(mine.id)]
+    assert rows("user_id=alice") == [str(mine.id)]
+    assert rows("status=failed") == [str(broken.id)]
+    assert len(rows("status=rejected&code=wallet_not_found")) == 1
+    assert rows("type=refund") == []
+    assert admin.get("/transactions?status=lost").status_code == 400
+    assert admin.get("/transactions?cursor=garbage").status_code == 400
+    assert admin.get("/transactions?from=yesterday").status_code == 400
+
+
+def test_a_transactions_page_tells_its_whole_story(
+    admin: Console, engine: Engine, tenant: TenantFixture
+) -> None:
+    topup = applied(
+        engine, tenant.id, "topup", user_id="alice", amount=1250, metadata={"order": "A-1"}
+    )
+
+    page = admin.text(f"/transactions/{topup.id}")
+
+    assert 'id="status" class="badge applied"' in page
+    assert page.count('class="entry"') == 2  # the wallet and the system account
+    assert "12.50 EUR" in page
+    assert page.count('class="event"') == 1
+    assert "A-1" in page
+
+
+def test_the_overview_counts_and_charts_the_last_hour(
+    admin: Console, engine: Engine, tenant: TenantFixture
+) -> None:
+    applied(engine, tenant.id, "topup", user_id="alice", amount=100)
+    applied(engine, tenant.id, "spend", user_id="bob", amount=5)
+    failed(engine, tenant.id, user_id="carol", amount=7)
+
+    page = admin.text("/")
+
+    hour = page.split('id="stats-hour"')[1].split("</section>")[0]
+    assert '<td class="submitted">3</td>' in hour
+    assert '<td class="applied">1</td>' in hour and '<td class="rejected">1</td>' in hour
+    assert '<td class="failed">1</td>' in hour
+    assert "wallet_not_found" in hour
+    for chart in ("chart-applied", "chart-latency", "chart-rejections"):
+        assert f'<svg id="{chart}"' in page
+    # One bar of the last hour's per-minute chart holds the applied topup.
+    assert re.search(r"UTC: 1</title></rect>", page)
+
+
+def test_a_users_wallets_history_and_holds(
+    admin: Console, engine: Engine, tenant: TenantFixture
+) -> None:
+    applied(engine, tenant.id, "topup", user_id="dora", amount=10_000)
+    from datetime import UTC, datetime, timedelta
+
+    applied(
+        engine,
+        tenant.id,
+        "hold",
+        user_id="dora",
+        amount=2_500,
+        expires_at=datetime.now(UTC) + timedelta(hours=1),
+    )
+
+    page = admin.text(f"/wallets/dora?x={uuid.uuid4().hex}")
+
+    assert 'data-asset="EUR"' in page
+    assert '<td class="num balance">100.00 EUR</td>' in page
+    assert '<td class="num available">75.00 EUR</td>' in page
+    assert page.count('class="history-entry"') == 1
+    assert page.count('class="hold"') == 1
