@@ -175,6 +175,7 @@ def _print_banner(
         "Tally is running.",
         f"  API:       {api}",
         f"  docs:      {api}/docs",
+        f"  console:   {base_url}/console/  (sign in with the API key below)",
         f"  tenant id: {credentials.tenant_id}",
         f"  API key:   {credentials.api_key}",
         "  key scope: admin",

@@ -59,7 +59,9 @@ class DevProcess:
                 pytest.fail(f"tally dev did not start:\n{self.output()}", pytrace=False)
         fields = {}
         for line in self.lines:
-            match = re.match(r"\s+(API|tenant id|API key|metrics|metrics token):\s+(\S+)$", line)
+            match = re.match(
+                r"\s+(API|console|tenant id|API key|metrics|metrics token):\s+(\S+)(\s.*)?$", line
+            )
             if match:
                 fields[match[1]] = match[2]
         return fields
@@ -136,6 +138,19 @@ def topup(api: str, api_key: str, user_id: str, amount: int) -> dict[str, object
     return body
 
 
+def sign_in_to_console(console: str, api_key: str) -> str:
+    """Sign in through the console's form, as a browser would; the overview's HTML."""
+    browser = requests.Session()
+    form = browser.get(f"{console}login", timeout=30)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    assert token, form.text
+    page = browser.post(
+        f"{console}login", data={"api_key": api_key, "csrf_token": token[1]}, timeout=30
+    )
+    assert page.status_code == 200 and page.url == console, (page.status_code, page.url)
+    return page.text
+
+
 def balance(api: str, api_key: str, user_id: str) -> int:
     response = requests.get(
         f"{api}/wallets/{user_id}/balance",
@@ -178,6 +193,8 @@ def test_dev_runs_the_stack_on_configured_backends_and_stops_cleanly_on_ctrl_c(
         scraped = requests.get(fields["metrics"], headers=token, timeout=30)
         assert scraped.status_code == 200
         assert requests.get(fields["metrics"], timeout=30).status_code == 401
+        assert fields["console"] == f"http://127.0.0.1:{dev.port}/console/"
+        assert "Overview" in sign_in_to_console(fields["console"], fields["API key"])
         assert dev.commands() == ["api", "relay", "worker"]
         processes = dev.descendants()
         assert dev.interrupt() == 0, dev.output()

@@ -33,11 +33,12 @@ from api import create_app
 from config.settings import Settings
 from ledger.db import unit_of_work
 from ledger.holds import expire_due_holds
+from ledger.posting import _record_failure
 from ledger.tenants import create_api_key, create_tenant, set_rate_limit
 from ledger.vocabulary import HoldStatus, TransactionType
 from ledger.webhooks.endpoints import MAX_ENDPOINTS_PER_TENANT
 from tests.integration.api.conftest import NO_KEY, Api
-from tests.integration.ledger.helpers import apply, run
+from tests.integration.ledger.helpers import apply, run, submit
 
 PREFIX = "/api/v1"
 DOCUMENT_URI = "urn:tally:openapi"
@@ -292,6 +293,13 @@ def transactions(c: Caller, engine: Engine) -> None:
     c.get("/transactions/not-a-uuid", expect=400)
     c.get(f"/transactions/{uuid.uuid4()}", expect=404)
     c.get(f"/transactions/{applied['id']}", expect=422, query_string={"wait": 31})
+
+    broken = submit(engine, tenant, "topup", user_id="carol", amount=5)
+    _record_failure(engine, broken.id, RuntimeError("fault"), max_attempts=1)
+    c.post(f"/transactions/{broken.id}/requeue", expect=202, key=c.admin)
+    c.post(f"/transactions/{broken.id}/requeue", expect=409, key=c.admin)
+    c.post("/transactions/not-a-uuid/requeue", expect=400, key=c.admin)
+    c.post(f"/transactions/{uuid.uuid4()}/requeue", expect=404, key=c.admin)
 
     items = [
         submission(type="bonus", bonus_type="welcome"),
