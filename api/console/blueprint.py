@@ -3,10 +3,12 @@ CSRF, security headers, rendering, and authorization borrowed from the API's own
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from urllib.parse import urlencode
 
 from flask import Blueprint, current_app, g, redirect, render_template, request, url_for
+from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
@@ -14,10 +16,12 @@ from api.console.sessions import COOKIE, ConsoleSession, clear_cookie, find_sess
 from api.context import tally
 from api.database import bind_request_tenant, request_connection
 from api.permissions import authorize, required_scope
-from api.problems import ApiProblem, ledger_error_status
+from api.problems import RETRY_AFTER_SECONDS, ApiProblem, ledger_error_status
 from api.rate_limits import Policy
 from ledger.errors import LedgerError
 from ledger.tenants import Principal
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint(
     "console",
@@ -159,6 +163,19 @@ def _problem(error: ApiProblem) -> Response:
 @bp.errorhandler(LedgerError)
 def _ledger_error(error: LedgerError) -> Response:
     return error_page(ledger_error_status(error), error.code, error.message)
+
+
+@bp.errorhandler(DBAPIError)
+def _database_error(error: DBAPIError) -> Response:
+    if isinstance(error, OperationalError) or error.connection_invalidated:
+        log.warning("database unavailable: %s", error.orig)
+        response = error_page(
+            503, "database_unavailable", "The ledger database cannot be reached; retry shortly."
+        )
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+    log.exception("database error on %s %s", request.method, request.path)
+    return error_page(500, "internal_error", "An internal error occurred.")
 
 
 @bp.errorhandler(HTTPException)

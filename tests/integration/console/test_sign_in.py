@@ -165,3 +165,43 @@ def test_failed_sign_ins_from_one_address_are_throttled_and_successes_do_not_cou
     assert answers[:20] == [401] * 20
     assert 429 in answers and set(answers) == {401, 429}
     assert console.sign_in(tenant.admin_api_key).status_code == 429
+
+
+def test_with_the_database_down_pages_answer_503_with_retry_after_not_a_stack_trace(
+    redis_url: str,
+) -> None:
+    import socket
+    import uuid
+
+    from api import create_app
+    from config.settings import Settings
+
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app = create_app(
+        Settings(
+            database_url=f"postgresql://postgres@127.0.0.1:{port}/tally",
+            broker_url=redis_url,
+            queue=f"tally-test-console-{uuid.uuid4().hex[:10]}",
+        )
+    )
+    try:
+        client = app.test_client()
+        client.set_cookie("tally_console", "a-session-token", path="/console")
+        page = client.get("/console/")
+        form = client.get("/console/login")
+        signing_in = client.post(
+            "/console/login",
+            data={"api_key": "tally_x", "csrf_token": csrf_of(form)},
+        )
+    finally:
+        context = app.extensions["tally"]
+        context.waiter.close()
+        context.keys.close()
+        context.engine.dispose()
+
+    assert page.status_code == 503 and page.headers["Retry-After"] == "5"
+    assert page.mimetype == "text/html" and "database_unavailable" in page.get_data(as_text=True)
+    assert "Traceback" not in page.get_data(as_text=True)
+    assert signing_in.status_code == 503
