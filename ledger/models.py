@@ -253,6 +253,12 @@ class Transaction(Base):
             "seq",
             postgresql_where=text("to_user_id IS NOT NULL"),
         ),
+        Index(
+            "ix_transactions_tenant_completed",
+            "tenant_id",
+            "completed_at",
+            postgresql_where=text("completed_at IS NOT NULL"),
+        ),
     )
 
 
@@ -438,7 +444,8 @@ class WebhookDelivery(Base):
             postgresql_where=text("status IN ('pending', 'sending')"),
         ),
         Index(None, "endpoint_id", "created_at"),
-        # A transaction's deliveries, for the console.
+        # For the console: an endpoint's backlog and failures, a transaction's deliveries.
+        Index(None, "endpoint_id", "status"),
         Index(None, "event_id", postgresql_where=text("event_id IS NOT NULL")),
     )
 

@@ -52,7 +52,7 @@ def _endpoint_page(endpoint_id: str, status: int = 200, **extra: Any) -> tuple[s
     errors: list[str] = []
     with request_connection() as conn:
         endpoint = endpoints.get_endpoint(conn, tenant_id, key)
-        health = deliveries.endpoint_health(conn, tenant_id).get(str(key), {})
+        health = deliveries.endpoint_health(conn, tenant_id, endpoint_id=key).get(str(key), {})
         try:
             page = deliveries.list_deliveries(
                 conn,

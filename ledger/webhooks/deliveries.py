@@ -291,35 +291,49 @@ def transaction_deliveries(
     return _with_attempts(conn, rows)
 
 
+# Per endpoint: its attempts over the window (deliveries created in it, each attempt found
+# by ix_webhook_attempts_delivery_id), and its backlog and failures
+# (ix_webhook_deliveries_endpoint_id_status).
 ENDPOINT_HEALTH = text(
     """
-    SELECT w.id,
-           count(a.id) AS attempts,
-           count(a.id) FILTER (WHERE a.status_code BETWEEN 200 AND 299) AS succeeded,
-           max(a.attempted_at) FILTER (WHERE a.status_code IS NULL
-                                       OR a.status_code NOT BETWEEN 200 AND 299) AS last_failure,
-           (SELECT count(*) FROM webhook_deliveries d
-            WHERE d.endpoint_id = w.id AND d.status IN ('pending', 'sending')) AS waiting,
-           (SELECT count(*) FROM webhook_deliveries d
-            WHERE d.endpoint_id = w.id AND d.status = 'failed') AS failed
+    SELECT w.id, tried.attempts, tried.succeeded, tried.last_failure, backlog.waiting,
+           backlog.failed
     FROM webhook_endpoints w
-    LEFT JOIN webhook_deliveries d ON d.endpoint_id = w.id
-         AND d.created_at >= now() - make_interval(secs => :window)
-    LEFT JOIN webhook_attempts a ON a.delivery_id = d.id
+    CROSS JOIN LATERAL (
+        SELECT count(a.id) AS attempts,
+               count(a.id) FILTER (WHERE a.status_code BETWEEN 200 AND 299) AS succeeded,
+               max(a.attempted_at) FILTER (WHERE a.status_code IS NULL
+                                           OR a.status_code NOT BETWEEN 200 AND 299)
+                   AS last_failure
+        FROM webhook_deliveries d JOIN webhook_attempts a ON a.delivery_id = d.id
+        WHERE d.endpoint_id = w.id AND d.created_at >= now() - make_interval(secs => :window)
+    ) tried
+    CROSS JOIN LATERAL (
+        SELECT count(*) FILTER (WHERE d.status IN ('pending', 'sending')) AS waiting,
+               count(*) FILTER (WHERE d.status = 'failed') AS failed
+        FROM webhook_deliveries d
+        WHERE d.endpoint_id = w.id AND d.status IN ('pending', 'sending', 'failed')
+    ) backlog
     WHERE w.tenant_id = :tenant_id AND w.deleted_at IS NULL
-    GROUP BY w.id
+      AND (CAST(:endpoint_id AS uuid) IS NULL OR w.id = :endpoint_id)
     """
 )
 
 
 def endpoint_health(
-    conn: Connection, tenant_id: uuid.UUID, *, window_seconds: int = 86400
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    *,
+    endpoint_id: uuid.UUID | None = None,
+    window_seconds: int = 86400,
 ) -> dict[str, dict[str, Any]]:
-    """Per endpoint id: attempts and their success rate over the window, the last failed
-    attempt, and how many deliveries wait or have failed."""
+    """Per endpoint id (every one of the tenant's, or just `endpoint_id`): attempts and their
+    success rate over the window, the last failed attempt, and how many deliveries wait or
+    have failed."""
     health = {}
     for row in conn.execute(
-        ENDPOINT_HEALTH, {"tenant_id": tenant_id, "window": window_seconds}
+        ENDPOINT_HEALTH,
+        {"tenant_id": tenant_id, "window": window_seconds, "endpoint_id": endpoint_id},
     ).mappings():
         attempts = int(row["attempts"])
         health[str(row["id"])] = {

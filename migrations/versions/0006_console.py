@@ -7,7 +7,8 @@ resolved before its tenant is known, so the API role reads it only through the
 idle too long or its key has been revoked.
 
 The searches: a tenant's transactions newest first (and within a time range), by user
-(either side of a transfer or hold), and a transaction's webhook deliveries.
+(either side of a transfer or hold), what was decided lately (the overview's charts), an
+endpoint's deliveries by status (its health), and a transaction's webhook deliveries.
 
 Revision ID: 0006
 Revises: 0005
@@ -110,6 +111,20 @@ def upgrade() -> None:
         ["tenant_id", "to_user_id", "created_at", "seq"],
         postgresql_where=sa.text("to_user_id IS NOT NULL"),
     )
+    # The overview's charts read what was decided in the last hour; queued rows are not in
+    # it, so intake never writes to it.
+    op.create_index(
+        "ix_transactions_tenant_completed",
+        "transactions",
+        ["tenant_id", "completed_at"],
+        postgresql_where=sa.text("completed_at IS NOT NULL"),
+    )
+    # An endpoint's backlog and failures, for its health.
+    op.create_index(
+        op.f("ix_webhook_deliveries_endpoint_id_status"),
+        "webhook_deliveries",
+        ["endpoint_id", "status"],
+    )
     op.create_index(
         op.f("ix_webhook_deliveries_event_id"),
         "webhook_deliveries",
@@ -120,6 +135,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index(op.f("ix_webhook_deliveries_event_id"), "webhook_deliveries")
+    op.drop_index(op.f("ix_webhook_deliveries_endpoint_id_status"), "webhook_deliveries")
+    op.drop_index("ix_transactions_tenant_completed", "transactions")
     op.drop_index("ix_transactions_tenant_to_user", "transactions")
     op.drop_index("ix_transactions_tenant_user", "transactions")
     op.drop_index("ix_transactions_tenant_created", "transactions")
