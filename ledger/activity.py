@@ -83,8 +83,9 @@ class Activity:
     oldest_queued_seconds: float
     # (minute, transactions applied in it), the last 60 minutes, oldest first.
     applied_per_minute: list[tuple[datetime, int]]
-    # (start of a 5-minute bucket, p50, p95, p99 in milliseconds), oldest first.
-    latency: list[tuple[datetime, float, float, float]]
+    # (start of a 5-minute bucket, p50, p95, p99 in milliseconds), the last hour's twelve
+    # buckets oldest first; None where nothing was decided in a bucket.
+    latency: list[tuple[datetime, float | None, float | None, float | None]]
 
 
 def _count(window: Window, status: str, code: str, n: int) -> None:
@@ -110,10 +111,16 @@ def tenant_activity(conn: Connection, tenant_id: uuid.UUID) -> Activity:
     per_minute = {minute: int(n) for minute, n in conn.execute(APPLIED_PER_MINUTE, params)}
     now_minute = conn.execute(NOW_MINUTE).scalar_one()
     minutes = [now_minute - timedelta(minutes=back) for back in range(59, -1, -1)]
-    latency = [
-        (bucket, seconds[0] * 1000, seconds[1] * 1000, seconds[2] * 1000)
+    percentiles = {
+        bucket: [value * 1000 for value in seconds]
         for bucket, seconds in conn.execute(LATENCY_PER_FIVE_MINUTES, params)
-    ]
+    }
+    this_bucket = now_minute - timedelta(minutes=now_minute.minute % 5)
+    latency: list[tuple[datetime, float | None, float | None, float | None]] = []
+    for back in range(11, -1, -1):
+        bucket = this_bucket - timedelta(minutes=5 * back)
+        p50, p95, p99 = percentiles.get(bucket, (None, None, None))
+        latency.append((bucket, p50, p95, p99))
     return Activity(
         hour=hour,
         day=day,

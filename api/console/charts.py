@@ -67,21 +67,25 @@ def line_chart(
     chart_id: str,
     title: str,
     times: Sequence[datetime],
-    series: dict[str, Sequence[float]],
+    series: dict[str, Sequence[float | None]],
     unit: str,
 ) -> Markup:
-    """One polyline per named series over shared times (e.g. latency percentiles)."""
-    top = _scale(max((max(values, default=0) for values in series.values()), default=0))
+    """One polyline per named series over shared times (e.g. latency percentiles); a None
+    value is a gap."""
+    present = [value for values in series.values() for value in values if value is not None]
+    top = _scale(max(present, default=0))
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - BOTTOM - TOP
     step = plot_w / max(len(times) - 1, 1)
     body = []
     for number, (name, values) in enumerate(series.items()):
+        points = [(index, value) for index, value in enumerate(values) if value is not None]
         coords = " ".join(
             f"{LEFT + index * step:.1f},{TOP + plot_h * (1 - value / top):.1f}"
-            for index, value in enumerate(values)
+            for index, value in points
         )
-        body.append(f'<polyline class="line line-{number}" points="{coords}"/>')
-        for index, value in enumerate(values):
+        if len(points) > 1:
+            body.append(f'<polyline class="line line-{number}" points="{coords}"/>')
+        for index, value in points:
             body.append(
                 f'<circle class="dot line-{number}" cx="{LEFT + index * step:.1f}"'
                 f' cy="{TOP + plot_h * (1 - value / top):.1f}" r="3">'
@@ -92,10 +96,11 @@ def line_chart(
             f' y="{TOP + 10}">{escape(name)}</text>'
         )
     for index, moment in enumerate(times):
-        body.append(
-            f'<text class="axis" x="{LEFT + index * step:.1f}" y="{HEIGHT - 6}"'
-            f' text-anchor="middle">{moment:%H:%M}</text>'
-        )
+        if index % 3 == 0 or index == len(times) - 1:
+            body.append(
+                f'<text class="axis" x="{LEFT + index * step:.1f}" y="{HEIGHT - 6}"'
+                f' text-anchor="middle">{moment:%H:%M}</text>'
+            )
     return _frame(chart_id, title, top, unit, body)
 
 
