@@ -159,12 +159,14 @@ class TallyServer:
             woken = waiter.subscribe_async(poll.transaction_id, loop)
             while True:
                 # Subscribed first, then read: a notification between the view's read and
-                # the subscription cannot be missed.
+                # the subscription cannot be missed. Cleared before each read, never after:
+                # a notification that arrives while the state is being read must wake the
+                # wait that follows (clearing it afterwards slept through the outcome).
+                woken.clear()
                 body, final = await loop.run_in_executor(self.executor, poll.render)
                 remaining = deadline - loop.time()
                 if final or remaining <= 0:
                     return body
-                woken.clear()
                 wake = asyncio.ensure_future(woken.wait())
                 done, _ = await asyncio.wait(
                     {wake, gone}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
