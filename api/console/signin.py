@@ -20,7 +20,7 @@ from api.console.sessions import (
 )
 from api.context import tally
 from api.database import bind_request_tenant, request_connection, request_transaction
-from api.guard import too_many
+from api.problems import ApiProblem
 from api.rate_limits import Policy
 from ledger.tenants import hash_api_key, principal_of_hash
 
@@ -69,7 +69,12 @@ def sign_in() -> Response:
     address = uuid.uuid5(uuid.NAMESPACE_URL, f"console:{request.remote_addr}")
     budget = limiter.hit(SIGN_IN_FAILURES, address, cost=0)  # a look, not a count
     if budget.remaining <= 0:  # this window's failures are used up
-        raise too_many(budget)
+        raise ApiProblem(
+            429,
+            "too_many_sign_in_failures",
+            f"Too many failed sign-ins from this address; retry in {budget.reset_seconds} s.",
+            headers={"Retry-After": str(budget.reset_seconds)},
+        )
     api_key = request.form.get("api_key", "").strip()
     principal = None
     if api_key:

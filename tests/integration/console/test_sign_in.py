@@ -164,7 +164,9 @@ def test_failed_sign_ins_from_one_address_are_throttled_and_successes_do_not_cou
     # the test, at the latest the 41st.
     assert answers[:20] == [401] * 20
     assert 429 in answers and set(answers) == {401, 429}
-    assert console.sign_in(tenant.admin_api_key).status_code == 429
+    refused = console.sign_in(tenant.admin_api_key)
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    assert "failed sign-ins from this address" in refused.get_data(as_text=True)
 
 
 def test_with_the_database_down_pages_answer_503_with_retry_after_not_a_stack_trace(
