@@ -96,10 +96,12 @@ def line_chart(
             f' y="{TOP + 10}">{escape(name)}</text>'
         )
     for index, moment in enumerate(times):
-        if index % 3 == 0 or index == len(times) - 1:
+        last = index == len(times) - 1
+        if index % 3 == 0 or last:
+            anchor = "end" if last else "middle"
             body.append(
                 f'<text class="axis" x="{LEFT + index * step:.1f}" y="{HEIGHT - 6}"'
-                f' text-anchor="middle">{moment:%H:%M}</text>'
+                f' text-anchor="{anchor}">{moment:%H:%M}</text>'
             )
     return _frame(chart_id, title, top, unit, body)
 

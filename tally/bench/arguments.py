@@ -8,6 +8,7 @@ import os
 PATTERNS = ("uniform", "hot", "holds")
 # Scenarios beside the patterns: not part of `all`.
 SLOW_CLIENTS = "slow-clients"
+CHAOS = "chaos"
 # What `--pattern both` runs: the two patterns of the throughput targets.
 BOTH = ("uniform", "hot")
 
@@ -28,11 +29,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--pattern",
-        choices=[*PATTERNS, "both", "all", SLOW_CLIENTS],
+        choices=[*PATTERNS, "both", "all", SLOW_CLIENTS, CHAOS],
         default="both",
         help="both: uniform and hot; holds: holds, then a capture of each; all: the three "
         "patterns; slow-clients: uniform alone, then beside --slow-connections trickling "
-        "connections and --long-polls pending long-polls",
+        "connections and --long-polls pending long-polls; chaos: --rate (default 300/s) for "
+        "--chaos-seconds while workers, the relay, PostgreSQL, the broker and a webhook "
+        "receiver fail, then checks that nothing accepted was lost or doubled",
+    )
+    parser.add_argument(
+        "--chaos-seconds", type=float, default=120.0, help="chaos: how long the load runs"
     )
     parser.add_argument(
         "--slow-connections", type=int, default=200, help="slow-clients: trickling connections"
@@ -65,6 +71,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--worker-concurrency", type=int, default=2, help="Celery pool size (prefork, threads)"
     )
     parser.add_argument("--worker-pool", choices=["prefork", "threads", "solo"], default="solo")
+    parser.add_argument(
+        "--worker-instances",
+        type=int,
+        default=1,
+        help="separate `tally worker` processes (scale-out; --api-workers sizes the API)",
+    )
     parser.add_argument(
         "--raw-count", type=int, help="raw SQL transfers per pattern (default: --count)"
     )

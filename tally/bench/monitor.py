@@ -59,7 +59,7 @@ class ProcessMonitor:
                 for child in below:
                     yield "api_worker", child
             else:
-                role = "celery_worker" if name == "worker" else name
+                role = "celery_worker" if name.startswith("worker") else name
                 yield role, root
                 for child in below:
                     yield role, child

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from config.settings import Settings
-from tally.bench.arguments import BOTH, PATTERNS, SLOW_CLIENTS
+from tally.bench.arguments import BOTH, CHAOS, PATTERNS, SLOW_CLIENTS
 from tally.bench.monitor import ProcessMonitor
 from tally.bench.phases import Bench, BenchError
 from tally.bench.raw_sql import raw_baseline
@@ -60,11 +60,13 @@ def start_stack(args: argparse.Namespace, children: Children) -> int:
         *("api", "--port", str(port)),
         *("--workers", str(args.api_workers), "--threads", str(args.api_threads)),
     )
-    children.start(
-        "worker",
-        *("worker", "--concurrency", str(args.worker_concurrency)),
-        *("--pool", args.worker_pool, "--loglevel", "WARNING"),
-    )
+    # Each instance is a `tally worker` of its own, as on separate hosts.
+    for instance in range(args.worker_instances):
+        children.start(
+            "worker" if instance == 0 else f"worker-{instance}",
+            *("worker", "--concurrency", str(args.worker_concurrency)),
+            *("--pool", args.worker_pool, "--loglevel", "WARNING"),
+        )
     children.start("relay", "relay")
     children.wait_for_api(f"http://127.0.0.1:{port}", STARTUP_TIMEOUT_SECONDS)
     return port
@@ -112,6 +114,10 @@ def _print_machine_load(environment: dict[str, Any]) -> None:
 
 def run_bench(args: argparse.Namespace, settings: Settings) -> int:
     """Run the benchmark; 0 when every transaction is final, error-free and the ledger holds."""
+    if args.pattern == CHAOS:
+        from tally.bench.chaos import run_chaos
+
+        return run_chaos(args)
     if args.count < 1 or args.wallets < 2 or args.latency_count < 0:
         print(
             "tally bench: --count must be >= 1, --wallets >= 2 and --latency-count >= 0",
