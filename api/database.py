@@ -18,8 +18,10 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
+import psycopg
 from flask import Flask, g
 from sqlalchemy import Connection, Engine, event
+from sqlalchemy.exc import OperationalError
 
 from api.context import tally
 from ledger.db import UnitOfWork, transaction
@@ -57,6 +59,7 @@ def release_request_connection() -> None:
 
 
 API_ROLE = "tally_api"
+BIND_TENANT = "SELECT set_config('tally.tenant_id', %s, true)"
 # The tenant this thread's transactions are for. Request threads are reused, so the
 # request's teardown clears it.
 _tenant: ContextVar[uuid.UUID | None] = ContextVar("tally_tenant", default=None)
@@ -92,9 +95,16 @@ def run_as_api_role(engine: Engine) -> None:
         if tenant_id is not None:
             # psycopg begins the transaction with this statement (SQLAlchemy's own BEGIN
             # is implicit), so the setting holds for all of it and ends with it.
-            conn.connection.dbapi_connection.execute(  # type: ignore[union-attr]
-                "SELECT set_config('tally.tenant_id', %s, true)", [str(tenant_id)]
-            )
+            try:
+                conn.connection.dbapi_connection.execute(  # type: ignore[union-attr]
+                    BIND_TENANT, [str(tenant_id)]
+                )
+            except psycopg.OperationalError as error:
+                # Raised outside SQLAlchemy's statement handling: wrap it as SQLAlchemy
+                # would, so that a database going away is a 503 like any other, not a 500.
+                raise OperationalError(
+                    BIND_TENANT, [str(tenant_id)], error, connection_invalidated=True
+                ) from error
 
 
 def _teardown(_error: BaseException | None) -> None:

@@ -60,3 +60,42 @@ def test_health_reports_the_database_unavailable(app_without_database: Flask) ->
     assert response.status_code == 503
     assert response.get_json() == {"status": "degraded", "database": "unavailable", "broker": "ok"}
     assert int(response.headers["Retry-After"]) > 0
+
+
+def test_a_connection_the_database_dropped_is_a_503_even_before_the_first_statement(
+    database_url: str, redis_url: str, engine, tenant
+) -> None:
+    """A restart (or an administrator) terminates the API's pooled connection; the next
+    request's key comes from the cache, so the first thing to touch the dead connection is
+    binding the tenant (api/database.py). It is answered 503, not 500."""
+    from sqlalchemy import text
+
+    app = create_app(
+        Settings(
+            database_url=database_url,
+            broker_url=redis_url,
+            queue=f"tally-test-drop-{uuid.uuid4().hex[:10]}",
+            api_threads=1,  # one pooled connection: the next request gets the dropped one
+        )
+    )
+    context = app.extensions["tally"]
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {tenant.read_api_key}"}
+    path = f"/api/v1/transactions/{uuid.uuid4()}"
+    try:
+        assert client.get(path, headers=headers).status_code == 404  # the key is now cached
+        with context.engine.connect() as conn:
+            backend = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": backend}).scalar()
+
+        dropped = client.get(path, headers=headers)
+        after = client.get(path, headers=headers)
+    finally:
+        context.waiter.close()
+        context.keys.close()
+        context.engine.dispose()
+
+    assert dropped.status_code == 503, dropped.get_data(as_text=True)
+    assert dropped.get_json()["code"] == "database_unavailable"
+    assert after.status_code == 404  # the pool let the dead connection go
