@@ -77,18 +77,24 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
     # One INFO line per task ("succeeded in ...") costs more than a small batch's work;
     # outcomes are in the database, failures still log at WARNING and above.
     logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
+    # With a quorum queue Celery sets up its native delayed delivery and warns, at every
+    # start, that ETA tasks on Tally's direct exchange would block: Tally sends none.
+    logging.getLogger("kombu.transport.native_delayed_delivery").setLevel(logging.ERROR)
     app = create_worker_app(settings)
     app.worker_main(
         [
             "worker",
             f"--concurrency={args.concurrency}",
             f"--pool={args.pool}",
-            f"--queues={settings.queue}",
+            # The broker's name for it: TALLY_QUEUE on Redis, its quorum queue on RabbitMQ.
+            f"--queues={app.conf.task_default_queue}",
             f"--loglevel={args.loglevel}",
             f"--hostname=tally-{os.getpid()}@%h",
             "--without-gossip",
             "--without-mingle",
-            "--without-heartbeat",
+            # Its event heartbeat (one small message every 2 s) stays: it keeps the worker's
+            # event dispatcher on, without which `celery control enable_events` is answered
+            # but sends nothing, and it is how Flower tells a worker is online.
         ]
     )
     return 0

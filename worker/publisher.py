@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from celery import Celery
 
-from worker.celery_app import APPLY_TASK, make_celery
+from worker.celery_app import APPLY_TASK, PUBLISH_CONFIRM_TIMEOUT_SECONDS, make_celery
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,13 @@ class Publisher:
 
     def _send(self, transaction_ids: Sequence[str]) -> bool:
         try:
-            self.celery.send_task(APPLY_TASK, args=[list(transaction_ids)])
+            # The confirm wait is RabbitMQ's (Redis has none): bounded, so a broker that
+            # takes the message but never confirms it cannot hold the caller.
+            self.celery.send_task(
+                APPLY_TASK,
+                args=[list(transaction_ids)],
+                confirm_timeout=PUBLISH_CONFIRM_TIMEOUT_SECONDS,
+            )
         except Exception as error:  # any broker failure: the relay is the safety net
             log.warning("publish of %d transactions failed: %s", len(transaction_ids), error)
             return False
