@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shlex
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
@@ -17,8 +17,12 @@ CONDITIONS = {"service_started", "service_healthy", "service_completed_successfu
 
 
 @pytest.fixture(scope="module")
-def services() -> dict[str, Any]:
-    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+def compose() -> dict[str, Any]:
+    return dict(yaml.safe_load((ROOT / "docker-compose.yml").read_text()))
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, Any]:
     return dict(compose["services"])
 
 
@@ -114,3 +118,34 @@ def test_api_processes_share_rate_limits_and_metrics_need_a_token(services):
     assert env["TALLY_RATE_LIMIT_STORAGE_URL"].startswith("redis://redis:")
     # No token baked in: unset, /metrics refuses every scrape.
     assert env["TALLY_METRICS_TOKEN"] == "${TALLY_METRICS_TOKEN:-}"
+
+
+def postgres_settings(service: dict[str, Any]) -> dict[str, str]:
+    """The `-c name=value` settings on the postgres server's command line."""
+    command = command_of(service)
+    assert command[0] == "postgres", command
+    pairs = [command[i + 1] for i, flag in enumerate(command) if flag == "-c"]
+    return dict(pair.split("=", 1) for pair in pairs)
+
+
+def test_postgres_archives_its_wal_to_a_volume_of_its_own(services, compose):
+    """Point-in-time recovery needs every WAL segment kept beside the base backups
+    (README, Operations, "Backups and restore")."""
+    postgres = services["postgres"]
+    settings = postgres_settings(postgres)
+    assert settings["wal_level"] in {"replica", "logical"}
+    assert settings["archive_mode"] == "on"
+    assert int(settings["archive_timeout"]) > 0
+    mounts = dict(volume.split(":", 1) for volume in postgres["volumes"])
+    archive, base_backups = mounts["wal-archive"], mounts["base-backups"]
+    # Copied into the archive volume, never overwriting a segment archived before.
+    command = settings["archive_command"]
+    assert f"cp %p {archive}/%f" in command
+    assert f"test ! -f {archive}/%f" in command
+    # Not inside the data directory: a restore replaces that, the archive must outlive it.
+    assert not PurePosixPath(archive).is_relative_to(mounts["postgres-data"])
+    assert {"wal-archive", "base-backups"} <= set(compose["volumes"])
+    # The entrypoint hands both volumes to the server's user before the server starts.
+    entrypoint = " ".join(postgres["entrypoint"])
+    assert f"-o postgres -g postgres -m 700 {archive} {base_backups}" in entrypoint
+    assert 'exec docker-entrypoint.sh "$$@"' in entrypoint
