@@ -222,6 +222,26 @@ class Children:
         self.processes.clear()
 
 
+def delete_queue(broker_url: str, queue: str) -> None:
+    """Delete Tally's queue `queue` (TALLY_QUEUE) from the broker, if it can be reached:
+    runs share a broker, and a RabbitMQ (quorum) queue stays until it is deleted."""
+    from kombu import Connection
+
+    from worker.celery_app import broker_queue_name, uses_rabbitmq
+
+    name = broker_queue_name(broker_url, queue)
+    with contextlib.suppress(Exception), Connection(broker_url, connect_timeout=3) as connection:
+        connection.ensure_connection(max_retries=1)
+        channel = connection.default_channel
+        if uses_rabbitmq(broker_url):
+            channel.queue_delete(name)
+            channel.exchange_delete(name)
+        else:
+            # Redis's virtual transport deletes only queues this connection bound: purge first.
+            channel.queue_purge(name)
+            channel.queue_delete(name)
+
+
 # --- scratch databases --------------------------------------------------------------------------
 
 

@@ -45,7 +45,7 @@ import requests
 
 from tally.bench.phases import BenchError
 from tally.bench.workloads import ASSET, BENCH_RATE_LIMIT
-from tally.stack import Children, StackError, free_port, scratch_database
+from tally.stack import Children, StackError, delete_queue, free_port, scratch_database
 
 CLIENT_TIMEOUT_SECONDS = 10.0
 RECOVERY_LIMIT_SECONDS = 5.0
@@ -471,11 +471,12 @@ def _chaos(
     seconds = args.chaos_seconds
     rate = args.rate or 300.0
     tenant_id, api_key = _seed(database_url)
+    queue_name = f"tally-chaos-{uuid.uuid4().hex[:8]}"
     env = dict(os.environ)
     env.update(
         DATABASE_URL=database_url,
         BROKER_URL=broker.url,
-        TALLY_QUEUE=f"tally-chaos-{uuid.uuid4().hex[:8]}",
+        TALLY_QUEUE=queue_name,
         TALLY_LOG_LEVEL="WARNING",
         TALLY_WEBHOOK_ALLOW_PRIVATE_TARGETS="true",
         TALLY_WEBHOOK_RETRY_SCHEDULE=CHAOS_WEBHOOK_SCHEDULE,
@@ -543,6 +544,7 @@ def _chaos(
     finally:
         children.stop()
         receiver.down()
+        delete_queue(broker.url, queue_name)
     return _verdict(
         args, database_url, tenant_id, load, prober, faults, receiver, drained, drain_seconds,
         delivered, seconds, rate,

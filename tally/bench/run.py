@@ -21,7 +21,7 @@ from tally.bench.monitor import ProcessMonitor
 from tally.bench.phases import Bench, BenchError
 from tally.bench.raw_sql import raw_baseline
 from tally.bench.report import print_summary
-from tally.stack import Children, StackError, free_port, scratch_database
+from tally.stack import Children, StackError, delete_queue, free_port, scratch_database
 
 STARTUP_TIMEOUT_SECONDS = 60.0
 
@@ -70,16 +70,6 @@ def start_stack(args: argparse.Namespace, children: Children) -> int:
     children.start("relay", "relay")
     children.wait_for_api(f"http://127.0.0.1:{port}", STARTUP_TIMEOUT_SECONDS)
     return port
-
-
-def _delete_queue(broker_url: str, queue: str) -> None:
-    from kombu import Connection
-
-    with contextlib.suppress(Exception), Connection(broker_url, connect_timeout=3) as connection:
-        channel = connection.default_channel
-        # Purge first: Redis's virtual transport deletes only queues this connection bound.
-        channel.queue_purge(queue)
-        channel.queue_delete(queue)
 
 
 def _environment(engine: Any) -> dict[str, Any]:
@@ -196,7 +186,7 @@ def _bench(
     finally:
         sampler.stop()
         children.stop()
-        _delete_queue(broker_url, queue)
+        delete_queue(broker_url, queue)
     invariants_ok, lines = bench.verify()
     bench.engine.dispose()
     report["environment"]["loadavg_after"] = list(os.getloadavg())

@@ -19,7 +19,7 @@ from typing import Any
 import requests
 from sqlalchemy import Engine, text
 
-from tally.stack import Children, StackError, free_port
+from tally.stack import Children, StackError, delete_queue, free_port
 
 STARTUP_TIMEOUT = 30.0
 STOP_TIMEOUT = 30.0
@@ -100,6 +100,8 @@ class Stack:
     def stop(self) -> None:
         self.children.stop()
         self.workers.clear()
+        if "TALLY_QUEUE" in self.env:
+            delete_queue(self.broker_url, self.env["TALLY_QUEUE"])
 
     def client(self, api_key: str) -> ApiClient:
         return ApiClient(self.base_url, api_key)
