@@ -82,10 +82,17 @@ def _limit_rate(principal: Principal, view: Any) -> None:
             raise too_many(decision)
     handler = getattr(getattr(view, "view_class", None), request.method.lower(), None)
     if getattr(handler, "_rate_policy", None) == MANUAL_WEBHOOK_POLICY:
-        manual = Policy(MANUAL_WEBHOOK_POLICY, settings.webhook_manual_per_minute, 60)
-        decision = g.rate_limit = ctx.limiter.hit(manual, principal.key_id)
-        if not decision.allowed:
-            raise too_many(decision)
+        spend_manual_webhook_budget(principal)
+
+
+def spend_manual_webhook_budget(principal: Principal) -> None:
+    """Count a manual webhook request (test event, recover, redeliver) against the key's
+    tighter budget for them, or answer 429; the API routes and the console share it."""
+    ctx = tally()
+    manual = Policy(MANUAL_WEBHOOK_POLICY, ctx.settings.webhook_manual_per_minute, 60)
+    decision = g.rate_limit = ctx.limiter.hit(manual, principal.key_id)
+    if not decision.allowed:
+        raise too_many(decision)
 
 
 def _is_replay(principal: Principal) -> bool:

@@ -17,7 +17,6 @@ from api.context import tally
 from api.database import bind_request_tenant, request_connection
 from api.permissions import authorize, required_scope
 from api.problems import RETRY_AFTER_SECONDS, ApiProblem, ledger_error_status
-from api.rate_limits import Policy
 from ledger.errors import LedgerError
 from ledger.tenants import Principal
 
@@ -124,17 +123,6 @@ def authorize_as(api_endpoint: str, method: str) -> None:
     """Refuse (403) unless the key may call this API operation: the console's actions are
     authorized by the very declaration on the API route that does the same thing."""
     authorize(principal(), required_scope(current_app.view_functions[api_endpoint], method))
-
-
-def spend_manual_webhook_budget() -> None:
-    """A manual webhook action counts against the key's budget for them, as in the API."""
-    from api.guard import MANUAL_WEBHOOK_POLICY, too_many
-
-    ctx = tally()
-    policy = Policy(MANUAL_WEBHOOK_POLICY, ctx.settings.webhook_manual_per_minute, 60)
-    decision = ctx.limiter.hit(policy, principal().key_id)
-    if not decision.allowed:
-        raise too_many(decision)
 
 
 def render(template: str, status: int = 200, **context: Any) -> tuple[str, int]:

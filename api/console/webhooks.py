@@ -16,10 +16,10 @@ from api.console.blueprint import (
     bp,
     principal,
     render,
-    spend_manual_webhook_budget,
 )
 from api.context import tally
 from api.database import request_connection, request_transaction
+from api.guard import spend_manual_webhook_budget
 from ledger.errors import InvalidCursor, InvalidRequest
 from ledger.models import DELIVERY_STATUSES
 from ledger.webhooks import deliveries, endpoints
@@ -86,7 +86,7 @@ def webhook_endpoint(endpoint_id: str) -> tuple[str, int]:
 @bp.post("/webhooks/<endpoint_id>/test")
 def send_test(endpoint_id: str) -> Response:
     authorize_as("webhooks.TestEvent", "POST")
-    spend_manual_webhook_budget()
+    spend_manual_webhook_budget(principal())
     with request_transaction() as conn:
         deliveries.send_test_event(
             conn, principal().tenant_id, _uuid(endpoint_id, "webhook endpoint")
@@ -105,7 +105,7 @@ def recover(endpoint_id: str) -> tuple[str, int]:
             "invalid_since", f"since: {raw!r} is not a date and time (YYYY-MM-DDTHH:MM)"
         ) from None
     since = since if since.tzinfo else since.replace(tzinfo=UTC)
-    spend_manual_webhook_budget()
+    spend_manual_webhook_budget(principal())
     with request_transaction() as conn:
         count = deliveries.recover_failed(
             conn, principal().tenant_id, _uuid(endpoint_id, "webhook endpoint"), since
@@ -116,7 +116,7 @@ def recover(endpoint_id: str) -> tuple[str, int]:
 @bp.post("/webhooks/<endpoint_id>/deliveries/<delivery_id>/redeliver")
 def redeliver(endpoint_id: str, delivery_id: str) -> Response:
     authorize_as("webhooks.Retry", "POST")
-    spend_manual_webhook_budget()
+    spend_manual_webhook_budget(principal())
     with request_transaction() as conn:
         deliveries.redeliver(
             conn,

@@ -42,7 +42,9 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from sqlalchemy import Engine
 
+from ledger.db import make_engine
 from tally.bench.phases import BenchError
 from tally.bench.workloads import ASSET, BENCH_RATE_LIMIT
 from tally.stack import Children, StackError, delete_queue, free_port, scratch_database
@@ -459,7 +461,7 @@ def run_chaos(args: argparse.Namespace) -> int:
 
 
 def _seed(database_url: str) -> tuple[str, str]:
-    from ledger.db import make_engine, unit_of_work
+    from ledger.db import unit_of_work
     from ledger.tenants import create_api_key, create_asset, create_tenant, set_rate_limit
 
     engine = make_engine(database_url, pool_size=1)
@@ -544,18 +546,23 @@ def _chaos(
         load_ended = time.monotonic()
         injector.join(120)
         load.finish(timeout=120)
-        drained = _wait_drained(database_url, tenant_id, timeout=300)
+        # One engine for every check after the load (PostgreSQL has restarted by then).
+        checks = make_engine(database_url, pool_size=1)
+        drained = _wait_drained(checks, tenant_id, timeout=300)
         drain_seconds = time.monotonic() - load_ended
         prober.stop()
-        delivered = _wait_webhooks(database_url, tenant_id, receiver, timeout=120)
+        delivered = _wait_webhooks(checks, tenant_id, receiver, timeout=120)
     finally:
         children.stop()
         receiver.down()
         delete_queue(broker.url, queue_name)
-    return _verdict(
-        args, database_url, tenant_id, load, prober, faults, receiver, drained, drain_seconds,
-        delivered, seconds, rate,
-    )  # fmt: skip
+    try:
+        return _verdict(
+            args, checks, tenant_id, load, prober, faults, receiver, drained, drain_seconds,
+            delivered, seconds, rate,
+        )  # fmt: skip
+    finally:
+        checks.dispose()
 
 
 def _schedule(seconds: float) -> list[Fault]:
@@ -638,49 +645,38 @@ def _later(
     outages.append(thread)
 
 
-def _wait_drained(database_url: str, tenant_id: str, timeout: float) -> bool:
+def _wait_drained(engine: Engine, tenant_id: str, timeout: float) -> bool:
     from sqlalchemy import text
 
-    from ledger.db import make_engine
-
-    engine = make_engine(database_url, pool_size=1)
     query = text("SELECT count(*) FROM transactions WHERE tenant_id = :t AND status = 'queued'")
-    try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with contextlib.suppress(Exception), engine.connect() as conn:
-                if conn.execute(query, {"t": tenant_id}).scalar_one() == 0:
-                    return True
-            time.sleep(0.2)  # polling the backlog
-        return False
-    finally:
-        engine.dispose()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception), engine.connect() as conn:
+            if conn.execute(query, {"t": tenant_id}).scalar_one() == 0:
+                return True
+        time.sleep(0.2)  # polling the backlog
+    return False
 
 
-def _decided_message_ids(database_url: str, tenant_id: str) -> set[str]:
+def _decided_message_ids(engine: Engine, tenant_id: str) -> set[str]:
     from sqlalchemy import text
 
-    from ledger.db import make_engine
     from ledger.webhooks.signing import message_id
 
-    engine = make_engine(database_url, pool_size=1)
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(
-                text(
-                    "SELECT e.id FROM events e JOIN transactions t ON t.id = e.transaction_id"
-                    " WHERE t.tenant_id = :t AND t.status IN ('applied', 'rejected')"
-                ),
-                {"t": tenant_id},
-            ).scalars()
-            return {message_id(event_id) for event_id in rows}
-    finally:
-        engine.dispose()
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT e.id FROM events e JOIN transactions t ON t.id = e.transaction_id"
+                " WHERE t.tenant_id = :t AND t.status IN ('applied', 'rejected')"
+            ),
+            {"t": tenant_id},
+        ).scalars()
+        return {message_id(event_id) for event_id in rows}
 
 
-def _wait_webhooks(database_url: str, tenant_id: str, receiver: Receiver, timeout: float) -> int:
+def _wait_webhooks(engine: Engine, tenant_id: str, receiver: Receiver, timeout: float) -> int:
     """Wait until the receiver has every decided transaction's event; how many are missing."""
-    wanted = _decided_message_ids(database_url, tenant_id)
+    wanted = _decided_message_ids(engine, tenant_id)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         missing = wanted - receiver.valid
@@ -692,7 +688,7 @@ def _wait_webhooks(database_url: str, tenant_id: str, receiver: Receiver, timeou
 
 def _verdict(
     args: argparse.Namespace,
-    database_url: str,
+    engine: Engine,
     tenant_id: str,
     load: Load,
     prober: Prober,
@@ -706,7 +702,6 @@ def _verdict(
 ) -> dict[str, Any]:
     from sqlalchemy import text
 
-    from ledger.db import make_engine
     from ledger.verify import verify_ledger
 
     violations: list[str] = []
@@ -714,7 +709,6 @@ def _verdict(
     never_accepted = [s for s in load.submissions if not s.accepted_id]
     if never_accepted:
         violations.append(f"{len(never_accepted)} submissions were never accepted")
-    engine = make_engine(database_url, pool_size=1)
     with engine.connect() as conn:
         statuses: dict[str, int] = dict(
             conn.execute(
@@ -740,7 +734,6 @@ def _verdict(
             {"t": tenant_id},
         ).scalar_one()
         report_lines = verify_ledger(conn, uuid.UUID(tenant_id))
-    engine.dispose()
     if len(set(accepted)) != len(accepted):
         violations.append("one transaction id was answered for two submissions")
     if found != len(set(accepted)):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 
+import pytest
 from sqlalchemy import Engine, text
 
 from ledger.db import unit_of_work
@@ -84,29 +85,20 @@ def test_signing_out_ends_the_session_for_good(admin: Console) -> None:
     assert admin.get("/").status_code == 303
 
 
-def test_an_idle_session_expires(admin: Console, engine: Engine, tenant: TenantFixture) -> None:
-    with unit_of_work(engine) as conn:
-        conn.execute(
-            text(
-                "UPDATE console_sessions SET last_seen_at = now() - interval '31 minutes'"
-                " WHERE tenant_id = :t"
-            ),
-            {"t": tenant.id},
-        )
-
-    assert admin.get("/").status_code == 303
-
-
-def test_a_busy_session_still_ends_at_its_maximum_age(
-    admin: Console, engine: Engine, tenant: TenantFixture
+@pytest.mark.parametrize(
+    "aged",
+    [
+        "last_seen_at = now() - interval '31 minutes'",  # idle past TALLY_CONSOLE_IDLE_SECONDS
+        "created_at = now() - interval '13 hours'",  # busy, but past TALLY_CONSOLE_MAX_SECONDS
+    ],
+    ids=["idle", "past-its-maximum-age"],
+)
+def test_an_idle_or_too_old_session_expires(
+    admin: Console, engine: Engine, tenant: TenantFixture, aged: str
 ) -> None:
     with unit_of_work(engine) as conn:
         conn.execute(
-            text(
-                "UPDATE console_sessions SET created_at = now() - interval '13 hours'"
-                " WHERE tenant_id = :t"
-            ),
-            {"t": tenant.id},
+            text(f"UPDATE console_sessions SET {aged} WHERE tenant_id = :t"), {"t": tenant.id}
         )
 
     assert admin.get("/").status_code == 303
