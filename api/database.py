@@ -20,6 +20,7 @@ from typing import Any
 
 import psycopg
 from flask import Flask, g
+from psycopg import pq
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy.exc import OperationalError
 
@@ -60,6 +61,10 @@ def release_request_connection() -> None:
 
 API_ROLE = "tally_api"
 BIND_TENANT = "SELECT set_config('tally.tenant_id', %s, true)"
+# BEGIN and the binding in one simple-query message: one round trip where psycopg's own
+# BEGIN followed by the bound statement would be two. The tenant id is a UUID rendered by
+# `uuid.UUID` (hex digits and dashes), so it is inlined safely.
+BEGIN_FOR_TENANT = "BEGIN; SELECT set_config('tally.tenant_id', '{tenant}', true)"
 # The tenant this thread's transactions are for. Request threads are reused, so the
 # request's teardown clears it.
 _tenant: ContextVar[uuid.UUID | None] = ContextVar("tally_tenant", default=None)
@@ -93,18 +98,41 @@ def run_as_api_role(engine: Engine) -> None:
     def _bind_tenant(conn: Connection) -> None:
         tenant_id = _tenant.get()
         if tenant_id is not None:
-            # psycopg begins the transaction with this statement (SQLAlchemy's own BEGIN
-            # is implicit), so the setting holds for all of it and ends with it.
+            # SQLAlchemy's BEGIN is implicit: this message begins the transaction, so the
+            # setting holds for all of it and ends with it.
+            dbapi_connection = conn.connection.dbapi_connection
             try:
-                conn.connection.dbapi_connection.execute(  # type: ignore[union-attr]
-                    BIND_TENANT, [str(tenant_id)]
-                )
+                _begin_for_tenant(dbapi_connection, tenant_id)  # type: ignore[arg-type]
             except psycopg.OperationalError as error:
                 # Raised outside SQLAlchemy's statement handling: wrap it as SQLAlchemy
                 # would, so that a database going away is a 503 like any other, not a 500.
                 raise OperationalError(
                     BIND_TENANT, [str(tenant_id)], error, connection_invalidated=True
                 ) from error
+
+
+def _begin_for_tenant(dbapi_connection: psycopg.Connection[Any], tenant_id: uuid.UUID) -> None:
+    """Begin a transaction bound to `tenant_id` on the raw psycopg connection."""
+    pgconn = dbapi_connection.pgconn
+    plain_begin = (
+        dbapi_connection.isolation_level is None
+        and dbapi_connection.read_only is None
+        and dbapi_connection.deferrable is None
+    )
+    if pgconn.transaction_status != pq.TransactionStatus.IDLE or not plain_begin:
+        # Already in a transaction, or one psycopg must begin with its own options.
+        dbapi_connection.execute(BIND_TENANT, [str(tenant_id)])
+        return
+    # PQexec blocks (without the GIL); libpq returns the last statement's result, or the
+    # first error.
+    command = BEGIN_FOR_TENANT.format(tenant=uuid.UUID(str(tenant_id)))
+    result = pgconn.exec_(command.encode())
+    if result.status == pq.ExecStatus.TUPLES_OK:
+        return
+    if pgconn.status == pq.ConnStatus.OK and result.status == pq.ExecStatus.FATAL_ERROR:
+        raise psycopg.errors.error_from_result(result, encoding=dbapi_connection.info.encoding)
+    message = pgconn.error_message.decode(errors="replace").strip()
+    raise psycopg.OperationalError(f"could not begin a transaction: {message}")
 
 
 def _teardown(_error: BaseException | None) -> None:

@@ -6,7 +6,7 @@ import hashlib
 import json
 import re
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -255,7 +255,9 @@ class TransactionRequest:
 
     def fingerprint(self) -> str:
         """SHA-256 of the canonical request: same body, same fingerprint."""
-        body = asdict(self)
+        # The fields as they are (not `asdict`, which deep-copies the metadata for nothing):
+        # the JSON below is the same, so are the hashes stored before.
+        body = {name: getattr(self, name) for name in _FIELD_NAMES}
         body["original_transaction_id"] = (
             str(self.original_transaction_id) if self.original_transaction_id else None
         )
@@ -281,3 +283,6 @@ class TransactionRequest:
         if self.type in TO_USER_TYPES and self.to_user_id:
             return [(self.asset_code, self.to_user_id)]
         return []
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(TransactionRequest))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -208,6 +209,35 @@ def test_same_body_gives_the_same_fingerprint_and_any_change_a_different_one():
         replace(req, item_id="sku"),
     ):
         assert changed.fingerprint() != req.fingerprint()
+
+
+def test_fingerprints_stay_what_they_were_when_stored():
+    # Hashes already stored decide replays: the canonical form must never change.
+    refund = request(
+        "refund",
+        reference_id="ref-1",
+        asset_code="USD",
+        amount=100,
+        original_transaction_id=uuid.UUID("12345678-1234-5678-1234-567812345678"),
+        payment_method="card",
+        item_id="sku",
+        metadata={"z": [1, {"b": "é"}], "a": None},
+    )
+    hold = TransactionRequest(
+        "hold",
+        "ref-2",
+        "alice",
+        "USD",
+        5,
+        "bob",
+        expires_at=datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC),
+    )
+    spend = TransactionRequest("spend", "ref-3", "alice", "USD", 7)
+    assert refund.fingerprint() == (
+        "72d765276eb8ba12a70dfe627b03a8f9f518df4e4bd2224ecb88a111bb7ba57b"
+    )
+    assert hold.fingerprint() == "b9c481e981be9490d1ceb5602ecd3067cc8ac44c1669a1aee6d236d801c1e10c"
+    assert spend.fingerprint() == "344f1821836b63524876d1eeb8ef565a9aa1d069d1574f9ab5ace1072b9c4748"
 
 
 @pytest.mark.parametrize(
