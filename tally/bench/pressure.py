@@ -9,7 +9,10 @@ its CPU is its own and the normal load generator is undisturbed:
 - `long_polls` requests `GET /transactions/{id}?wait=30` on transactions that stay queued,
   spread over several tenants (the API bounds long-polls per tenant); each is sent again one
   second after it returns, so the pressure stays bounded even past the API's bounds;
-- `/health` is probed on a fresh connection every 0.2 s and timed.
+- `/health` is probed on a fresh connection every 0.2 s and timed (with the time of each
+  probe, so that the caller can tell probes made beside its normal load from the others).
+
+`HealthProbe` is the same probe as a thread, for the normal load's runs themselves.
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ from __future__ import annotations
 import contextlib
 import selectors
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 HEALTH_EVERY_SECONDS = 0.2
+LONG_POLL_WAIT_SECONDS = 30
 TRICKLE_EVERY_SECONDS = 1.0
 REPOLL_AFTER_SECONDS = 1.0
 # A long-poll that returns sooner than this was answered at once: it was not parked.
@@ -46,7 +51,8 @@ def _connect(port: int) -> socket.socket:
 
 def _long_poll_request(key: str, transaction_id: str) -> bytes:
     return (
-        f"GET /api/v1/transactions/{transaction_id}?wait=30 HTTP/1.1\r\nHost: bench\r\n"
+        f"GET /api/v1/transactions/{transaction_id}?wait={LONG_POLL_WAIT_SECONDS} HTTP/1.1\r\n"
+        "Host: bench\r\n"
         f"Authorization: Bearer {key}\r\n\r\n"
     ).encode()
 
@@ -63,6 +69,34 @@ def _health(port: int) -> float | None:
     return time.perf_counter() - started
 
 
+class HealthProbe:
+    """Probes `/health` every 0.2 s on a thread of its own, for as long as its `with` block."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.latencies: list[float] = []
+        self.failures = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._probe, name="health-probe", daemon=True)
+
+    def __enter__(self) -> HealthProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _probe(self) -> None:
+        while not self._stop.is_set():
+            seconds = _health(self.port)
+            if seconds is None:
+                self.failures += 1
+            else:
+                self.latencies.append(seconds)
+            self._stop.wait(HEALTH_EVERY_SECONDS)
+
+
 def run_pressure(job: PressureJob) -> dict[str, Any]:
     """Keep the pressure up for `job.duration` seconds; what it saw."""
     cpu_at_start = time.process_time()
@@ -72,8 +106,7 @@ def run_pressure(job: PressureJob) -> dict[str, Any]:
     polls: dict[socket.socket, tuple[int, float]] = {}
     due: list[tuple[float, int]] = [(0.0, n) for n in range(job.long_polls)]
     stats = {"cut_off": 0, "polls_answered": 0, "polls_parked": 0, "connect_errors": 0}
-    health: list[float] = []
-    health_failures = 0
+    health: list[tuple[float, float | None]] = []  # (when, seconds or None for a failure)
     next_health = time.monotonic()
 
     def open_slow() -> None:
@@ -106,11 +139,7 @@ def run_pressure(job: PressureJob) -> dict[str, Any]:
             due.remove(entry)
             open_poll(entry[1])
         if now >= next_health:
-            seconds = _health(job.port)
-            if seconds is None:
-                health_failures += 1
-            else:
-                health.append(seconds)
+            health.append((now, _health(job.port)))
             next_health = now + HEALTH_EVERY_SECONDS
         for key, _ in selector.select(timeout=0.05):
             sock = key.fileobj
@@ -144,7 +173,6 @@ def run_pressure(job: PressureJob) -> dict[str, Any]:
         sock.close()
     return {
         **stats,
-        "health_latencies": health,
-        "health_failures": health_failures,
+        "health_probes": health,
         "cpu": time.process_time() - cpu_at_start,
     }

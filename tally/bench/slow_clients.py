@@ -2,26 +2,32 @@
 
 The uniform pattern runs twice on the same stack: plain, then while `tally.bench.pressure`
 keeps `--slow-connections` trickling connections and `--long-polls` pending long-polls
-open and probes `/health`. The long-polls wait on transactions of their own tenants that
+open and probes `/health`. `/health` is timed in three settings: beside the normal load
+alone, beside the normal load and the slow clients, and beside the slow clients alone
+(before and after the second run). The long-polls wait on transactions of their own tenants that
 stay queued throughout (their next attempt is a day away, so no worker claims them).
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import time
 import uuid
 from dataclasses import replace
 from typing import Any
 
 from tally.bench.monitor import ProcessMonitor
 from tally.bench.phases import Bench
-from tally.bench.pressure import PressureJob, run_pressure
+from tally.bench.pressure import LONG_POLL_WAIT_SECONDS, HealthProbe, PressureJob, run_pressure
 from tally.bench.report import PCTS, RunResult, percentiles
 from tally.bench.workloads import ASSET, BENCH_RATE_LIMIT
 
 # The API bounds long-polls per tenant: spread them over this many tenants.
 PRESSURE_TENANTS = 4
 SETTLE_SECONDS = 3.0
+# After the second run the slow clients stay on alone: long enough for every long-poll
+# to wait out its full `wait` once more.
+ALONE_SECONDS = LONG_POLL_WAIT_SECONDS + 5.0
 
 PARK_FOREVER = """
 UPDATE transactions SET next_attempt_at = now() + interval '1 day' WHERE id = :id
@@ -64,11 +70,12 @@ def run_slow_clients(
 ) -> list[RunResult]:
     """The plain and the pressured uniform runs; the comparison goes into `report`."""
     args = bench.args
-    plain = bench.run_pattern("uniform", port, sampler)
+    with HealthProbe(port) as plain_health:
+        plain = bench.run_pattern("uniform", port, sampler)
     plain_seconds = plain.count / plain.intake_rate if plain.intake_rate else 60.0
     job = PressureJob(
         port=port,
-        duration=min(900.0, SETTLE_SECONDS + 2 * plain_seconds + 60.0),
+        duration=min(900.0, SETTLE_SECONDS + 2 * plain_seconds + ALONE_SECONDS),
         slow=args.slow_connections,
         targets=parked_targets(bench),
         long_polls=args.long_polls,
@@ -83,9 +90,13 @@ def run_slow_clients(
         pending = pool.apply_async(run_pressure, (job,))
         # Let the pressure build up (spawn, connect) before the measured load starts.
         pending.wait(SETTLE_SECONDS)
-        loaded = replace(bench.run_pattern("uniform", port, sampler), pattern="uniform+slow")
+        with HealthProbe(port) as loaded_health:
+            loaded_from = time.monotonic()
+            loaded = replace(bench.run_pattern("uniform", port, sampler), pattern="uniform+slow")
+            loaded_until = time.monotonic()
         seen = pending.get(timeout=job.duration + 60)
-    health = percentiles(seen.pop("health_latencies"))
+    # The pressure's own probes outside the second run: the slow clients alone.
+    alone = [s for when, s in seen.pop("health_probes") if not loaded_from <= when <= loaded_until]
     report["slow_clients"] = {
         "slow_connections": job.slow,
         "long_polls": job.long_polls,
@@ -96,10 +107,20 @@ def run_slow_clients(
         else None,
         "plain_accept_latency_ms": plain.accept_latency_ms,
         "loaded_accept_latency_ms": loaded.accept_latency_ms,
-        "health_latency_ms": health,
+        "health": {
+            "load_alone": _probed(plain_health.latencies, plain_health.failures),
+            "load_and_slow_clients": _probed(loaded_health.latencies, loaded_health.failures),
+            "slow_clients_alone": _probed(
+                [s for s in alone if s is not None], sum(s is None for s in alone)
+            ),
+        },
         "pressure": seen,
     }
     return [plain, loaded]
+
+
+def _probed(latencies: list[float], failures: int) -> dict[str, Any]:
+    return {"latency_ms": percentiles(latencies), "probes": len(latencies), "failures": failures}
 
 
 def format_slow_clients(result: dict[str, Any]) -> str:
@@ -109,7 +130,15 @@ def format_slow_clients(result: dict[str, Any]) -> str:
         return "/".join("-" if values.get(k) is None else f"{values[k]:.0f}" for k in PCTS)
 
     pressure = result["pressure"]
-    health = result["health_latency_ms"]
+
+    def health(setting: str) -> str:
+        probed = result["health"][setting]
+        latency = probed["latency_ms"]
+        return (
+            f"{latency['p50']}/{latency['p99']}/{latency['max']} "
+            f"({probed['probes']} probes, {probed['failures']} failed)"
+        )
+
     return "\n".join(
         [
             f"slow clients: {result['slow_connections']} trickling connections, "
@@ -118,9 +147,10 @@ def format_slow_clients(result: dict[str, Any]) -> str:
             f"{result['loaded_applied_rate']:.0f} (kept {result['throughput_kept']:.0%})",
             f"  accept p50/p95/p99 ms plain {trio(result['plain_accept_latency_ms'])}, "
             f"with slow clients {trio(result['loaded_accept_latency_ms'])}",
-            f"  /health during the pressure p50/p99/max ms "
-            f"{health['p50']}/{health['p99']}/{health['max']}, "
-            f"failures {pressure['health_failures']}",
+            "  /health p50/p99/max ms:",
+            f"    beside the normal load alone          {health('load_alone')}",
+            f"    beside the normal load + slow clients {health('load_and_slow_clients')}",
+            f"    beside the slow clients alone         {health('slow_clients_alone')}",
             f"  trickling connections cut off and reopened {pressure['cut_off']}; long-polls "
             f"answered {pressure['polls_answered']} (parked >= 1 s: {pressure['polls_parked']}), "
             f"pending at the end {pressure['pending_at_end']}; pressure CPU "

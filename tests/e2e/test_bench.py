@@ -104,3 +104,34 @@ def test_bench_drives_the_bulk_endpoint(
     assert run["raw_sql"] is None
     assert run["offered_rate"] == 400
     assert "latency" not in report
+
+
+@pytest.mark.slow
+def test_bench_compares_the_normal_load_with_and_without_slow_clients(
+    database_server_url: str, broker_url: str, tmp_path: Path
+) -> None:
+    report = bench(
+        database_server_url,
+        broker_url,
+        tmp_path / "bench.json",
+        *("--pattern", "slow-clients", "--slow-connections", "5", "--long-polls", "5"),
+        *("--skip-raw", "--latency-count", "0"),
+    )
+
+    assert report["ok"] is True
+    assert [run["pattern"] for run in report["runs"]] == ["uniform", "uniform+slow"]
+    for run in report["runs"]:
+        check_run(run, run["pattern"], "single")
+    slow = report["slow_clients"]
+    assert (slow["slow_connections"], slow["long_polls"]) == (5, 5)
+    assert slow["throughput_kept"] > 0
+    for setting in ("load_alone", "load_and_slow_clients", "slow_clients_alone"):
+        probed = slow["health"][setting]
+        assert probed["probes"] > 0 and probed["failures"] == 0, (setting, probed)
+        check_percentiles(probed["latency_ms"])
+    pressure = slow["pressure"]
+    # Every trickling connection was cut off by the header timeout at least once, and the
+    # long-polls stayed parked: none was answered before its wait ended.
+    assert pressure["cut_off"] >= 5
+    assert pressure["polls_answered"] == pressure["polls_parked"]
+    assert pressure["polls_parked"] + pressure["pending_at_end"] >= 5
