@@ -19,7 +19,7 @@ from api.rate_limits import RateLimiter, storage_url
 from api.routes import assets, audit, health, keys, transactions, wallets, webhooks
 from api.schemas import ProblemSchema
 from api.waiter import TransactionWaiter
-from config.settings import Settings
+from config.settings import API_PROBE_THREADS, Settings
 from ledger.db import make_engine
 from worker.publisher import Publisher
 
@@ -51,11 +51,11 @@ def create_app(
     )
     app.config.update(test_config or {})
     database_url = settings.require_database_url()
-    # A connection per Flask thread: an overflow connection would be opened and closed
-    # per request (a PostgreSQL backend started each time).
+    # A connection per Flask thread (the health probes' included): an overflow connection
+    # would be opened and closed per request (a PostgreSQL backend started each time).
     engine = make_engine(
         database_url,
-        pool_size=settings.api_threads,
+        pool_size=settings.api_threads + API_PROBE_THREADS,
         max_overflow=4,
         pre_ping=False,
         generic_plans=True,

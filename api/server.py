@@ -7,6 +7,9 @@ what granian leaves to the application:
 - the body is read here, asynchronously, with a deadline and a size limit, so a client that
   trickles its body ties up nothing but its own connection and is answered `408` in the end;
 - the Flask app then runs in a bounded pool of threads on a fully buffered request;
+  `GET /api/v1/health` has a small pool of its own, so that a health check is answered
+  promptly however many requests wait for the main pool (load balancers and operators
+  read its latency);
 - a long-poll (`?wait=`) is parked here, on the event loop, holding no thread: the view
   answers with the current state and leaves a `LongPoll` in the WSGI environ; when the
   transaction's notification arrives (or the wait ends) one thread renders the answer again.
@@ -29,12 +32,13 @@ from urllib.parse import unquote_to_bytes
 from flask import Flask
 
 from api.problems import problem_body
-from config.settings import Settings
+from config.settings import API_PROBE_THREADS, Settings
 
 log = logging.getLogger(__name__)
 
 # The WSGI environ keys this layer and the views share.
 ASYNC_LONG_POLL = "tally.async_long_poll"
+HEALTH_PATH = "/api/v1/health"
 LONG_POLL = "tally.long_poll"
 
 Headers = list[tuple[str, str]]
@@ -71,6 +75,9 @@ class TallyServer:
         self.app = app
         self.settings = settings
         self.executor = ThreadPoolExecutor(settings.api_threads, thread_name_prefix="tally-api")
+        self.probe_executor = ThreadPoolExecutor(
+            API_PROBE_THREADS, thread_name_prefix="tally-probe"
+        )
         self.loop: asyncio.AbstractEventLoop | None = None
 
     # RSGI hooks -------------------------------------------------------------------------
@@ -80,6 +87,7 @@ class TallyServer:
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.probe_executor.shutdown(wait=False, cancel_futures=True)
 
     async def __rsgi__(self, scope: Any, proto: Any) -> None:
         if scope.proto != "http":  # websockets: not part of the API
@@ -100,7 +108,9 @@ class TallyServer:
         except Exception:  # the client went away mid-body: nobody to answer
             return
         environ = wsgi_environ(scope, body)
-        answer = await loop.run_in_executor(self.executor, self._call_app, environ)
+        probe = scope.path == HEALTH_PATH and scope.method == "GET"
+        executor = self.probe_executor if probe else self.executor
+        answer = await loop.run_in_executor(executor, self._call_app, environ)
         if answer.long_poll is not None:
             answer.body = await self._long_poll(loop, proto, answer.long_poll, answer.body)
             answer.headers = [

@@ -8,6 +8,10 @@ from dataclasses import dataclass, field
 from config.database_urls import sqlalchemy_url
 
 DEFAULT_WEBHOOK_RETRY_SCHEDULE = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
+# Threads per API process that serve `GET /api/v1/health` alone, beside the
+# `TALLY_API_THREADS` that serve everything else: a health check never waits in line
+# behind the requests that keep those busy.
+API_PROBE_THREADS = 2
 
 
 class SettingsError(ValueError):

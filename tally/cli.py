@@ -208,8 +208,7 @@ def _add_runtime_commands(commands: Any, add: Callable[..., Any]) -> None:
     api.add_argument(
         "--threads",
         type=int,
-        default=32,
-        help="Flask threads per API process (long-polls hold none)",
+        help="Flask threads per API process (default: TALLY_API_THREADS, else 32)",
     )
     api.add_argument("--access-log", action="store_true")
 

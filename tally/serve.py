@@ -43,7 +43,8 @@ def run_api(args: argparse.Namespace, settings: Settings) -> int:
     settings.require_database_url()
     settings.require_broker_url()
     # Each granian worker builds its app from the environment (api.server.create_server).
-    os.environ["TALLY_API_THREADS"] = str(args.threads)
+    if args.threads is not None:
+        os.environ["TALLY_API_THREADS"] = str(args.threads)
     server = Server(
         "api.server:create_server",
         factory=True,

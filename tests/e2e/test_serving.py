@@ -1,5 +1,6 @@
-"""The serving layer as `tally api` runs it: slow clients cut off, long-polls bounded and
-woken at once, revoked keys refused by every process.
+"""The serving layer as `tally api` runs it: slow clients cut off, health checks answered
+while every request thread is busy, long-polls bounded and woken at once, revoked keys
+refused by every process.
 
 Two `tally api` processes (granian, one worker process each) run with short timeouts and
 small long-poll bounds set through the environment, as an operator would set them. No
@@ -42,6 +43,7 @@ from tally.stack import descendants
 from tests.conftest import TenantFixture
 from tests.support.stack import METRICS_TOKEN, Stack, stack_env, wait_until
 
+API_THREADS = 4
 HEADER_TIMEOUT = 1.0
 BODY_TIMEOUT = 1.0
 PER_PROCESS = 4
@@ -98,6 +100,7 @@ def apis(
     env = stack_env(
         database_url,
         redis_url,
+        TALLY_API_THREADS=str(API_THREADS),
         TALLY_API_HEADER_TIMEOUT_SECONDS=str(HEADER_TIMEOUT),
         TALLY_API_BODY_TIMEOUT_SECONDS=str(BODY_TIMEOUT),
         TALLY_LONG_POLLS_PER_PROCESS=str(PER_PROCESS),
@@ -294,6 +297,54 @@ def test_other_clients_are_served_promptly_while_many_clients_trickle(
     assert submit_seconds < PROMPTLY
     assert hanging == len(tricklers) == 150
     post_transactions(engine, [warm, uuid.UUID(submitted.json()["id"])])
+
+
+def test_a_health_check_is_answered_while_every_request_thread_is_busy(
+    api: Api, tenant: TenantFixture, engine: Engine
+) -> None:
+    # A key each: submissions of one key would share a commit instead of a thread each.
+    with unit_of_work(engine) as conn:
+        keys = [create_api_key(conn, tenant.id) for _ in range(API_THREADS + 2)]
+    blocker = engine.connect()
+    blocker.execute(text("LOCK TABLE transactions IN ACCESS EXCLUSIVE MODE"))
+    try:
+        with ThreadPoolExecutor(len(keys)) as pool:
+            submissions = [
+                pool.submit(api.post, key, "/transactions", {"type": "topup", **topup("busy")})
+                for key in keys
+            ]
+            # Every request thread waits on the lock; two more requests wait for a thread.
+            wait_until(
+                lambda: lock_waiters(engine) >= API_THREADS,
+                timeout=30,
+                what=f"{API_THREADS} submissions waiting on the lock",
+            )
+            started = time.monotonic()
+            health = requests.get(f"{api.base_url}/api/v1/health", timeout=10)
+            health_seconds = time.monotonic() - started
+            still_waiting = sum(not submission.done() for submission in submissions)
+            blocker.rollback()
+            accepted = [submission.result() for submission in submissions]
+    finally:
+        blocker.close()
+
+    assert health.status_code == 200, health.text
+    assert health_seconds < PROMPTLY
+    assert still_waiting == len(keys)
+    assert [answer.status_code for answer in accepted] == [202] * len(keys)
+    post_transactions(engine, [uuid.UUID(answer.json()["id"]) for answer in accepted])
+
+
+def lock_waiters(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock'"
+                )
+            ).scalar_one()
+        )
 
 
 # --- long-polls ---------------------------------------------------------------------------------
