@@ -21,8 +21,8 @@ class Publisher:
 
     With a `linger` (seconds), a background thread sends at most one message per linger
     (or per `max_ids` ids): under load, one message carries many ids instead of one each,
-    which spares the broker and the workers a per-message cost per transaction, while an
-    id arriving after a quiet spell is sent at once. Ids lost on the way (a crash while
+    which spares the broker and the workers a per-message cost per transaction, while ids
+    that come one at a time are each sent at once. Ids lost on the way (a crash while
     they wait) stay queued in the database, where the relay finds them.
     """
 
@@ -78,20 +78,25 @@ class Publisher:
             atexit.register(self.flush)
 
     def _flush_forever(self) -> None:
-        # At most one message per `linger`, the first of a quiet spell at once: when idle
-        # an id waits for nothing, under load a message carries what one linger gathered.
+        # At most one message per `linger`, unless the last one carried a single id: ids
+        # that come one at a time (a quiet spell, or a client waiting for each transaction
+        # before the next) wait for nothing; once ids come faster than messages go, a
+        # message carries what one linger gathered.
         last_sent = -float("inf")
+        last_size = 0
         while True:
             with self._wakeup:
                 while not self._pending:
                     self._wakeup.wait()
-                while len(self._pending) < self.max_ids:
+                # The last message carried one id: ids come one at a time, none to wait for.
+                while last_size > 1 and len(self._pending) < self.max_ids:
                     remaining = last_sent + self.linger - time.monotonic()
                     if remaining <= 0:
                         break
                     self._wakeup.wait(remaining)
                 ids, self._pending = self._pending, []
             last_sent = time.monotonic()
+            last_size = len(ids)
             self._send_in_chunks(ids)
 
     def _send_in_chunks(self, transaction_ids: Sequence[str]) -> bool:
