@@ -38,8 +38,9 @@ log = logging.getLogger(__name__)
 
 # The WSGI environ keys this layer and the views share.
 ASYNC_LONG_POLL = "tally.async_long_poll"
-HEALTH_PATH = "/api/v1/health"
 LONG_POLL = "tally.long_poll"
+# Served on the probe threads (`API_PROBE_THREADS`), not the request threads.
+HEALTH_PATH = "/api/v1/health"
 
 Headers = list[tuple[str, str]]
 

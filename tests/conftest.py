@@ -83,17 +83,23 @@ class TenantFixture:
     asset: str = "EUR"
 
 
-@pytest.fixture
-def tenant(engine: Engine) -> Iterator[TenantFixture]:
-    """A fresh tenant with a EUR asset (2 decimals); its ledger invariants are checked after."""
+def make_tenant(engine: Engine, prefix: str = "test") -> TenantFixture:
+    """A new tenant with write, admin and read keys and a EUR asset (2 decimals)."""
     with unit_of_work(engine) as conn:
-        tenant_id = create_tenant(conn, f"test-{uuid.uuid4().hex[:8]}")
+        tenant_id = create_tenant(conn, f"{prefix}-{uuid.uuid4().hex[:8]}")
         api_key = create_api_key(conn, tenant_id)
         admin_key = create_api_key(conn, tenant_id, scope="admin")
         read_key = create_api_key(conn, tenant_id, scope="read")
         create_asset(conn, tenant_id, "EUR", "Euro", 2)
-    yield TenantFixture(tenant_id, api_key, admin_key, read_key)
-    assert_invariants(engine, tenant_id)
+    return TenantFixture(tenant_id, api_key, admin_key, read_key)
+
+
+@pytest.fixture
+def tenant(engine: Engine) -> Iterator[TenantFixture]:
+    """A fresh tenant (`make_tenant`); its ledger invariants are checked after."""
+    made = make_tenant(engine)
+    yield made
+    assert_invariants(engine, made.id)
 
 
 def assert_invariants(engine: Engine, tenant_id: uuid.UUID | None = None) -> None:

@@ -88,7 +88,6 @@ class Publisher:
             with self._wakeup:
                 while not self._pending:
                     self._wakeup.wait()
-                # The last message carried one id: ids come one at a time, none to wait for.
                 while last_size > 1 and len(self._pending) < self.max_ids:
                     remaining = last_sent + self.linger - time.monotonic()
                     if remaining <= 0:

@@ -12,7 +12,7 @@ its CPU is its own and the normal load generator is undisturbed:
 - `/health` is probed on a fresh connection every 0.2 s and timed (with the time of each
   probe, so that the caller can tell probes made beside its normal load from the others).
 
-`HealthProbe` is the same probe as a thread, for the normal load's runs themselves.
+`HealthProbe` is the same probe as a thread, for the normal load's run without pressure.
 """
 
 from __future__ import annotations
@@ -74,8 +74,7 @@ class HealthProbe:
 
     def __init__(self, port: int) -> None:
         self.port = port
-        self.latencies: list[float] = []
-        self.failures = 0
+        self.probes: list[float | None] = []  # seconds, or None for a failure
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._probe, name="health-probe", daemon=True)
 
@@ -89,11 +88,7 @@ class HealthProbe:
 
     def _probe(self) -> None:
         while not self._stop.is_set():
-            seconds = _health(self.port)
-            if seconds is None:
-                self.failures += 1
-            else:
-                self.latencies.append(seconds)
+            self.probes.append(_health(self.port))
             self._stop.wait(HEALTH_EVERY_SECONDS)
 
 

@@ -3,9 +3,10 @@
 The uniform pattern runs twice on the same stack: plain, then while `tally.bench.pressure`
 keeps `--slow-connections` trickling connections and `--long-polls` pending long-polls
 open and probes `/health`. `/health` is timed in three settings: beside the normal load
-alone, beside the normal load and the slow clients, and beside the slow clients alone
-(before and after the second run). The long-polls wait on transactions of their own tenants that
-stay queued throughout (their next attempt is a day away, so no worker claims them).
+alone (a probe thread during the first run), and from the pressure's own probes, beside
+the normal load and the slow clients (during the second run) and beside the slow clients
+alone (before and after it). The long-polls wait on transactions of their own tenants
+that stay queued throughout (their next attempt is a day away, so no worker claims them).
 """
 
 from __future__ import annotations
@@ -90,13 +91,14 @@ def run_slow_clients(
         pending = pool.apply_async(run_pressure, (job,))
         # Let the pressure build up (spawn, connect) before the measured load starts.
         pending.wait(SETTLE_SECONDS)
-        with HealthProbe(port) as loaded_health:
-            loaded_from = time.monotonic()
-            loaded = replace(bench.run_pattern("uniform", port, sampler), pattern="uniform+slow")
-            loaded_until = time.monotonic()
+        loaded_from = time.monotonic()
+        loaded = replace(bench.run_pattern("uniform", port, sampler), pattern="uniform+slow")
+        loaded_until = time.monotonic()
         seen = pending.get(timeout=job.duration + 60)
-    # The pressure's own probes outside the second run: the slow clients alone.
-    alone = [s for when, s in seen.pop("health_probes") if not loaded_from <= when <= loaded_until]
+    # The pressure's own probes, inside the second run and outside it.
+    probes = seen.pop("health_probes")
+    beside_load = [s for when, s in probes if loaded_from <= when <= loaded_until]
+    alone = [s for when, s in probes if not loaded_from <= when <= loaded_until]
     report["slow_clients"] = {
         "slow_connections": job.slow,
         "long_polls": job.long_polls,
@@ -108,19 +110,23 @@ def run_slow_clients(
         "plain_accept_latency_ms": plain.accept_latency_ms,
         "loaded_accept_latency_ms": loaded.accept_latency_ms,
         "health": {
-            "load_alone": _probed(plain_health.latencies, plain_health.failures),
-            "load_and_slow_clients": _probed(loaded_health.latencies, loaded_health.failures),
-            "slow_clients_alone": _probed(
-                [s for s in alone if s is not None], sum(s is None for s in alone)
-            ),
+            "load_alone": _probed(plain_health.probes),
+            "load_and_slow_clients": _probed(beside_load),
+            "slow_clients_alone": _probed(alone),
         },
         "pressure": seen,
     }
     return [plain, loaded]
 
 
-def _probed(latencies: list[float], failures: int) -> dict[str, Any]:
-    return {"latency_ms": percentiles(latencies), "probes": len(latencies), "failures": failures}
+def _probed(probes: list[float | None]) -> dict[str, Any]:
+    """Percentiles of the answered probes (None: a failed one)."""
+    answered = [seconds for seconds in probes if seconds is not None]
+    return {
+        "latency_ms": percentiles(answered),
+        "probes": len(answered),
+        "failures": len(probes) - len(answered),
+    }
 
 
 def format_slow_clients(result: dict[str, Any]) -> str:

@@ -41,11 +41,10 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from config.database_urls import sqlalchemy_url
-from ledger.db import make_engine, unit_of_work
-from ledger.tenants import create_api_key, create_asset, create_tenant
+from ledger.db import make_engine
 from tally.migrate import upgrade
 from tally.stack import create_database, with_database
-from tests.conftest import TenantFixture, backend_missing
+from tests.conftest import backend_missing, make_tenant
 from tests.support.postgres_cluster import Cluster, PostgresTools, initdb, running
 from tests.support.stack import (
     ApiClient,
@@ -172,15 +171,6 @@ def drop_queue(broker_url: str, queue: str) -> None:
         # Redis's virtual transport deletes only queues this connection bound: purge first.
         channel.queue_purge(queue)
         channel.queue_delete(queue)
-
-
-def new_tenant(engine: Engine) -> TenantFixture:
-    with unit_of_work(engine) as conn:
-        tenant_id = create_tenant(conn, f"drill-{uuid.uuid4().hex[:8]}")
-        api_key = create_api_key(conn, tenant_id)
-        admin_key = create_api_key(conn, tenant_id, scope="admin")
-        create_asset(conn, tenant_id, "EUR", "Euro", 2)
-    return TenantFixture(tenant_id, api_key, admin_key)
 
 
 def call(i: int, prefix: str) -> tuple[str, dict[str, Any]]:
@@ -336,7 +326,7 @@ def test_a_backup_taken_under_load_restores_and_strands_nothing(
         upgrade(database_url)
         primary_engine = make_engine(database_url)
         try:
-            tenant = new_tenant(primary_engine)
+            tenant = make_tenant(primary_engine, "drill")
             with running_stack(database_url, redis_url, tmp_path / "primary-logs") as stack:
                 # 1. Money in every wallet, applied; then no worker: what comes next queues.
                 funding = [

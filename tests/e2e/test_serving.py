@@ -35,12 +35,10 @@ from ledger.posting import post_transactions
 from ledger.tenants import (
     KEY_CHANGES_CHANNEL,
     create_api_key,
-    create_asset,
-    create_tenant,
     revoke_api_key,
 )
 from tally.stack import descendants
-from tests.conftest import TenantFixture
+from tests.conftest import TenantFixture, make_tenant
 from tests.support.stack import METRICS_TOKEN, Stack, stack_env, wait_until
 
 API_THREADS = 4
@@ -145,15 +143,6 @@ def submit(api: Api, api_key: str, user_id: str) -> uuid.UUID:
     assert accepted.status_code == 202, accepted.text
     assert accepted.json()["status"] == "queued"
     return uuid.UUID(accepted.json()["id"])
-
-
-def another_tenant(engine: Engine) -> TenantFixture:
-    with unit_of_work(engine) as conn:
-        tenant_id = create_tenant(conn, f"other-{uuid.uuid4().hex[:8]}")
-        api_key = create_api_key(conn, tenant_id)
-        admin_key = create_api_key(conn, tenant_id, scope="admin")
-        create_asset(conn, tenant_id, "EUR", "Euro", 2)
-    return TenantFixture(tenant_id, api_key, admin_key)
 
 
 # --- slow clients -------------------------------------------------------------------------------
@@ -430,7 +419,7 @@ def test_past_the_tenant_bound_a_submission_with_wait_is_accepted_at_once(
 def test_the_long_poll_bound_is_per_tenant_another_tenant_still_waits(
     api: Api, tenant: TenantFixture, engine: Engine
 ) -> None:
-    other = another_tenant(engine)
+    other = make_tenant(engine, "other")
     queued, others = submit(api, tenant.api_key, "kai"), submit(api, other.api_key, "kai")
     with parked(api, engine, [(tenant.api_key, queued)] * PER_TENANT):
         started = time.monotonic()
@@ -447,7 +436,7 @@ def test_parked_long_polls_answer_within_100_ms_of_the_commit(
     api: Api, tenant: TenantFixture, engine: Engine
 ) -> None:
     # Two tenants, two long-polls each: the process's whole bound, on two transactions.
-    other = another_tenant(engine)
+    other = make_tenant(engine, "other")
     mine, theirs = submit(api, tenant.api_key, "lou"), submit(api, other.api_key, "lou")
     waits = [(tenant.api_key, mine)] * PER_TENANT + [(other.api_key, theirs)] * PER_TENANT
     with parked(api, engine, waits) as waiting:
