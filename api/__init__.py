@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException
 from api import console, database, metrics
 from api.combiner import SubmissionCombiner
 from api.context import Tally
-from api.docs import render_docs
+from api.docs import init_app as init_docs
 from api.guard import add_rate_limit_headers, guard_request
 from api.key_cache import KeyCache
 from api.problems import from_http_exception, register_problem_handlers
@@ -90,11 +90,7 @@ def create_app(
     for module in (health, transactions, wallets, assets, webhooks, keys, audit):
         api.register_blueprint(module.blp)
 
-    @app.get("/api/v1/docs")
-    def docs() -> Response:
-        """Human-readable API reference."""
-        return Response(render_docs(api.spec.to_dict()), mimetype="text/html")
-
+    init_docs(app)
     console.init_app(app)
     app.before_request(guard_request)
     app.after_request(add_rate_limit_headers)

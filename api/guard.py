@@ -16,7 +16,14 @@ from api.problems import ApiProblem
 from api.rate_limits import Decision, Policy
 from ledger.tenants import Principal
 
-PUBLIC_ENDPOINTS = {"health.Health", "api-docs.openapi_json", "docs", "metrics", "static"}
+PUBLIC_ENDPOINTS = {
+    "health.Health",
+    "api-docs.openapi_json",
+    "docs",
+    "docs_assets",
+    "metrics",
+    "static",
+}
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 # Writes whose own statement confirms the caller's key (ledger/intake.py): they may take
 # it from the cache. Every other write looks its key up first.
