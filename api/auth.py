@@ -5,9 +5,10 @@ from __future__ import annotations
 from flask import g, request
 
 from api.context import tally
-from api.database import bind_request_tenant, request_connection
+from api.database import request_unit_of_work
 from api.problems import ApiProblem
-from ledger.tenants import Principal, hash_api_key, principal_of_hash
+from ledger.db import bind_tenant
+from ledger.keys import Principal, authenticate_hash, hash_api_key
 
 
 def current_principal() -> Principal:
@@ -45,11 +46,10 @@ def authenticate_request(*, confirm: bool) -> None:
     cache = tally().keys
     principal = None if confirm else cache.get(key_hash)
     if principal is None:
-        with request_connection() as conn:
-            principal = principal_of_hash(conn, key_hash)
-            # The lookup stamps the key's last use: keep it, and start the tenant's own
-            # transaction afresh (api/database.py binds it to the tenant).
-            conn.commit()
+        # A unit of work of its own: the lookup stamps the key's last use, and the tenant's
+        # transactions begin afresh, bound to the tenant (ledger/db.py, `bind_tenant`).
+        with request_unit_of_work() as work:
+            principal = authenticate_hash(work, key_hash)
         if principal is not None:
             cache.put(key_hash, principal)
     if principal is None:
@@ -60,4 +60,4 @@ def authenticate_request(*, confirm: bool) -> None:
             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
         )
     g.principal = principal
-    bind_request_tenant(principal.tenant_id)
+    bind_tenant(principal.tenant_id)

@@ -16,7 +16,7 @@ from apispec import APISpec
 from webargs.flaskparser import FlaskParser, is_json_request
 
 from api import contract
-from api.permissions import READ_METHODS
+from api.permissions import BATCH, READ_METHODS, SINGLE
 from ledger.vocabulary import Scope
 
 View = TypeVar("View", bound=Callable[..., Any])
@@ -86,9 +86,17 @@ class Blueprint(flask_smorest.Blueprint):
 
         return decorator
 
+    @staticmethod
+    def submits_batch(view: View) -> View:
+        """Mark the view as submitting many transactions (the guard lets its own statement
+        confirm the caller's key, as for single submissions)."""
+        view._submission = BATCH  # type: ignore[attr-defined]
+        return view
+
     def submission_responses(self, schema: Any) -> Callable[[View], View]:
-        """What every submission route answers (DESIGN §4): 202, or 200 replaying the answer
-        to an earlier submission of the same `reference_id` and body."""
+        """What every single-submission route answers (docs/api.md#idempotency): 202, or
+        200 replaying the answer to an earlier submission of the same `reference_id` and
+        body. It marks the view as a submission for the guard too."""
         accepted = self.response(202, schema, headers={"Location": "Location"})
         replayed = self.alt_response(
             200,
@@ -104,6 +112,7 @@ class Blueprint(flask_smorest.Blueprint):
         def decorator(view: View) -> View:
             for document in (invalid, reused, unknown_asset, replayed, accepted):
                 view = document(view)
+            view._submission = SINGLE  # type: ignore[attr-defined]
             return view
 
         return decorator

@@ -10,7 +10,7 @@ from marshmallow import ValidationError
 from api.problems import ApiProblem, ledger_error_fields, ledger_error_status
 from api.respond import json_response
 from api.schemas import MAX_BATCH_ITEMS, TransactionSchema
-from api.submission import record, request_from_body
+from api.submission import accept, request_from_body
 from ledger.errors import LedgerError
 from ledger.transaction_request import TransactionRequest
 
@@ -61,7 +61,7 @@ def submit_batch(items: list[Any]) -> Response:
             positions.append(index)
         else:
             results[index] = parsed
-    recorded = record(requests)
+    recorded = accept(requests)
     for index, outcome in zip(positions, recorded, strict=True):
         if isinstance(outcome, LedgerError):
             results[index] = _ledger_error(index, outcome)

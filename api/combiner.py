@@ -22,7 +22,7 @@ from ledger.transaction_request import TransactionRequest
 # One batch: one INSERT of at most this many rows.
 MAX_COMBINED = 100
 
-RecordBatch = Callable[[Sequence[TransactionRequest]], list[Result]]
+AcceptBatch = Callable[[Sequence[TransactionRequest]], list[Result]]
 
 
 @dataclass
@@ -47,11 +47,11 @@ class SubmissionCombiner:
         self._groups: dict[Hashable, _Group] = {}
         self._lock = threading.Lock()
 
-    def record(
-        self, group: tuple[uuid.UUID, uuid.UUID], request: TransactionRequest, run: RecordBatch
+    def accept(
+        self, group: tuple[uuid.UUID, uuid.UUID], request: TransactionRequest, run: AcceptBatch
     ) -> Result:
-        """Record one request with whatever else its group (tenant and key) has queued; `run`
-        records a batch in one unit of work (the caller's thread may be asked to run it)."""
+        """Accept one request with whatever else its group (tenant and key) has queued; `run`
+        accepts a batch in one unit of work (the caller's thread may be asked to run it)."""
         slot = _Slot(request)
         with self._lock:
             state = self._groups.setdefault(group, _Group())
@@ -67,7 +67,7 @@ class SubmissionCombiner:
         assert slot.result is not None
         return slot.result
 
-    def _lead(self, group: Hashable, run: RecordBatch) -> None:
+    def _lead(self, group: Hashable, run: AcceptBatch) -> None:
         with self._lock:
             state = self._groups[group]
             batch, state.pending = (

@@ -6,15 +6,16 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response, current_app, g, request
-from sqlalchemy import text
 
 from api.auth import authenticate_request
 from api.context import tally
-from api.database import bind_request_tenant, request_connection
-from api.permissions import READ_METHODS, authorize, required_scope
+from api.database import request_connection
+from api.permissions import READ_METHODS, SINGLE, authorize, handler_of, required_scope
 from api.problems import ApiProblem
 from api.rate_limits import Decision, Policy
-from ledger.tenants import Principal
+from ledger.db import bind_tenant
+from ledger.intake import is_accepted
+from ledger.keys import Principal
 
 PUBLIC_ENDPOINTS = {
     "health.Health",
@@ -25,38 +26,25 @@ PUBLIC_ENDPOINTS = {
     "static",
 }
 BODY_METHODS = {"POST", "PUT", "PATCH"}
-# Writes whose own statement confirms the caller's key (ledger/intake.py): they may take
-# it from the cache. Every other write looks its key up first.
-SELF_CONFIRMING = {
-    "transactions.Transactions",
-    "transactions.TransactionBatch",
-    "wallets.Topup",
-    "wallets.Bonus",
-    "wallets.Spend",
-}
-# Single submissions: over the limit, a replay of an accepted reference_id still passes.
-SINGLE_SUBMISSIONS = SELF_CONFIRMING - {"transactions.TransactionBatch"}
 MANUAL_WEBHOOK_POLICY = "webhook-manual"
-
-IS_ACCEPTED = text(
-    "SELECT EXISTS (SELECT 1 FROM transactions WHERE tenant_id = :t AND reference_id = :r)"
-)
 
 
 def guard_request() -> None:
     """Authenticate, authorize and rate-limit the request, or answer with a problem."""
-    bind_request_tenant(None)
+    bind_tenant(None)
     if request.endpoint is None:
         return  # 404 and 405 are answered by the error handlers
     if request.endpoint in PUBLIC_ENDPOINTS or request.blueprint == "console":
         return  # the console signs in with a session of its own (api/console/blueprint.py)
-    authenticate_request(
-        confirm=request.method not in READ_METHODS and request.endpoint not in SELF_CONFIRMING
-    )
-    principal: Principal = g.principal
     view = current_app.view_functions[request.endpoint]
+    handler = handler_of(view, request.method)
+    # A submission's own statement confirms the caller's key (ledger/intake.py): it may
+    # take the key from the cache. Every other write looks its key up first.
+    submission = getattr(handler, "_submission", None)
+    authenticate_request(confirm=request.method not in READ_METHODS and submission is None)
+    principal: Principal = g.principal
     authorize(principal, required_scope(view, request.method))
-    _limit_rate(principal, view)
+    _limit_rate(principal, handler, submission)
     has_body = bool(request.content_length) or "Transfer-Encoding" in request.headers
     if request.method in BODY_METHODS and has_body and request.mimetype != "application/json":
         raise ApiProblem(
@@ -71,7 +59,7 @@ def add_rate_limit_headers(response: Response) -> Response:
     return response
 
 
-def _limit_rate(principal: Principal, view: Any) -> None:
+def _limit_rate(principal: Principal, handler: Any, submission: str | None) -> None:
     ctx = tally()
     settings = ctx.settings
     per_key = Policy(
@@ -79,7 +67,8 @@ def _limit_rate(principal: Principal, view: Any) -> None:
     )
     decision = g.rate_limit = ctx.limiter.hit(per_key, principal.key_id)
     if not decision.allowed:
-        if not (request.endpoint in SINGLE_SUBMISSIONS and _is_replay(principal)):
+        # Over the limit, a replay of an accepted reference_id still passes (singles only).
+        if not (submission == SINGLE and _is_replay(principal)):
             raise too_many(decision)
         # A replay answers a client what it already submitted: never starve it, but bound
         # it by a budget of its own.
@@ -87,7 +76,6 @@ def _limit_rate(principal: Principal, view: Any) -> None:
         decision = g.rate_limit = ctx.limiter.hit(replays, principal.key_id)
         if not decision.allowed:
             raise too_many(decision)
-    handler = getattr(getattr(view, "view_class", None), request.method.lower(), None)
     if getattr(handler, "_rate_policy", None) == MANUAL_WEBHOOK_POLICY:
         spend_manual_webhook_budget(principal)
 
@@ -109,9 +97,7 @@ def _is_replay(principal: Principal) -> bool:
     if not isinstance(reference_id, str) or not 0 < len(reference_id) <= 200:
         return False
     with request_connection() as conn:
-        return bool(
-            conn.execute(IS_ACCEPTED, {"t": principal.tenant_id, "r": reference_id}).scalar()
-        )
+        return is_accepted(conn, principal.tenant_id, reference_id)
 
 
 def too_many(decision: Decision) -> ApiProblem:

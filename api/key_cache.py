@@ -15,8 +15,8 @@ import time
 import uuid
 from collections import OrderedDict
 
+from ledger.keys import KEY_CHANGES_CHANNEL, Principal
 from ledger.notifications import listen
-from ledger.tenants import KEY_CHANGES_CHANNEL, Principal
 
 MAX_KEYS = 10_000
 

@@ -13,10 +13,13 @@ from collections.abc import Callable
 from typing import Any
 
 from api.problems import ApiProblem
-from ledger.tenants import Principal
+from ledger.keys import Principal
 from ledger.vocabulary import Scope
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# How a view submits transactions (`_submission`, set by api/blueprint.py): one, or a batch.
+SINGLE = "single"
+BATCH = "batch"
 # The problem code a key of too small a scope gets, by the scope it lacks.
 REFUSALS = {
     Scope.READ: "read_key_required",
@@ -30,11 +33,21 @@ def declared_scope(view: Callable[..., Any]) -> Scope | None:
     return scope
 
 
+def handler_of(view_function: Callable[..., Any], method: str) -> Callable[..., Any] | None:
+    """The function that serves `method` for a Flask view: a MethodView's method, or the
+    view function itself."""
+    view_class = getattr(view_function, "view_class", None)
+    if view_class is None:
+        return view_function
+    handler: Callable[..., Any] | None = getattr(
+        view_class, "get" if method == "HEAD" else method.lower(), None
+    )
+    return handler
+
+
 def required_scope(view_function: Callable[..., Any], method: str) -> Scope:
     """The scope the operation (a Flask view function and the request's method) needs."""
-    view_class = getattr(view_function, "view_class", None)
-    handler_name = "get" if method == "HEAD" else method.lower()
-    handler = getattr(view_class, handler_name, None) if view_class else view_function
+    handler = handler_of(view_function, method)
     declared = declared_scope(handler) if handler is not None else None
     if declared is not None:
         return declared

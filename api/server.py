@@ -23,7 +23,6 @@ import gc
 import io
 import logging
 import sys
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -31,30 +30,16 @@ from urllib.parse import unquote_to_bytes
 
 from flask import Flask
 
+from api.long_poll import ASYNC_LONG_POLL, LONG_POLL, LongPoll
 from api.problems import problem_body
 from config.settings import API_PROBE_THREADS, Settings
 
 log = logging.getLogger(__name__)
 
-# The WSGI environ keys this layer and the views share.
-ASYNC_LONG_POLL = "tally.async_long_poll"
-LONG_POLL = "tally.long_poll"
 # Served on the probe threads (`API_PROBE_THREADS`), not the request threads.
 HEALTH_PATH = "/api/v1/health"
 
 Headers = list[tuple[str, str]]
-
-
-@dataclass
-class LongPoll:
-    """A wait the view hands to the server: re-render until `is_final` or the deadline."""
-
-    transaction_id: str
-    timeout: float
-    # Run in a pool thread: the answer's body now, and whether the transaction is final.
-    render: Callable[[], tuple[bytes, bool]]
-    # Gives the long-poll slot back (per process and per tenant).
-    release: Callable[[], None]
 
 
 @dataclass
@@ -247,7 +232,7 @@ def _wsgi_path(path: str) -> str:
 
 def create_server() -> TallyServer:
     """The RSGI target granian imports in each worker process (`tally api`)."""
-    from api import create_app
+    from api.app import create_app
 
     settings = Settings.from_env()
     server = TallyServer(create_app(settings), settings)

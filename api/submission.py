@@ -1,4 +1,5 @@
-"""The intake use case shared by every submission route: record, publish, optionally wait."""
+"""What every submission route shares: accept through the intake use case, answer, and
+optionally wait for the outcome (`?wait=`)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,10 @@ from sqlalchemy.exc import DBAPIError
 
 from api.auth import current_principal
 from api.context import tally
-from api.database import (
-    release_request_connection,
-    request_unit_of_work,
-    tenant_scope,
-)
+from api.database import release_request_connection, request_unit_of_work
+from api.long_poll import ASYNC_LONG_POLL, LONG_POLL, LongPoll
 from api.respond import json_response, render_json
-from api.server import ASYNC_LONG_POLL, LONG_POLL, LongPoll
+from ledger.db import tenant_scope
 from ledger.intake import Result, accept_transactions, sole_submission
 from ledger.queries import get_transaction
 from ledger.transaction_request import TransactionRequest
@@ -98,28 +96,27 @@ def answer_after_wait(
     return json_response(latest, status, headers)
 
 
-def record(requests: Sequence[TransactionRequest]) -> list[Result]:
-    """Record requests for the calling key's tenant through the one intake service, in this
+def accept(requests: Sequence[TransactionRequest]) -> list[Result]:
+    """Accept requests for the calling key's tenant through the one intake use case, in this
     request's unit of work."""
-    ctx = tally()
     principal = current_principal()
-    return accept_transactions(
-        request_unit_of_work,
-        principal.tenant_id,
-        requests,
-        admin=principal.is_admin,
-        publish=ctx.publisher.publish,
-        max_metadata_bytes=ctx.settings.max_metadata_bytes,
-        # The key may come from the cache: the insert itself confirms it is still live.
-        key_id=principal.key_id,
-    )
+    with request_unit_of_work() as work:
+        return accept_transactions(
+            work,
+            principal.tenant_id,
+            requests,
+            admin=principal.is_admin,
+            max_metadata_bytes=tally().settings.max_metadata_bytes,
+            # The key may come from the cache: the insert itself confirms it is still live.
+            key_id=principal.key_id,
+        )
 
 
 def submit(request: TransactionRequest, wait: float) -> Response:
     """Record the request durably (with concurrent ones of the same key, api/combiner.py),
     publish it after the commit, answer 202 (200 on replay)."""
     principal = current_principal()
-    result = tally().combiner.record((principal.tenant_id, principal.key_id), request, record)
+    result = tally().combiner.accept((principal.tenant_id, principal.key_id), request, accept)
     submission = sole_submission([result])
     view = submission.transaction
     headers = {"Location": url_for("transactions.Transaction", transaction_id=view["id"])}

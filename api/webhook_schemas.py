@@ -8,9 +8,12 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from api.schemas import storable
-from ledger.models import DELIVERY_STATUSES, WEBHOOK_EVENT_TYPES, WEBHOOK_TEST_EVENT
+from ledger.vocabulary import WEBHOOK_TEST_EVENT, DeliveryStatus, EventType
 from ledger.webhooks.endpoints import MAX_DESCRIPTION, MAX_OVERLAP_SECONDS
 from ledger.webhooks.targets import MAX_URL_LENGTH
+
+EVENT_TYPES = [str(t) for t in EventType]
+DELIVERY_STATUSES = [str(s) for s in DeliveryStatus]
 
 
 def _url(**kwargs: Any) -> fields.String:
@@ -23,9 +26,9 @@ def _url(**kwargs: Any) -> fields.String:
 
 def _event_types(**kwargs: Any) -> fields.List:
     return fields.List(
-        fields.String(validate=validate.OneOf(WEBHOOK_EVENT_TYPES)),
+        fields.String(validate=validate.OneOf(EVENT_TYPES)),
         validate=validate.Length(min=1),
-        metadata={"description": f"Any of {', '.join(WEBHOOK_EVENT_TYPES)}; default all."},
+        metadata={"description": f"Any of {', '.join(EVENT_TYPES)}; default all."},
         **kwargs,
     )
 
@@ -63,9 +66,7 @@ class WebhookEndpointSchema(Schema):
     id = fields.UUID(required=True)
     url = fields.String(required=True)
     description = fields.String(required=True, allow_none=True)
-    event_types = fields.List(
-        fields.String(metadata={"enum": list(WEBHOOK_EVENT_TYPES)}), required=True
-    )
+    event_types = fields.List(fields.String(metadata={"enum": EVENT_TYPES}), required=True)
     enabled = fields.Boolean(required=True)
     disabled_reason = fields.String(required=True, allow_none=True)
     previous_secret_expires_at = fields.DateTime(
@@ -120,10 +121,8 @@ class WebhookDeliverySchema(Schema):
     message_id = fields.String(
         required=True, metadata={"description": "The webhook-id header, stable."}
     )
-    event_type = fields.String(
-        required=True, metadata={"enum": [*WEBHOOK_EVENT_TYPES, WEBHOOK_TEST_EVENT]}
-    )
-    status = fields.String(required=True, metadata={"enum": list(DELIVERY_STATUSES)})
+    event_type = fields.String(required=True, metadata={"enum": [*EVENT_TYPES, WEBHOOK_TEST_EVENT]})
+    status = fields.String(required=True, metadata={"enum": DELIVERY_STATUSES})
     attempt_count = fields.Integer(required=True)
     next_attempt_at = fields.DateTime(
         required=True, allow_none=True, metadata={"description": "Set while pending."}

@@ -39,7 +39,7 @@ INSERT_EVENT = text(
 )
 
 
-def record(
+def append_event(
     conn: Connection,
     tenant_id: uuid.UUID,
     actor: Actor,

@@ -1,19 +1,40 @@
-"""Engines and the unit of work: one PostgreSQL transaction per use case."""
+"""Engines, the unit of work, and the tenant each transaction works for.
+
+Every ledger write runs in one `UnitOfWork`: one PostgreSQL transaction, committed when its
+block ends normally and rolled back otherwise, with what must happen only once it has
+committed (publishing new transaction ids to the workers) queued on it. A use case that is
+one transaction takes the open unit of work; one that needs several (the posting engine,
+the hold sweeper) takes the engine and opens each with `unit_of_work`.
+"""
 
 from __future__ import annotations
 
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
+import psycopg
+from psycopg import pq
 from psycopg.types.array import ListBinaryDumper
-from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from config.database_urls import sqlalchemy_url
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+# Sends committed transaction ids to the workers; False if the broker would not take them.
+Publish = Callable[[Sequence[str]], object]
+
+# The API's role: it neither owns the tables nor bypasses row-level security (migration
+# 0005); the metrics' role may count and read nothing else.
+API_ROLE = "tally_api"
+MONITOR_ROLE = "tally_monitor"
 
 
 def make_engine(
@@ -24,6 +45,7 @@ def make_engine(
     statement_timeout_ms: int = 30_000,
     pre_ping: bool = True,
     generic_plans: bool = False,
+    role: str | None = None,
 ) -> Engine:
     """An engine for the ledger database; created by the edges, never at import time.
 
@@ -36,6 +58,8 @@ def make_engine(
     looks cheaper than the generic one, as it always does for the intake insert (one row
     of `unnest` against an estimate of many): about 2 ms of server CPU per submission,
     ten times its execution.
+
+    With `role`, every connection takes that role (`SET ROLE`) as soon as it is made.
     """
     options = f"-c statement_timeout={statement_timeout_ms}"
     if generic_plans:
@@ -54,37 +78,48 @@ def make_engine(
     )
 
     @event.listens_for(engine, "connect")
-    def _binary_arrays(dbapi_connection: Any, _record: Any) -> None:
+    def _prepare(dbapi_connection: Any, _record: Any) -> None:
         # psycopg sends a Python list as a text array by default, escaping every element
         # with regular expressions: the hottest spot of both the worker (about 2 ms of CPU
         # per batch of 50, mostly the outbox's JSON payloads) and the API's single-row
         # insert (a fifth of its CPU). The binary form costs a tenth of that.
         dbapi_connection.adapters.register_dumper(list, ListBinaryDumper)
+        if role is not None:
+            dbapi_connection.execute(f"SET ROLE {role}")
+            dbapi_connection.commit()
 
     return engine
 
 
-log = logging.getLogger(__name__)
-T = TypeVar("T")
+def database_answers(conn: Connection) -> bool:
+    """Whether the database runs a statement now (the health check)."""
+    conn.execute(text("SELECT 1"))
+    return True
 
 
-@contextmanager
-def unit_of_work(engine: Engine) -> Iterator[Connection]:
-    """One transaction: committed when the block ends normally, rolled back otherwise."""
-    with engine.begin() as connection:
-        yield connection
+# --- the unit of work ---------------------------------------------------------------------
 
 
 class UnitOfWork:
     """One transaction on a connection, and what must happen only once it has committed."""
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, publish: Publish | None = None) -> None:
         self.connection = connection
+        self._publish = publish
         self._after_commit: list[Callable[[], object]] = []
 
     def after_commit(self, hook: Callable[[], object]) -> None:
-        """Run `hook` after the commit (never after a rollback), e.g. to publish new ids."""
+        """Run `hook` after the commit (never after a rollback)."""
         self._after_commit.append(hook)
+
+    def publish(self, transaction_ids: Sequence[str]) -> None:
+        """Send these ids to the workers once the commit has made them visible. Without a
+        publisher (or if the broker fails) the relay finds them still queued."""
+        if transaction_ids and self._publish is not None:
+            publish = self._publish
+            ids = list(transaction_ids)
+            # After the commit: a worker must never receive an id it cannot see yet.
+            self.after_commit(lambda: publish(ids))
 
     def _committed(self) -> None:
         for hook in self._after_commit:
@@ -97,16 +132,21 @@ class UnitOfWork:
 
 
 @contextmanager
-def transaction(connection: Connection) -> Iterator[UnitOfWork]:
-    """The block as one transaction on `connection`: committed when it ends normally, then
-    its after-commit hooks run; rolled back otherwise."""
-    work = UnitOfWork(connection)
-    try:
-        yield work
-    except BaseException:
-        connection.rollback()
-        raise
-    connection.commit()
+def unit_of_work(
+    bind: Engine | Connection, *, publish: Publish | None = None
+) -> Iterator[UnitOfWork]:
+    """The block as one unit of work: on a new connection of an engine (commands, tasks)
+    or on a connection the caller holds (a request's). Committed when the block ends
+    normally, then its after-commit hooks run; rolled back otherwise."""
+    with ExitStack() as stack:
+        connection = bind if isinstance(bind, Connection) else stack.enter_context(bind.connect())
+        work = UnitOfWork(connection, publish)
+        try:
+            yield work
+        except BaseException:
+            connection.rollback()
+            raise
+        connection.commit()
     work._committed()
 
 
@@ -122,8 +162,9 @@ def sqlstate(error: BaseException) -> str | None:
 
 
 def retry_on_conflict(attempt: Callable[[], T], *, attempts: int, backoff: float) -> T:
-    """Run `attempt` (a whole transaction) again when PostgreSQL aborted it with a
-    serialization failure or a deadlock; up to `attempts` runs, with jittered backoff."""
+    """Run `attempt` again when PostgreSQL aborted it with a serialization failure or a
+    deadlock; up to `attempts` runs, with jittered backoff. `attempt` is a whole
+    transaction, or a savepoint of one."""
     for number in range(attempts):
         try:
             return attempt()
@@ -133,3 +174,76 @@ def retry_on_conflict(attempt: Callable[[], T], *, attempts: int, backoff: float
             log.info("retrying after %s (attempt %d)", sqlstate(error), number + 1)
             time.sleep(random.uniform(0, backoff * 2**number))
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+# --- the tenant a transaction works for (row-level security) ---------------------------------
+
+BIND_TENANT = "SELECT set_config('tally.tenant_id', %s, true)"
+# BEGIN and the binding in one simple-query message: one round trip where psycopg's own
+# BEGIN followed by the bound statement would be two. The tenant id is a UUID rendered by
+# `uuid.UUID` (hex digits and dashes), so it is inlined safely.
+BEGIN_FOR_TENANT = "BEGIN; SELECT set_config('tally.tenant_id', '{tenant}', true)"
+# The tenant this thread's (or task's) transactions are for: set per request by the API
+# and cleared at its teardown (request threads are reused).
+_tenant: ContextVar[uuid.UUID | None] = ContextVar("tally_tenant", default=None)
+
+
+def bind_tenant(tenant_id: uuid.UUID | None) -> None:
+    """Make the transactions this thread begins from now on work for `tenant_id`."""
+    _tenant.set(tenant_id)
+
+
+@contextmanager
+def tenant_scope(tenant_id: uuid.UUID) -> Iterator[None]:
+    """The transactions begun in the block work for `tenant_id` (outside a request)."""
+    token = _tenant.set(tenant_id)
+    try:
+        yield
+    finally:
+        _tenant.reset(token)
+
+
+def bind_transactions_to_tenant(engine: Engine) -> None:
+    """Begin every transaction of `engine` bound to the current tenant (`bind_tenant`), so
+    that row-level security shows it that tenant's rows alone, and none before one is
+    bound. For an engine whose connections run as API_ROLE."""
+
+    @event.listens_for(engine, "begin")
+    def _bind(conn: Connection) -> None:
+        tenant_id = _tenant.get()
+        if tenant_id is not None:
+            # SQLAlchemy's BEGIN is implicit: this message begins the transaction, so the
+            # setting holds for all of it and ends with it.
+            dbapi_connection = conn.connection.dbapi_connection
+            try:
+                _begin_for_tenant(dbapi_connection, tenant_id)  # type: ignore[arg-type]
+            except psycopg.OperationalError as error:
+                # Raised outside SQLAlchemy's statement handling: wrap it as SQLAlchemy
+                # would, so that a database going away is a 503 like any other, not a 500.
+                raise OperationalError(
+                    BIND_TENANT, [str(tenant_id)], error, connection_invalidated=True
+                ) from error
+
+
+def _begin_for_tenant(dbapi_connection: psycopg.Connection[Any], tenant_id: uuid.UUID) -> None:
+    """Begin a transaction bound to `tenant_id` on the raw psycopg connection."""
+    pgconn = dbapi_connection.pgconn
+    plain_begin = (
+        dbapi_connection.isolation_level is None
+        and dbapi_connection.read_only is None
+        and dbapi_connection.deferrable is None
+    )
+    if pgconn.transaction_status != pq.TransactionStatus.IDLE or not plain_begin:
+        # Already in a transaction, or one psycopg must begin with its own options.
+        dbapi_connection.execute(BIND_TENANT, [str(tenant_id)])
+        return
+    # PQexec blocks (without the GIL); libpq returns the last statement's result, or the
+    # first error.
+    command = BEGIN_FOR_TENANT.format(tenant=uuid.UUID(str(tenant_id)))
+    result = pgconn.exec_(command.encode())
+    if result.status == pq.ExecStatus.TUPLES_OK:
+        return
+    if pgconn.status == pq.ConnStatus.OK and result.status == pq.ExecStatus.FATAL_ERROR:
+        raise psycopg.errors.error_from_result(result, encoding=dbapi_connection.info.encoding)
+    message = pgconn.error_message.decode(errors="replace").strip()
+    raise psycopg.OperationalError(f"could not begin a transaction: {message}")

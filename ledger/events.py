@@ -9,11 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-EVENT_FOR_STATUS = {
-    "applied": "transaction.applied",
-    "rejected": "transaction.rejected",
-    "failed": "transaction.failed",
-}
+from ledger.vocabulary import EVENT_FOR_STATUS
 
 # The dispatchers LISTEN here; the outbox notifies only when it wrote a delivery.
 WEBHOOK_NOTIFY_CHANNEL = "tally_webhooks"
@@ -49,13 +45,13 @@ NOTIFY_CHANNEL = "tally_transactions"
 NOTIFY_CHUNK = 200
 
 
-def record_transaction_events(
+def write_transaction_events(
     conn: Connection, now: Any, finished: Sequence[tuple[uuid.UUID, dict[str, Any]]]
 ) -> None:
     """Write one event per finished transaction (tenant id, view) and wake long-pollers."""
     if not finished:
         return
-    record_events(
+    write_events(
         conn,
         now,
         [
@@ -66,7 +62,7 @@ def record_transaction_events(
     notify_finished(conn, [view["id"] for _, view in finished])
 
 
-def record_events(
+def write_events(
     conn: Connection, now: Any, events: Sequence[tuple[uuid.UUID, str, Any, dict[str, Any]]]
 ) -> None:
     """Write events (tenant id, type, transaction id, payload) and their webhook deliveries."""
@@ -77,7 +73,7 @@ def record_events(
         {
             "now": now,
             "tenant_ids": [tenant_id for tenant_id, _, _, _ in events],
-            "types": [event_type for _, event_type, _, _ in events],
+            "types": [str(event_type) for _, event_type, _, _ in events],
             "transaction_ids": [str(transaction_id) for _, _, transaction_id, _ in events],
             "payloads": [json.dumps(payload) for _, _, _, payload in events],
         },

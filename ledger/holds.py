@@ -15,7 +15,8 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from ledger.events import record_events
+from ledger.db import UnitOfWork
+from ledger.events import write_events
 from ledger.queries import encode_cursor, wallet_page
 from ledger.rules import HoldState
 from ledger.views import transaction_view
@@ -118,9 +119,10 @@ def _outcomes(holds: Sequence[HoldState]) -> dict[str, list[Any]]:
     }
 
 
-def expire_due_holds(conn: Connection, limit: int = 500) -> int:
-    """Within the caller's transaction: release up to `limit` holds past their expiry, with
-    a `hold.expired` event for each; how many were expired."""
+def expire_due_holds(work: UnitOfWork, limit: int = 500) -> int:
+    """Release up to `limit` holds past their expiry, with a `hold.expired` event for each;
+    how many were expired."""
+    conn = work.connection
     due = conn.execute(DUE_HOLDS, {"limit": limit}).mappings().all()
     if not due:
         return 0
@@ -128,11 +130,11 @@ def expire_due_holds(conn: Connection, limit: int = 500) -> int:
     conn.execute(LOCK_ACCOUNTS_BY_ID, {"ids": sorted({row["account_id"] for row in due})})
     ids = [row["transaction_id"] for row in due]
     expired = conn.execute(EXPIRE_HOLDS, {"ids": ids, "now": now}).mappings().all()
-    record_hold_events(conn, now, [(HoldStatus.EXPIRED, hold) for hold in expired])
+    write_hold_events(conn, now, [(HoldStatus.EXPIRED, hold) for hold in expired])
     return len(expired)
 
 
-def record_hold_events(
+def write_hold_events(
     conn: Connection, now: datetime, changes: Sequence[tuple[HoldStatus, Mapping[Any, Any]]]
 ) -> None:
     """One `hold.<status>` event per changed hold, its payload the hold's transaction."""
@@ -144,7 +146,7 @@ def record_hold_events(
             HOLD_TRANSACTIONS, {"ids": [hold["transaction_id"] for _, hold in changes]}
         ).mappings()
     }
-    record_events(
+    write_events(
         conn,
         now,
         [

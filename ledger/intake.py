@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,8 +29,7 @@ from ledger.transaction_request import MAX_METADATA_BYTES, TransactionRequest
 from ledger.views import transaction_view
 from ledger.vocabulary import TransactionType
 
-# Two batches naming the same new reference ids in opposite orders can deadlock on the
-# unique index; PostgreSQL aborts one of them, and it is safe to run again.
+# Runs of a multi-row insert that PostgreSQL aborted on a deadlock (`_insert_rows`).
 MAX_INTAKE_ATTEMPTS = 3
 INTAKE_BACKOFF_SECONDS = 0.01
 
@@ -129,6 +127,11 @@ ENSURE_WALLETS = text(
 )
 
 
+IS_ACCEPTED = text(
+    "SELECT EXISTS (SELECT 1 FROM transactions WHERE tenant_id = :t AND reference_id = :r)"
+)
+
+
 @dataclass(frozen=True)
 class Submission:
     """The recorded transaction, and whether it was recorded by an earlier, identical request."""
@@ -142,56 +145,56 @@ class Submission:
 
 
 Result = Submission | LedgerError
-Publish = Callable[[Sequence[str]], object]
 
 
 def accept_transactions(
-    begin: Callable[[], AbstractContextManager[UnitOfWork]],
+    work: UnitOfWork,
     tenant_id: uuid.UUID,
     requests: Sequence[TransactionRequest],
     *,
     admin: bool,
-    publish: Publish,
     max_metadata_bytes: int = MAX_METADATA_BYTES,
     key_id: uuid.UUID | None = None,
 ) -> list[Result]:
-    """The intake use case: record the requests in one unit of work (`begin` opens it), run
-    again on a deadlock, and publish the new ids once it has committed. With `key_id`,
-    nothing is recorded unless that API key is live (KeyRevoked)."""
+    """The intake use case: record many requests, each on its own terms, and publish the
+    new ids once the unit of work has committed.
 
-    def attempt() -> list[Result]:
-        with begin() as work:
-            results = submit_transactions(
-                work.connection,
-                tenant_id,
-                requests,
-                admin=admin,
-                max_metadata_bytes=max_metadata_bytes,
-                key_id=key_id,
-            )
-            new_ids = [
-                r.transaction["id"] for r in results if isinstance(r, Submission) and not r.replayed
-            ]
-            if new_ids:
-                # After the commit: a worker must never receive an id it cannot see yet.
-                work.after_commit(lambda: publish(new_ids))
-        return results
+    One result per request, in order: a new or replayed Submission, or the LedgerError
+    (not allowed, invalid, unknown asset, reference id reused for another body) that request
+    alone ran into. A reference id repeated inside the batch is recorded once; later
+    copies are replays. `admin` says whether the caller may submit adjustments. With
+    `key_id`, nothing is recorded unless that API key is live (KeyRevoked).
+    """
+    results: list[Result | None] = [None] * len(requests)
+    checked: dict[int, TransactionRequest] = {}
+    for index, request in enumerate(requests):
+        try:
+            if request.type == TransactionType.ADJUSTMENT and not admin:
+                raise AdminKeyRequired("Adjustments need an admin API key.")
+            checked[index] = request.validated(max_metadata_bytes)
+        except LedgerError as error:
+            results[index] = error
+    if checked:
+        _insert(work.connection, tenant_id, checked, results, key_id)
+    accepted = [result for result in results if result is not None]
+    work.publish(
+        [r.transaction["id"] for r in accepted if isinstance(r, Submission) and not r.replayed]
+    )
+    return accepted
 
-    return retry_on_conflict(attempt, attempts=MAX_INTAKE_ATTEMPTS, backoff=INTAKE_BACKOFF_SECONDS)
 
-
-def submit_transaction(
-    conn: Connection,
+def accept_transaction(
+    work: UnitOfWork,
     tenant_id: uuid.UUID,
     request: TransactionRequest,
     *,
     admin: bool,
     max_metadata_bytes: int = MAX_METADATA_BYTES,
 ) -> Submission:
-    """`submit_transactions` for one request; its LedgerError is raised."""
+    """`accept_transactions` for one request; its LedgerError is raised."""
     return sole_submission(
-        submit_transactions(
-            conn, tenant_id, [request], admin=admin, max_metadata_bytes=max_metadata_bytes
+        accept_transactions(
+            work, tenant_id, [request], admin=admin, max_metadata_bytes=max_metadata_bytes
         )
     )
 
@@ -204,37 +207,12 @@ def sole_submission(results: list[Result]) -> Submission:
     return result
 
 
-def submit_transactions(
-    conn: Connection,
-    tenant_id: uuid.UUID,
-    requests: Sequence[TransactionRequest],
-    *,
-    admin: bool,
-    max_metadata_bytes: int = MAX_METADATA_BYTES,
-    key_id: uuid.UUID | None = None,
-) -> list[Result]:
-    """Within the caller's transaction: record many requests, each on its own terms.
-
-    One result per request, in order: a new or replayed Submission, or the LedgerError
-    (not allowed, invalid, unknown asset, reference id reused for another body) that request
-    alone ran into. A reference id repeated inside the batch is recorded once; later
-    copies are replays. `admin` says whether the caller may submit adjustments.
-    """
-    results: list[Result | None] = [None] * len(requests)
-    checked: dict[int, TransactionRequest] = {}
-    for index, request in enumerate(requests):
-        try:
-            if request.type == TransactionType.ADJUSTMENT and not admin:
-                raise AdminKeyRequired("Adjustments need an admin API key.")
-            checked[index] = request.validated(max_metadata_bytes)
-        except LedgerError as error:
-            results[index] = error
-    if checked:
-        _record(conn, tenant_id, checked, results, key_id)
-    return [result for result in results if result is not None]
+def is_accepted(conn: Connection, tenant_id: uuid.UUID, reference_id: str) -> bool:
+    """Whether the tenant has had a transaction with this reference id accepted."""
+    return bool(conn.execute(IS_ACCEPTED, {"t": tenant_id, "r": reference_id}).scalar())
 
 
-def _record(
+def _insert(
     conn: Connection,
     tenant_id: uuid.UUID,
     checked: dict[int, TransactionRequest],
@@ -247,8 +225,7 @@ def _record(
         first_of.setdefault(request.reference_id, index)
     fresh = [checked[index] for index in sorted(first_of.values())]
     inserted = {
-        row["reference_id"]: row
-        for row in conn.execute(INSERT_TRANSACTIONS, _columns(tenant_id, fresh, key_id)).mappings()
+        row["reference_id"]: row for row in _insert_rows(conn, _columns(tenant_id, fresh, key_id))
     }
     existing: dict[str, RowMapping] = {}
     missing = [reference for reference in first_of if reference not in inserted]
@@ -283,7 +260,23 @@ def _record(
             view = shown.get(reference) or transaction_view(row, {})
             results[index] = _replay(row, request, view)
     if again:
-        _record(conn, tenant_id, again, results, key_id)
+        _insert(conn, tenant_id, again, results, key_id)
+
+
+def _insert_rows(conn: Connection, columns: dict[str, Any]) -> list[RowMapping]:
+    """Run INSERT_TRANSACTIONS. Two batches naming the same new reference ids in opposite
+    orders can deadlock on the unique index; PostgreSQL then aborts one of them, which runs
+    again from a savepoint. A single row cannot deadlock (it waits on at most one other
+    insert of its reference, and takes its wallets' locks in sorted order after that), so
+    it spares the savepoint's round trips."""
+    if len(columns["reference_ids"]) == 1:
+        return list(conn.execute(INSERT_TRANSACTIONS, columns).mappings())
+
+    def attempt() -> list[RowMapping]:
+        with conn.begin_nested():
+            return list(conn.execute(INSERT_TRANSACTIONS, columns).mappings())
+
+    return retry_on_conflict(attempt, attempts=MAX_INTAKE_ATTEMPTS, backoff=INTAKE_BACKOFF_SECONDS)
 
 
 def _key_is_live(conn: Connection, key_id: uuid.UUID) -> bool:

@@ -27,7 +27,10 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from ledger.vocabulary import (
+    WEBHOOK_TEST_EVENT,
     AccountStatus,
+    DeliveryStatus,
+    EventType,
     HoldStatus,
     SystemAccount,
     TransactionStatus,
@@ -325,16 +328,6 @@ class Hold(Base):
     )
 
 
-WEBHOOK_EVENT_TYPES = (
-    "transaction.applied",
-    "transaction.rejected",
-    "transaction.failed",
-    "hold.captured",
-    "hold.voided",
-    "hold.expired",
-)
-
-
 class Event(Base):
     """Outbox: one row per status change of a transaction, written in the same commit."""
 
@@ -348,15 +341,10 @@ class Event(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
 
     __table_args__ = (
-        CheckConstraint(_in("type", WEBHOOK_EVENT_TYPES), name="type_known"),
+        CheckConstraint(_in("type", EventType), name="type_known"),
         Index(None, "tenant_id", "created_at"),
         Index(None, "transaction_id"),
     )
-
-
-WEBHOOK_TEST_EVENT = "webhook.test"
-# pending: waiting for next_attempt_at; sending: leased to a dispatcher until next_attempt_at.
-DELIVERY_STATUSES = ("pending", "sending", "delivered", "failed")
 
 
 class WebhookEndpoint(Base):
@@ -388,7 +376,7 @@ class WebhookEndpoint(Base):
         ),
         CheckConstraint(
             "cardinality(event_types) >= 1 AND event_types <@ ARRAY["
-            + ", ".join(repr(t) for t in WEBHOOK_EVENT_TYPES)
+            + ", ".join(repr(str(t)) for t in EventType)
             + "]::text[]",
             name="event_types_known",
         ),
@@ -428,9 +416,9 @@ class WebhookDelivery(Base):
     __table_args__ = (
         # At most one delivery of an event per endpoint; redeliveries reuse it.
         UniqueConstraint("endpoint_id", "event_id"),
-        CheckConstraint(_in("status", DELIVERY_STATUSES), name="status_known"),
+        CheckConstraint(_in("status", DeliveryStatus), name="status_known"),
         CheckConstraint(
-            _in("event_type", (*WEBHOOK_EVENT_TYPES, WEBHOOK_TEST_EVENT)), name="event_type_known"
+            _in("event_type", (*EventType, WEBHOOK_TEST_EVENT)), name="event_type_known"
         ),
         CheckConstraint("(event_id IS NULL) = (payload IS NOT NULL)", name="payload_or_event"),
         CheckConstraint("attempts >= 0", name="attempts_non_negative"),

@@ -18,15 +18,21 @@ from typing import Any
 from sqlalchemy import Connection, Engine, RowMapping, text
 from sqlalchemy.exc import OperationalError
 
-from ledger import audit
-from ledger.audit import OPERATOR, Actor
 from ledger.codes import REJECTION_MESSAGES, FailureCode, RejectionCode
-from ledger.db import retry_on_conflict
-from ledger.events import record_transaction_events
-from ledger.holds import LOCK_HOLDS, record_hold_events, write_holds
-from ledger.rules import AccountState, Book, HoldState, Original, Proposal, from_row
+from ledger.db import retry_on_conflict, unit_of_work
+from ledger.events import write_transaction_events
+from ledger.holds import LOCK_HOLDS, write_hold_events, write_holds
+from ledger.rules import (
+    AccountKey,
+    AccountState,
+    Book,
+    HoldState,
+    Original,
+    Proposal,
+    from_row,
+)
 from ledger.views import transaction_view
-from ledger.vocabulary import HOLD_ACTIONS, HoldStatus, TransactionType
+from ledger.vocabulary import HOLD_ACTIONS, HoldStatus, TransactionStatus, TransactionType
 
 log = logging.getLogger(__name__)
 
@@ -250,8 +256,8 @@ def _apply_batch(conn: Connection, txns: list[RowMapping]) -> list[Outcome]:
     touched = [account for account in book.accounts.values() if account.touched]
     _write(conn, now, entry_rows, touched, outcomes, settled)
     write_holds(conn, now, [hold for hold in book.holds.values() if hold.changed])
-    record_transaction_events(conn, now, finished)
-    record_hold_events(conn, now, [(status, asdict(hold)) for status, hold in released])
+    write_transaction_events(conn, now, finished)
+    write_hold_events(conn, now, [(status, asdict(hold)) for status, hold in released])
     return outcomes
 
 
@@ -318,10 +324,7 @@ def apply_claimed(
     return result
 
 
-WalletKey = tuple[uuid.UUID, str, str]
-
-
-def _wallets(row: Any) -> list[WalletKey]:
+def _wallets(row: Any) -> list[AccountKey]:
     if row["asset_code"] is None:
         return []
     return [
@@ -336,7 +339,7 @@ def _in_wallet_order(
 ) -> tuple[list[RowMapping], list[RowMapping]]:
     """Split the claimed rows (in seq order) into those free to apply and those that must
     wait for an earlier transaction on one of their wallets held elsewhere."""
-    earliest: dict[WalletKey, int] = {}
+    earliest: dict[AccountKey, int] = {}
     params = {"newest": claimed[-1]["seq"], "ids": [row["id"] for row in claimed]}
     for row in conn.execute(EARLIER_QUEUED, params).mappings():
         for key in _wallets(row):
@@ -360,8 +363,8 @@ def _retrying(
     engine: Engine, ids: Sequence[uuid.UUID], fill_to: int, in_order: bool
 ) -> BatchResult:
     def attempt() -> BatchResult:
-        with engine.begin() as conn:
-            return apply_claimed(conn, ids, fill_to, in_order=in_order)
+        with unit_of_work(engine) as work:
+            return apply_claimed(work.connection, ids, fill_to, in_order=in_order)
 
     return retry_on_conflict(
         attempt, attempts=MAX_CONFLICT_RETRIES, backoff=CONFLICT_BACKOFF_SECONDS
@@ -392,7 +395,7 @@ def post_transactions(
     except Exception as error:
         log.exception("batch of %d failed; applying one at a time", max(len(ids), fill_to))
         if len(ids) == 1 and fill_to <= 1:
-            return _record_failure(engine, ids[0], error, max_attempts)
+            return _count_failed_attempt(engine, ids[0], error, max_attempts)
     # Isolate the faulty transaction: every other one still gets applied. The rows the batch
     # topped itself up with are isolated too, or a faulty one would sink every later batch.
     suspects = list(ids)
@@ -436,11 +439,12 @@ MARK_FAILED = text(
 )
 
 
-def _record_failure(
+def _count_failed_attempt(
     engine: Engine, transaction_id: uuid.UUID, error: BaseException, max_attempts: int
 ) -> BatchResult:
     message = f"{type(error).__name__}: {error}"[:MAX_ERROR_LENGTH]
-    with engine.begin() as conn:
+    with unit_of_work(engine) as work:
+        conn = work.connection
         attempts = conn.execute(RECORD_ATTEMPT, {"id": transaction_id, "error": message}).scalar()
         if attempts is None:
             return BatchResult(skipped=[transaction_id])
@@ -459,35 +463,14 @@ def _record_failure(
             .one()
         )
         now = conn.execute(text("SELECT now()")).scalar_one()
-        record_transaction_events(conn, now, [(row["tenant_id"], transaction_view(row, {}))])
+        write_transaction_events(conn, now, [(row["tenant_id"], transaction_view(row, {}))])
     return BatchResult(
         outcomes=[
-            Outcome(transaction_id, row["type"], "failed", FailureCode.PROCESSING_FAILED.value)
+            Outcome(
+                transaction_id,
+                row["type"],
+                TransactionStatus.FAILED,
+                FailureCode.PROCESSING_FAILED.value,
+            )
         ]
     )
-
-
-def requeue_failed(
-    conn: Connection,
-    tenant_id: uuid.UUID,
-    transaction_id: uuid.UUID,
-    *,
-    actor: Actor = OPERATOR,
-) -> bool:
-    """Re-queue a failed transaction (an operator's decision, audited); True if it was
-    failed. The caller publishes its id after the commit (or the relay finds it)."""
-    updated = conn.execute(
-        text(
-            """
-            UPDATE transactions
-            SET status = 'queued', result_code = NULL, result_message = NULL, attempts = 0,
-                completed_at = NULL, next_attempt_at = now(), updated_at = now()
-            WHERE tenant_id = :tenant_id AND id = :id AND status = 'failed'
-            """
-        ),
-        {"tenant_id": tenant_id, "id": transaction_id},
-    )
-    if updated.rowcount != 1:
-        return False
-    audit.record(conn, tenant_id, actor, "transaction.requeued", f"transaction:{transaction_id}")
-    return True

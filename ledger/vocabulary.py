@@ -51,6 +51,37 @@ class HoldStatus(StrEnum):
     EXPIRED = "expired"
 
 
+class EventType(StrEnum):
+    """What an outbox event announces; webhook endpoints subscribe to these."""
+
+    TRANSACTION_APPLIED = "transaction.applied"
+    TRANSACTION_REJECTED = "transaction.rejected"
+    TRANSACTION_FAILED = "transaction.failed"
+    HOLD_CAPTURED = "hold.captured"
+    HOLD_VOIDED = "hold.voided"
+    HOLD_EXPIRED = "hold.expired"
+
+
+# Sent only when an operator asks for it; no endpoint subscribes to it.
+WEBHOOK_TEST_EVENT = "webhook.test"
+# The event each final status of a transaction writes to the outbox.
+EVENT_FOR_STATUS = {
+    TransactionStatus.APPLIED: EventType.TRANSACTION_APPLIED,
+    TransactionStatus.REJECTED: EventType.TRANSACTION_REJECTED,
+    TransactionStatus.FAILED: EventType.TRANSACTION_FAILED,
+}
+
+
+class DeliveryStatus(StrEnum):
+    """A webhook delivery's state: waiting for `next_attempt_at`, leased to a dispatcher
+    until then, or settled."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
 class SystemAccount(StrEnum):
     """The per-tenant, per-asset accounts money enters, leaves and is adjusted through."""
 

@@ -46,7 +46,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
-from api import create_app
+from api.app import create_app
 from config.database_urls import sqlalchemy_url
 from config.settings import Settings
 from ledger.db import make_engine, unit_of_work

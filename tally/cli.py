@@ -6,7 +6,8 @@ import argparse
 import json
 import sys
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import OperationalError
@@ -15,13 +16,26 @@ from config.settings import Settings, SettingsError
 from ledger.errors import LedgerError
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
+    from ledger.db import UnitOfWork
 
 
-def _engine(settings: Settings) -> Engine:
-    from ledger.db import make_engine
+@contextmanager
+def command_unit_of_work(settings: Settings, *, publishes: bool = False) -> Iterator[UnitOfWork]:
+    """A command's one unit of work, on an engine of its own; with `publishes`, the
+    transaction ids it publishes go to the broker (BROKER_URL) once it has committed."""
+    from ledger.db import make_engine, unit_of_work
 
-    return make_engine(settings.require_database_url(), pool_size=2)
+    publisher = None
+    if publishes:
+        from worker.publisher import Publisher
+
+        publisher = Publisher(settings.require_broker_url(), settings.queue)
+    engine = make_engine(settings.require_database_url(), pool_size=1, max_overflow=0)
+    try:
+        with unit_of_work(engine, publish=publisher.publish if publisher else None) as work:
+            yield work
+    finally:
+        engine.dispose()
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -38,20 +52,18 @@ def _scope(args: argparse.Namespace) -> str:
 
 
 def cmd_tenants_create(args: argparse.Namespace, settings: Settings) -> int:
-    from ledger.db import unit_of_work
-    from ledger.tenants import create_tenant, issue_api_key
+    from ledger.tenants import provision_tenant
 
-    engine = _engine(settings)
-    with unit_of_work(engine) as conn:
-        tenant_id = create_tenant(conn, args.name)
-        key = issue_api_key(conn, tenant_id, _scope(args))
+    with command_unit_of_work(settings) as work:
+        tenant = provision_tenant(work, args.name, scopes=[_scope(args)], assets=())
+    scope = _scope(args)
     print(
         json.dumps(
             {
-                "tenant_id": str(tenant_id),
+                "tenant_id": str(tenant.id),
                 "name": args.name,
-                "api_key": key["api_key"],
-                "scope": key["scope"],
+                "api_key": tenant.key(scope),
+                "scope": scope,
             }
         )
     )
@@ -59,64 +71,59 @@ def cmd_tenants_create(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_tenants_set_rate_limit(args: argparse.Namespace, settings: Settings) -> int:
-    from ledger.db import unit_of_work
     from ledger.tenants import set_rate_limit
 
-    with unit_of_work(_engine(settings)) as conn:
-        set_rate_limit(conn, args.tenant, args.per_second)
+    with command_unit_of_work(settings) as work:
+        set_rate_limit(work, args.tenant, args.per_second)
     print(json.dumps({"tenant_id": str(args.tenant), "rate_limit_per_second": args.per_second}))
     return 0
 
 
 def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
-    from ledger.db import unit_of_work
-    from ledger.tenants import issue_api_key
+    from ledger.keys import issue_api_key
 
-    with unit_of_work(_engine(settings)) as conn:
-        key = issue_api_key(conn, args.tenant, _scope(args))
+    with command_unit_of_work(settings) as work:
+        key = issue_api_key(work, args.tenant, _scope(args))
     print(json.dumps({"tenant_id": str(args.tenant), **key}))
     return 0
 
 
 def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
-    from ledger.db import unit_of_work
-    from ledger.tenants import list_api_keys
+    from ledger.keys import list_api_keys
 
-    with unit_of_work(_engine(settings)) as conn:
-        keys = list_api_keys(conn, args.tenant)
+    with command_unit_of_work(settings) as work:
+        keys = list_api_keys(work.connection, args.tenant)
     print(json.dumps(keys, indent=2))
     return 0
 
 
 def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
-    from ledger.db import unit_of_work
-    from ledger.tenants import revoke_api_key
+    from ledger.keys import revoke_api_keys_matching
 
-    with unit_of_work(_engine(settings)) as conn:
-        revoked = revoke_api_key(conn, args.key)
+    with command_unit_of_work(settings) as work:
+        revoked = revoke_api_keys_matching(work, args.key)
     print(json.dumps({"revoked": revoked}))
     return 0 if revoked else 1
 
 
 def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
-    from ledger.db import unit_of_work
     from ledger.verify import verify_ledger
 
-    with unit_of_work(_engine(settings)) as conn:
-        report = verify_ledger(conn, args.tenant)
+    with command_unit_of_work(settings) as work:
+        report = verify_ledger(work.connection, args.tenant)
     print("\n".join(report.lines()))
     print("ledger is consistent" if report.ok else "LEDGER INVARIANTS VIOLATED")
     return 0 if report.ok else 1
 
 
 def cmd_requeue(args: argparse.Namespace, settings: Settings) -> int:
-    from ledger.db import unit_of_work
-    from ledger.posting import requeue_failed
+    from ledger.audit import OPERATOR
+    from ledger.queue import requeue_transaction
 
-    with unit_of_work(_engine(settings)) as conn:
-        done = requeue_failed(conn, args.tenant, args.transaction_id)
-    print(json.dumps({"requeued": done}))
-    return 0 if done else 1
+    with command_unit_of_work(settings, publishes=True) as work:
+        view = requeue_transaction(work, args.tenant, args.transaction_id, actor=OPERATOR)
+    print(json.dumps({"requeued": True, "transaction": view}))
+    return 0
 
 
 def _uuid(value: str) -> uuid.UUID:
@@ -140,7 +147,7 @@ def _scope_arguments(parser: argparse.ArgumentParser) -> None:
         "--scope",
         choices=["admin", "write", "read"],
         default="write",
-        help="what the key may do (README, Security); default write",
+        help="what the key may do (docs/security.md); default write",
     )
     parser.add_argument("--admin", action="store_true", help="the same as --scope admin")
 

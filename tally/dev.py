@@ -119,21 +119,20 @@ def _run(
 def ensure_dev_tenant(database_url: str, state_file: Path) -> DevCredentials:
     """The development tenant and admin key from `state_file`, created if missing or stale."""
     from ledger.db import make_engine, unit_of_work
-    from ledger.tenants import authenticate, create_api_key, create_asset, create_tenant
+    from ledger.keys import authenticate
+    from ledger.tenants import provision_tenant
+    from ledger.vocabulary import Scope
 
     saved = _load_credentials(state_file)
     engine = make_engine(database_url, pool_size=1, max_overflow=0)
     try:
-        with unit_of_work(engine) as conn:
-            principal = authenticate(conn, saved.api_key) if saved else None
+        with unit_of_work(engine) as work:
+            principal = authenticate(work, saved.api_key) if saved else None
             if saved is not None and principal and str(principal.tenant_id) == saved.tenant_id:
                 return saved
             # No state yet, or it belongs to another database (DATABASE_URL changed, say).
-            tenant_id = create_tenant(conn, TENANT_NAME)
-            credentials = DevCredentials(
-                str(tenant_id), create_api_key(conn, tenant_id, scope="admin")
-            )
-            create_asset(conn, tenant_id, "EUR", "Euro", 2)
+            tenant = provision_tenant(work, TENANT_NAME, scopes=[Scope.ADMIN])
+            credentials = DevCredentials(str(tenant.id), tenant.key(Scope.ADMIN))
     finally:
         engine.dispose()
     _save_credentials(state_file, credentials)

@@ -111,13 +111,14 @@ def run_relay(args: argparse.Namespace, settings: Settings) -> int:
 
     _configure_logging()
     engine = make_engine(settings.require_database_url(), pool_size=2)
-    publisher = Publisher(settings.require_broker_url(), settings.queue)
+    # One message per worker batch at most: a worker applies what one message carries.
+    publisher = Publisher(
+        settings.require_broker_url(), settings.queue, max_ids=settings.batch_size
+    )
     stop = _stop_on_signals()
 
     def relay() -> int:
-        return relay_once(
-            engine, publisher, settings.relay_age_seconds, chunk_size=settings.batch_size
-        )
+        return relay_once(engine, publisher, settings.relay_age_seconds)
 
     log.info(
         "relay running every %.1fs%s",

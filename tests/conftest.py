@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
+from ledger.assets import create_asset
 from ledger.db import make_engine, unit_of_work
-from ledger.tenants import create_api_key, create_asset, create_tenant
+from ledger.keys import issue_api_key
+from ledger.tenants import create_tenant
 from ledger.verify import verify_ledger
 
 REQUIRE_BACKENDS = os.environ.get("TALLY_TEST_REQUIRE_BACKENDS", "").lower() in {"1", "true", "yes"}
@@ -85,12 +87,12 @@ class TenantFixture:
 
 def make_tenant(engine: Engine, prefix: str = "test") -> TenantFixture:
     """A new tenant with write, admin and read keys and a EUR asset (2 decimals)."""
-    with unit_of_work(engine) as conn:
-        tenant_id = create_tenant(conn, f"{prefix}-{uuid.uuid4().hex[:8]}")
-        api_key = create_api_key(conn, tenant_id)
-        admin_key = create_api_key(conn, tenant_id, scope="admin")
-        read_key = create_api_key(conn, tenant_id, scope="read")
-        create_asset(conn, tenant_id, "EUR", "Euro", 2)
+    with unit_of_work(engine) as work:
+        tenant_id = create_tenant(work, f"{prefix}-{uuid.uuid4().hex[:8]}")
+        api_key = issue_api_key(work, tenant_id, "write")["api_key"]
+        admin_key = issue_api_key(work, tenant_id, "admin")["api_key"]
+        read_key = issue_api_key(work, tenant_id, "read")["api_key"]
+        create_asset(work, tenant_id, "EUR", "Euro", 2)
     return TenantFixture(tenant_id, api_key, admin_key, read_key)
 
 

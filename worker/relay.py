@@ -12,63 +12,30 @@ import logging
 import threading
 from collections.abc import Callable
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from ledger.db import unit_of_work
 from ledger.holds import expire_due_holds
+from ledger.queue import republish_stale_transactions
 from worker.publisher import Publisher
 
 log = logging.getLogger(__name__)
 
-PUBLISH_CHUNK = 200
-
-# Bumping updated_at marks the row as just published: the next scan leaves it alone for
-# another `age` seconds. SKIP LOCKED passes over rows a worker is applying right now.
-CLAIM_STALE = text(
-    """
-    UPDATE transactions SET publish_count = publish_count + 1, updated_at = now()
-    WHERE id IN (
-        SELECT id FROM transactions
-        WHERE status = 'queued' AND next_attempt_at <= now()
-          AND updated_at < now() - make_interval(secs => :age)
-        ORDER BY seq
-        LIMIT :limit
-        FOR UPDATE SKIP LOCKED
-    )
-    RETURNING id
-    """
-)
+HOLDS_PER_COMMIT = 500
 
 
-def relay_once(
-    engine: Engine,
-    publisher: Publisher,
-    age_seconds: float,
-    limit: int = 5000,
-    chunk_size: int = PUBLISH_CHUNK,
-) -> int:
-    """Publish the transactions queued for longer than `age_seconds`; how many were sent."""
-    with unit_of_work(engine) as conn:
-        ids = [
-            str(i)
-            for i in conn.execute(CLAIM_STALE, {"age": age_seconds, "limit": limit}).scalars()
-        ]
-    sent = 0
-    for start in range(0, len(ids), chunk_size):
-        chunk = ids[start : start + chunk_size]
-        if publisher.publish(chunk):
-            sent += len(chunk)
-    if ids:
-        log.info("relay re-published %d of %d stale queued transactions", sent, len(ids))
-    return sent
+def relay_once(engine: Engine, publisher: Publisher, age_seconds: float) -> int:
+    """Publish the transactions queued for longer than `age_seconds`; how many."""
+    with unit_of_work(engine, publish=publisher.publish) as work:
+        return republish_stale_transactions(work, age_seconds)
 
 
-def expire_holds_once(engine: Engine, batch_size: int = 500) -> int:
+def expire_holds_once(engine: Engine, batch_size: int = HOLDS_PER_COMMIT) -> int:
     """Release every hold past its expiry, `batch_size` to a commit; how many."""
     expired = 0
     while True:
-        with unit_of_work(engine) as conn:
-            count = expire_due_holds(conn, batch_size)
+        with unit_of_work(engine) as work:
+            count = expire_due_holds(work, batch_size)
         expired += count
         if count < batch_size:
             break

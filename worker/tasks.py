@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from config.settings import Settings
 from ledger.db import make_engine
 from ledger.posting import BatchResult, post_transactions
+from ledger.vocabulary import TransactionStatus
 from worker.celery_app import APPLY_TASK
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ class _ProcessState:
         for outcome in result.outcomes:
             # Only final outcomes: an operator may re-queue a failed transaction, and its
             # next message must reach the ledger.
-            if outcome.status != "failed":
+            if outcome.status != TransactionStatus.FAILED:
                 self.finished[outcome.transaction_id] = None
         while len(self.finished) > FINISHED_MEMORY:
             self.finished.popitem(last=False)

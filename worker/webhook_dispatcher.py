@@ -31,7 +31,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from config.settings import Settings
-from ledger.db import unit_of_work
+from ledger.db import make_engine, unit_of_work
 from ledger.events import WEBHOOK_NOTIFY_CHANNEL
 from ledger.notifications import listen
 from ledger.webhooks.dispatch import (
@@ -100,9 +100,9 @@ class WebhookDispatcher:
         def tenant_room_for(tenant_id: uuid.UUID) -> int:
             return tenant_room.get(tenant_id, self.tenant_share)
 
-        with unit_of_work(self.engine) as conn:
+        with unit_of_work(self.engine) as work:
             claimed = claim_due(
-                conn,
+                work,
                 limit=free,
                 room_for=room_for,
                 full=[e for e, left in room.items() if left <= 0],
@@ -122,12 +122,12 @@ class WebhookDispatcher:
         succeeded = False
         try:
             if not delivery.enabled:
-                with unit_of_work(self.engine) as conn:
-                    fail_unsendable(conn, delivery, "endpoint disabled")
+                with unit_of_work(self.engine) as work:
+                    fail_unsendable(work, delivery, "endpoint disabled")
                 return
             result = self._attempt(delivery)
             succeeded = result.succeeded
-            self._record(delivery, result)
+            self._store(delivery, result)
         except Exception:
             # Only the database can fail here: the lease expires and the delivery is claimed
             # again, so nothing is lost.
@@ -171,12 +171,12 @@ class WebhookDispatcher:
                 error=f"internal error: {type(error).__name__}: {error}".rstrip(": "),
             )
 
-    def _record(self, delivery: ClaimedDelivery, result: AttemptResult) -> None:
+    def _store(self, delivery: ClaimedDelivery, result: AttemptResult) -> None:
         """Record the attempt; if that fails, record it again without what the receiver said."""
         schedule = self.settings.webhook_retry_schedule
         try:
-            with unit_of_work(self.engine) as conn:
-                record_attempt(conn, delivery, result, schedule)
+            with unit_of_work(self.engine) as work:
+                record_attempt(work, delivery, result, schedule)
             return
         except Exception as error:
             log.exception("webhook delivery %s: recording the answer failed", delivery.id)
@@ -189,11 +189,11 @@ class WebhookDispatcher:
                 error=f"the answer could not be recorded: {type(error).__name__}",
                 retry_after_seconds=result.retry_after_seconds,
             )
-        with unit_of_work(self.engine) as conn:
-            record_attempt(conn, delivery, bare, schedule)
+        with unit_of_work(self.engine) as work:
+            record_attempt(work, delivery, bare, schedule)
 
     def _pause(self) -> float:
-        with unit_of_work(self.engine) as conn:
+        with self.engine.connect() as conn:
             due_in = seconds_until_next_due(conn)
         if due_in is None:
             return IDLE_POLL_SECONDS
@@ -240,8 +240,6 @@ class WebhookDispatcher:
 
 def run_dispatcher(settings: Settings, stop: threading.Event) -> threading.Thread:
     """Start a dispatcher on its own engine in a background thread of this process."""
-    from ledger.db import make_engine
-
     # Every sender records its own result: up to one connection per pool thread.
     engine = make_engine(
         settings.require_database_url(),

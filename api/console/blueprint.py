@@ -12,13 +12,15 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
-from api.console.sessions import COOKIE, ConsoleSession, clear_cookie, find_session, tokens_match
+from api.console.cookies import COOKIE, clear_cookie, tokens_match
 from api.context import tally
-from api.database import bind_request_tenant, request_connection
+from api.database import request_unit_of_work
 from api.permissions import authorize, required_scope
 from api.problems import RETRY_AFTER_SECONDS, ApiProblem, ledger_error_status
+from ledger.console_sessions import ConsoleSession, find_session
+from ledger.db import bind_tenant
 from ledger.errors import LedgerError
-from ledger.tenants import Principal
+from ledger.keys import Principal
 
 log = logging.getLogger(__name__)
 
@@ -63,21 +65,20 @@ def console_session() -> ConsoleSession:
 @bp.before_request
 def _gate() -> Response | None:
     """Resolve the session cookie (or send the browser to sign in); check CSRF on POST."""
-    bind_request_tenant(None)
+    bind_tenant(None)
     if request.endpoint in PUBLIC:
         return None
     token = request.cookies.get(COOKIE)
     session = None
     if token:
         settings = tally().settings
-        with request_connection() as conn:
+        with request_unit_of_work() as work:
             session = find_session(
-                conn,
+                work,
                 token,
                 idle_seconds=settings.console_idle_seconds,
                 max_seconds=settings.console_max_seconds,
             )
-            conn.commit()
     if session is None:
         target = url_for("console.login")
         if request.method == "GET" and request.path != url_for("console.overview"):
@@ -88,7 +89,7 @@ def _gate() -> Response | None:
         return response
     g.console_session = session
     g.principal = session.principal
-    bind_request_tenant(session.principal.tenant_id)
+    bind_tenant(session.principal.tenant_id)
     if request.method == "POST" and not tokens_match(
         session.csrf_token, request.form.get("csrf_token")
     ):

@@ -8,7 +8,7 @@ from flask import g
 
 from api.console.blueprint import bp, principal
 from api.database import request_connection
-from ledger.tenants import list_assets
+from ledger.assets import list_assets
 
 
 def _decimals(asset_code: str | None) -> int:

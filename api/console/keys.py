@@ -9,8 +9,8 @@ from flask import abort, request
 from werkzeug.wrappers import Response
 
 from api.console.blueprint import authorize_as, back_with_notice, bp, principal, render
-from api.database import request_connection, request_transaction
-from ledger.tenants import issue_api_key, list_api_keys, revoke_key
+from api.database import request_connection, request_unit_of_work
+from ledger.keys import issue_api_key, list_api_keys, revoke_api_key
 from ledger.vocabulary import Scope
 
 
@@ -30,9 +30,9 @@ def keys() -> tuple[str, int]:
 def create_key() -> tuple[str, int]:
     authorize_as("keys.ApiKeys", "POST")
     signed_in = principal()
-    with request_transaction() as conn:
+    with request_unit_of_work() as work:
         issued = issue_api_key(
-            conn, signed_in.tenant_id, request.form.get("scope", ""), actor=signed_in.actor
+            work, signed_in.tenant_id, request.form.get("scope", ""), actor=signed_in.actor
         )
     return _keys_page(201, new_key=issued)
 
@@ -45,6 +45,6 @@ def revoke(key_id: str) -> Response:
     except ValueError:
         abort(404, f"no key {key_id}")
     signed_in = principal()
-    with request_transaction() as conn:
-        revoke_key(conn, signed_in.tenant_id, key, actor=signed_in.actor)
+    with request_unit_of_work() as work:
+        revoke_api_key(work, signed_in.tenant_id, key, actor=signed_in.actor)
     return back_with_notice("console.keys", "revoked")

@@ -9,20 +9,14 @@ from flask import redirect, request, url_for
 from werkzeug.wrappers import Response
 
 from api.console.blueprint import bp, console_session, error_page, render
-from api.console.sessions import (
-    COOKIE,
-    LOGIN_COOKIE,
-    clear_cookie,
-    end_session,
-    set_cookie,
-    start_session,
-    tokens_match,
-)
+from api.console.cookies import COOKIE, LOGIN_COOKIE, clear_cookie, set_cookie, tokens_match
 from api.context import tally
-from api.database import bind_request_tenant, request_connection, request_transaction
+from api.database import request_unit_of_work
 from api.problems import ApiProblem
 from api.rate_limits import Policy
-from ledger.tenants import hash_api_key, principal_of_hash
+from ledger.console_sessions import end_session, start_session
+from ledger.db import bind_tenant
+from ledger.keys import authenticate
 
 # Failed sign-ins per client address per minute before the form refuses to look keys up
 # (keys are 256-bit, so guessing is hopeless anyway: this keeps a script from hammering the
@@ -78,15 +72,14 @@ def sign_in() -> Response:
     api_key = request.form.get("api_key", "").strip()
     principal = None
     if api_key:
-        with request_connection() as conn:
-            principal = principal_of_hash(conn, hash_api_key(api_key))
-            conn.commit()
+        with request_unit_of_work() as work:
+            principal = authenticate(work, api_key)
     if principal is None:
         limiter.hit(SIGN_IN_FAILURES, address)
         return _login_form(401, "That API key is unknown or revoked.")
-    bind_request_tenant(principal.tenant_id)
-    with request_transaction() as conn:
-        token, _ = start_session(conn, principal)
+    bind_tenant(principal.tenant_id)
+    with request_unit_of_work() as work:
+        token, _ = start_session(work, principal)
     response = redirect(_safe_next(request.form.get("next")), 303)
     set_cookie(response, COOKIE, token, max_age=tally().settings.console_max_seconds)
     clear_cookie(response, LOGIN_COOKIE)
@@ -96,8 +89,8 @@ def sign_in() -> Response:
 @bp.post("/logout")
 def sign_out() -> Response:
     session = console_session()
-    with request_transaction() as conn:
-        end_session(conn, session.principal.tenant_id, session.token_hash)
+    with request_unit_of_work() as work:
+        end_session(work, session.principal.tenant_id, session.token_hash)
     response = redirect(url_for("console.login"), 303)
     clear_cookie(response, COOKIE)
     return response

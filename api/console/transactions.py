@@ -11,8 +11,8 @@ from flask import abort, request
 from werkzeug.wrappers import Response
 
 from api.console.blueprint import authorize_as, back_with_notice, bp, principal, render
-from api.database import request_connection
-from api.routes.transactions import requeue
+from api.database import request_connection, request_unit_of_work
+from ledger import queue
 from ledger.errors import InvalidCursor
 from ledger.queries import transaction_row, transaction_views
 from ledger.search import (
@@ -115,5 +115,9 @@ def transaction(transaction_id: str) -> tuple[str, int]:
 @bp.post("/transactions/<transaction_id>/requeue")
 def requeue_transaction(transaction_id: str) -> Response:
     authorize_as("transactions.Requeue", "POST")
-    requeue(_transaction_id(transaction_id))
+    signed_in = principal()
+    with request_unit_of_work() as work:
+        queue.requeue_transaction(
+            work, signed_in.tenant_id, _transaction_id(transaction_id), actor=signed_in.actor
+        )
     return back_with_notice("console.transaction", "requeued", transaction_id=transaction_id)

@@ -3,19 +3,21 @@ unfreeze or close one after a confirmation, with the reason in the audit trail."
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import abort, redirect, request, url_for
 from werkzeug.wrappers import Response
 
 from api.console.blueprint import authorize_as, back_with_notice, bp, principal, render
-from api.database import request_connection, request_transaction
+from api.database import request_connection, request_unit_of_work
 from ledger.errors import InvalidRequest
 from ledger.holds import list_holds
 from ledger.queries import user_wallets, wallet_history
 from ledger.search import audit_of
-from ledger.tenants import update_wallet
 from ledger.transaction_request import check_user_id
+from ledger.vocabulary import AccountStatus
+from ledger.wallets import freeze_wallet, unfreeze_wallet, update_wallet
 
 PAGE_SIZE = 50
 
@@ -65,15 +67,17 @@ def wallet(user_id: str) -> tuple[str, int]:
     )
 
 
-# What each action does, and the API operation whose authorization it shares.
-ACTIONS: dict[str, tuple[str, str, dict[str, Any], str]] = {
-    "freeze": ("wallets.Freeze", "POST", {"status": "frozen", "reopen": False}, "frozen"),
-    "unfreeze": ("wallets.Unfreeze", "POST", {"status": "active", "reopen": False}, "unfrozen"),
-    "close": ("wallets.Wallet", "PATCH", {"status": "closed"}, "closed"),
+# What each action does (a wallet use case and its arguments), the API operation whose
+# authorization it shares, and the notice shown after it.
+Action = tuple[str, str, Callable[..., None], dict[str, Any], str]
+ACTIONS: dict[str, Action] = {
+    "freeze": ("wallets.Freeze", "POST", freeze_wallet, {}, "frozen"),
+    "unfreeze": ("wallets.Unfreeze", "POST", unfreeze_wallet, {}, "unfrozen"),
+    "close": ("wallets.Wallet", "PATCH", update_wallet, {"status": AccountStatus.CLOSED}, "closed"),
 }
 
 
-def _action(action: str) -> tuple[str, str, dict[str, Any], str]:
+def _action(action: str) -> Action:
     if action not in ACTIONS:
         abort(404, f"no wallet action {action!r}")
     return ACTIONS[action]
@@ -81,7 +85,7 @@ def _action(action: str) -> tuple[str, str, dict[str, Any], str]:
 
 @bp.get("/wallets/<user_id>/<asset_code>/<action>")
 def confirm_wallet_action(user_id: str, asset_code: str, action: str) -> tuple[str, int]:
-    endpoint, method, _, _ = _action(action)
+    endpoint, method, _, _, _ = _action(action)
     authorize_as(endpoint, method)
     _user(user_id)
     return render("wallet_confirm.html", user_id=user_id, asset_code=asset_code, action=action)
@@ -89,7 +93,7 @@ def confirm_wallet_action(user_id: str, asset_code: str, action: str) -> tuple[s
 
 @bp.post("/wallets/<user_id>/<asset_code>/<action>")
 def wallet_action(user_id: str, asset_code: str, action: str) -> Response:
-    endpoint, method, changes, notice = _action(action)
+    endpoint, method, change, changes, notice = _action(action)
     authorize_as(endpoint, method)
     _user(user_id)
     reason = request.form.get("reason", "").strip()
@@ -98,9 +102,9 @@ def wallet_action(user_id: str, asset_code: str, action: str) -> Response:
     if len(reason) > 500:
         raise InvalidRequest("reason_too_long", "A reason is at most 500 characters.")
     signed_in = principal()
-    with request_transaction() as conn:
-        update_wallet(
-            conn,
+    with request_unit_of_work() as work:
+        change(
+            work,
             signed_in.tenant_id,
             user_id,
             asset_code,

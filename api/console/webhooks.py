@@ -18,10 +18,10 @@ from api.console.blueprint import (
     render,
 )
 from api.context import tally
-from api.database import request_connection, request_transaction
+from api.database import request_connection, request_unit_of_work
 from api.guard import spend_manual_webhook_budget
 from ledger.errors import InvalidCursor, InvalidRequest
-from ledger.models import DELIVERY_STATUSES
+from ledger.vocabulary import DeliveryStatus
 from ledger.webhooks import deliveries, endpoints
 
 PAGE_SIZE = 50
@@ -47,7 +47,7 @@ def _endpoint_page(endpoint_id: str, status: int = 200, **extra: Any) -> tuple[s
     tenant_id = principal().tenant_id
     key = _uuid(endpoint_id, "webhook endpoint")
     wanted = request.args.get("status") or None
-    if wanted not in (None, *DELIVERY_STATUSES):
+    if wanted not in (None, *DeliveryStatus):
         wanted = None
     errors: list[str] = []
     with request_connection() as conn:
@@ -72,7 +72,7 @@ def _endpoint_page(endpoint_id: str, status: int = 200, **extra: Any) -> tuple[s
         health=health,
         page=page,
         wanted=wanted,
-        statuses=DELIVERY_STATUSES,
+        statuses=list(DeliveryStatus),
         errors=errors,
         **extra,
     )
@@ -87,9 +87,9 @@ def webhook_endpoint(endpoint_id: str) -> tuple[str, int]:
 def send_test(endpoint_id: str) -> Response:
     authorize_as("webhooks.TestEvent", "POST")
     spend_manual_webhook_budget(principal())
-    with request_transaction() as conn:
+    with request_unit_of_work() as work:
         deliveries.send_test_event(
-            conn, principal().tenant_id, _uuid(endpoint_id, "webhook endpoint")
+            work, principal().tenant_id, _uuid(endpoint_id, "webhook endpoint")
         )
     return back_with_notice("console.webhook_endpoint", "test-sent", endpoint_id=endpoint_id)
 
@@ -106,9 +106,9 @@ def recover(endpoint_id: str) -> tuple[str, int]:
         ) from None
     since = since if since.tzinfo else since.replace(tzinfo=UTC)
     spend_manual_webhook_budget(principal())
-    with request_transaction() as conn:
+    with request_unit_of_work() as work:
         count = deliveries.recover_failed(
-            conn, principal().tenant_id, _uuid(endpoint_id, "webhook endpoint"), since
+            work, principal().tenant_id, _uuid(endpoint_id, "webhook endpoint"), since
         )
     return _endpoint_page(endpoint_id, recovered=count)
 
@@ -117,9 +117,9 @@ def recover(endpoint_id: str) -> tuple[str, int]:
 def redeliver(endpoint_id: str, delivery_id: str) -> Response:
     authorize_as("webhooks.Retry", "POST")
     spend_manual_webhook_budget(principal())
-    with request_transaction() as conn:
+    with request_unit_of_work() as work:
         deliveries.redeliver(
-            conn,
+            work,
             principal().tenant_id,
             _uuid(endpoint_id, "webhook endpoint"),
             _uuid(delivery_id, "delivery"),
@@ -130,9 +130,9 @@ def redeliver(endpoint_id: str, delivery_id: str) -> Response:
 @bp.post("/webhooks/<endpoint_id>/rotate-secret")
 def rotate(endpoint_id: str) -> tuple[str, int]:
     authorize_as("webhooks.RotateSecret", "POST")
-    with request_transaction() as conn:
+    with request_unit_of_work() as work:
         rotated = endpoints.rotate_secret(
-            conn,
+            work,
             principal().tenant_id,
             _uuid(endpoint_id, "webhook endpoint"),
             overlap_seconds=tally().settings.webhook_secret_overlap_seconds,
@@ -144,9 +144,9 @@ def rotate(endpoint_id: str) -> tuple[str, int]:
 
 def _set_enabled(endpoint_id: str, enabled: bool) -> Response:
     authorize_as("webhooks.WebhookEndpoint", "PATCH")
-    with request_transaction() as conn:
+    with request_unit_of_work() as work:
         endpoints.update_endpoint(
-            conn,
+            work,
             principal().tenant_id,
             _uuid(endpoint_id, "webhook endpoint"),
             {"enabled": enabled},

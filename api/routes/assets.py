@@ -9,10 +9,10 @@ from flask.views import MethodView
 
 from api.auth import current_principal
 from api.blueprint import Blueprint
-from api.database import request_connection, request_transaction
+from api.database import request_connection, request_unit_of_work
 from api.respond import json_response
 from api.schemas import AssetSchema
-from ledger.tenants import create_asset, list_assets
+from ledger.assets import create_asset, list_assets
 from ledger.vocabulary import Scope
 
 blp = Blueprint("assets", __name__, url_prefix="/api/v1/assets", description="Assets.")
@@ -27,9 +27,9 @@ class Assets(MethodView):
     def post(self, body: dict[str, Any]) -> Response:
         """Register an asset and its system accounts (admin keys only)."""
         principal = current_principal()
-        with request_transaction() as conn:
+        with request_unit_of_work() as work:
             asset = create_asset(
-                conn,
+                work,
                 principal.tenant_id,
                 body["code"],
                 body["name"],

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flask import Response
 from flask.views import MethodView
-from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from api.blueprint import Blueprint
@@ -13,6 +12,7 @@ from api.database import request_connection
 from api.problems import RETRY_AFTER_SECONDS
 from api.respond import json_response
 from api.schemas import HealthSchema
+from ledger.db import database_answers
 
 blp = Blueprint("health", __name__, url_prefix="/api/v1/health", description="Health.")
 
@@ -32,7 +32,7 @@ class Health(MethodView):
         ctx = tally()
         try:
             with request_connection() as conn:
-                conn.execute(text("SELECT 1"))
+                database_answers(conn)
             database = "ok"
         except SQLAlchemyError:
             database = "unavailable"

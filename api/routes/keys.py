@@ -12,10 +12,10 @@ from api.admin_schemas import ApiKeyCreateSchema, ApiKeySchema, ApiKeyWithSecret
 from api.auth import current_principal
 from api.blueprint import Blueprint
 from api.context import tally
-from api.database import request_connection, request_transaction
+from api.database import request_connection, request_unit_of_work
 from api.respond import json_response
 from ledger.errors import ApiKeyNotFound
-from ledger.tenants import issue_api_key, list_api_keys, revoke_key
+from ledger.keys import issue_api_key, list_api_keys, revoke_api_key
 from ledger.vocabulary import Scope
 
 blp = Blueprint(
@@ -34,8 +34,8 @@ class ApiKeys(MethodView):
     def post(self, body: dict[str, Any]) -> Response:
         """Create a key of a scope; the answer carries the key itself, shown only now."""
         principal = current_principal()
-        with request_transaction() as conn:
-            key = issue_api_key(conn, principal.tenant_id, body["scope"], actor=principal.actor)
+        with request_unit_of_work() as work:
+            key = issue_api_key(work, principal.tenant_id, body["scope"], actor=principal.actor)
         return json_response(key, 201)
 
     @blp.requires(Scope.ADMIN)
@@ -58,8 +58,8 @@ class ApiKey(MethodView):
             parsed = uuid.UUID(key_id)
         except ValueError:
             raise ApiKeyNotFound(f"no API key {key_id!r}") from None
-        with request_transaction() as conn:
-            key = revoke_key(conn, principal.tenant_id, parsed, actor=principal.actor)
+        with request_unit_of_work() as work:
+            key = revoke_api_key(work, principal.tenant_id, parsed, actor=principal.actor)
         # Other processes hear of it through LISTEN/NOTIFY; this one knows now.
         tally().keys.forget(key["id"])
         return json_response(key)

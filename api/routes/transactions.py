@@ -11,7 +11,6 @@ from flask.views import MethodView
 from api.auth import current_principal
 from api.blueprint import Blueprint
 from api.bulk import submit_batch
-from api.context import tally
 from api.database import request_connection, request_unit_of_work
 from api.problems import ApiProblem
 from api.respond import json_response
@@ -24,9 +23,9 @@ from api.schemas import (
     WaitQuerySchema,
 )
 from api.submission import answer_after_wait, request_from_body, submit
-from ledger.errors import TransactionNotFailed, TransactionNotFound
-from ledger.posting import requeue_failed
+from ledger.errors import TransactionNotFound
 from ledger.queries import get_transaction
+from ledger.queue import requeue_transaction
 from ledger.vocabulary import Scope
 
 blp = Blueprint(
@@ -76,6 +75,7 @@ class Transactions(MethodView):
 
 @blp.route("/batch")
 class TransactionBatch(MethodView):
+    @blp.submits_batch
     @blp.arguments(TransactionBatchSchema())
     @blp.response(200, TransactionBatchResultSchema)
     @blp.problem(413, "batch_too_large")
@@ -102,29 +102,6 @@ class Transaction(MethodView):
         return answer_after_wait(tenant_id, view, query["wait"])
 
 
-def requeue(transaction_id: uuid.UUID) -> dict[str, Any]:
-    """Put a failed transaction back in the queue (audited) and publish it once committed;
-    the transaction as it is now. The API route and the console both do it through here."""
-    principal = current_principal()
-    ctx = tally()
-    with request_unit_of_work() as work:
-        if not requeue_failed(
-            work.connection, principal.tenant_id, transaction_id, actor=principal.actor
-        ):
-            view = get_transaction(
-                work.connection, principal.tenant_id, transaction_id=transaction_id
-            )
-            if view is None:
-                raise TransactionNotFound(f"no transaction {transaction_id}")
-            raise TransactionNotFailed(
-                f"the transaction is {view['status']}; only a failed one can be requeued"
-            )
-        work.after_commit(lambda: ctx.publisher.publish([str(transaction_id)]))
-        view = get_transaction(work.connection, principal.tenant_id, transaction_id=transaction_id)
-    assert view is not None
-    return view
-
-
 @blp.route("/<transaction_id>/requeue")
 class Requeue(MethodView):
     @blp.requires(Scope.ADMIN)
@@ -134,4 +111,12 @@ class Requeue(MethodView):
     @blp.problem(409, "transaction_not_failed")
     def post(self, transaction_id: str) -> Response:
         """Put a `failed` transaction back in the queue (admin keys only; audited)."""
-        return json_response(requeue(parse_transaction_id(transaction_id)), 202)
+        principal = current_principal()
+        with request_unit_of_work() as work:
+            view = requeue_transaction(
+                work,
+                principal.tenant_id,
+                parse_transaction_id(transaction_id),
+                actor=principal.actor,
+            )
+        return json_response(view, 202)

@@ -12,7 +12,7 @@ from marshmallow import Schema
 from api.admin_schemas import WalletActionSchema, WalletChangeSchema
 from api.auth import current_principal
 from api.blueprint import Blueprint
-from api.database import request_connection, request_transaction
+from api.database import request_connection, request_unit_of_work
 from api.respond import json_response
 from api.schemas import (
     AssetQuerySchema,
@@ -30,9 +30,9 @@ from api.schemas import (
 from api.submission import request_from_body, submit
 from ledger.holds import list_holds
 from ledger.queries import get_balance, wallet_history
-from ledger.tenants import update_wallet
 from ledger.transaction_request import check_user_id
 from ledger.vocabulary import Scope
+from ledger.wallets import freeze_wallet, unfreeze_wallet, update_wallet
 
 blp = Blueprint(
     "wallets",
@@ -127,13 +127,16 @@ class Holds(MethodView):
         return _wallet_page(list_holds, user_id, query, status=query.get("status"))
 
 
-def _set_wallet(user_id: str, body: dict[str, Any], **changes: Any) -> Response:
+def _change_wallet(
+    change: Callable[..., None], user_id: str, body: dict[str, Any], **changes: Any
+) -> Response:
+    """Run a wallet use case (`change`) on the wallet; its balance as it is now."""
     check_user_id(user_id)
     principal = current_principal()
     asset_code = body["asset_code"]
-    with request_transaction() as conn:
-        update_wallet(
-            conn,
+    with request_unit_of_work() as work:
+        change(
+            work,
             principal.tenant_id,
             user_id,
             asset_code,
@@ -141,7 +144,7 @@ def _set_wallet(user_id: str, body: dict[str, Any], **changes: Any) -> Response:
             reason=body.get("reason"),
             **changes,
         )
-        balance = get_balance(conn, principal.tenant_id, user_id, asset_code)
+        balance = get_balance(work.connection, principal.tenant_id, user_id, asset_code)
     return json_response(balance)
 
 
@@ -154,7 +157,7 @@ class Freeze(MethodView):
     @blp.problem(422, "invalid_user_id")
     def post(self, body: dict[str, Any], user_id: str) -> Response:
         """Freeze a wallet: debits are rejected `wallet_frozen`, credits still land."""
-        return _set_wallet(user_id, body, status="frozen", reopen=False)
+        return _change_wallet(freeze_wallet, user_id, body)
 
 
 @blp.route("/<user_id>/unfreeze")
@@ -167,7 +170,7 @@ class Unfreeze(MethodView):
     @blp.problem(422, "invalid_user_id")
     def post(self, body: dict[str, Any], user_id: str) -> Response:
         """Make a frozen wallet active again (admin keys only: a freeze is a safety stop)."""
-        return _set_wallet(user_id, body, status="active", reopen=False)
+        return _change_wallet(unfreeze_wallet, user_id, body)
 
 
 @blp.route("/<user_id>")
@@ -179,6 +182,10 @@ class Wallet(MethodView):
     @blp.problem(422, "invalid_user_id", "credit_limit_below_balance")
     def patch(self, body: dict[str, Any], user_id: str) -> Response:
         """Set a wallet's status or credit limit (admin keys only)."""
-        return _set_wallet(
-            user_id, body, status=body.get("status"), credit_limit=body.get("credit_limit")
+        return _change_wallet(
+            update_wallet,
+            user_id,
+            body,
+            status=body.get("status"),
+            credit_limit=body.get("credit_limit"),
         )

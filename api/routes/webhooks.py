@@ -11,7 +11,7 @@ from flask.views import MethodView
 from api.auth import current_principal
 from api.blueprint import Blueprint
 from api.context import tally
-from api.database import request_connection, request_transaction
+from api.database import request_connection, request_unit_of_work
 from api.guard import MANUAL_WEBHOOK_POLICY
 from api.respond import json_response
 from api.webhook_schemas import (
@@ -60,9 +60,9 @@ class WebhookEndpoints(MethodView):
     def post(self, body: dict[str, Any]) -> Response:
         """Register an endpoint; the answer carries its signing secret, shown only now."""
         ctx = tally()
-        with request_transaction() as conn:
+        with request_unit_of_work() as work:
             endpoint = endpoints.create_endpoint(
-                conn,
+                work,
                 _tenant(),
                 url=body["url"],
                 event_types=body.get("event_types"),
@@ -98,9 +98,9 @@ class WebhookEndpoint(MethodView):
     def patch(self, body: dict[str, Any], endpoint_id: str) -> Response:
         """Change the URL, event types or description; enable or disable the endpoint."""
         ctx = tally()
-        with request_transaction() as conn:
+        with request_unit_of_work() as work:
             endpoint = endpoints.update_endpoint(
-                conn,
+                work,
                 _tenant(),
                 _id(endpoint_id, EndpointNotFound),
                 body,
@@ -114,9 +114,9 @@ class WebhookEndpoint(MethodView):
     @blp.problem(404, "webhook_endpoint_not_found")
     def delete(self, endpoint_id: str) -> Response:
         """Delete an endpoint; deliveries waiting for it are failed."""
-        with request_transaction() as conn:
+        with request_unit_of_work() as work:
             endpoints.delete_endpoint(
-                conn,
+                work,
                 _tenant(),
                 _id(endpoint_id, EndpointNotFound),
                 actor=current_principal().actor,
@@ -136,9 +136,9 @@ class RotateSecret(MethodView):
     def post(self, body: dict[str, Any], endpoint_id: str) -> Response:
         """Issue a new secret; the old one keeps signing alongside it during the overlap."""
         ctx = tally()
-        with request_transaction() as conn:
+        with request_unit_of_work() as work:
             endpoint = endpoints.rotate_secret(
-                conn,
+                work,
                 _tenant(),
                 _id(endpoint_id, EndpointNotFound),
                 overlap_seconds=body.get(
@@ -157,9 +157,9 @@ class TestEvent(MethodView):
     @blp.problem(409, "webhook_endpoint_disabled")
     def post(self, endpoint_id: str) -> Response:
         """Send a signed `webhook.test` event to the endpoint."""
-        with request_transaction() as conn:
+        with request_unit_of_work() as work:
             delivery = deliveries.send_test_event(
-                conn, _tenant(), _id(endpoint_id, EndpointNotFound)
+                work, _tenant(), _id(endpoint_id, EndpointNotFound)
             )
         return json_response(delivery, 202)
 
@@ -173,9 +173,9 @@ class Recover(MethodView):
     @blp.problem(409, "webhook_endpoint_disabled")
     def post(self, body: dict[str, Any], endpoint_id: str) -> Response:
         """Redeliver every failed delivery of events since `since`."""
-        with request_transaction() as conn:
+        with request_unit_of_work() as work:
             count = deliveries.recover_failed(
-                conn,
+                work,
                 _tenant(),
                 _id(endpoint_id, EndpointNotFound),
                 body["since"],
@@ -228,9 +228,9 @@ class Retry(MethodView):
     @blp.problem(409, "webhook_endpoint_disabled", "webhook_delivery_in_flight")
     def post(self, endpoint_id: str, delivery_id: str) -> Response:
         """Redeliver one delivery now, with the same webhook-id."""
-        with request_transaction() as conn:
+        with request_unit_of_work() as work:
             delivery = deliveries.redeliver(
-                conn,
+                work,
                 _tenant(),
                 _id(endpoint_id, EndpointNotFound),
                 _id(delivery_id, DeliveryNotFound),

@@ -11,10 +11,11 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping, text
 
+from ledger.db import UnitOfWork
 from ledger.errors import InvalidCursor
 from ledger.events import WEBHOOK_NOTIFY_CHANNEL
-from ledger.models import WEBHOOK_TEST_EVENT
 from ledger.views import iso
+from ledger.vocabulary import WEBHOOK_TEST_EVENT, DeliveryStatus
 from ledger.webhooks.errors import (
     DeliveryInFlight,
     DeliveryNotFound,
@@ -200,12 +201,13 @@ def wake_dispatchers(conn: Connection) -> None:
 
 
 def redeliver(
-    conn: Connection, tenant_id: uuid.UUID, endpoint_id: uuid.UUID, delivery_id: uuid.UUID
+    work: UnitOfWork, tenant_id: uuid.UUID, endpoint_id: uuid.UUID, delivery_id: uuid.UUID
 ) -> dict[str, Any]:
     """Send a delivery again, now, with the same webhook-id and a fresh retry schedule."""
+    conn = work.connection
     _endpoint(conn, tenant_id, endpoint_id, must_be_enabled=True)
     row = _delivery_row(conn, tenant_id, endpoint_id, delivery_id, lock=True)
-    if row["status"] == "sending":
+    if row["status"] == DeliveryStatus.SENDING:
         raise DeliveryInFlight("the delivery is being attempted right now")
     conn.execute(text(f"UPDATE webhook_deliveries SET {RESTART} WHERE id = :id"), {"id": row["id"]})
     wake_dispatchers(conn)
@@ -213,13 +215,14 @@ def redeliver(
 
 
 def recover_failed(
-    conn: Connection,
+    work: UnitOfWork,
     tenant_id: uuid.UUID,
     endpoint_id: uuid.UUID,
     since: datetime,
     until: datetime | None = None,
 ) -> int:
     """Redeliver every failed delivery of events since `since` (and before `until`)."""
+    conn = work.connection
     _endpoint(conn, tenant_id, endpoint_id, must_be_enabled=True)
     count = conn.execute(
         text(
@@ -248,9 +251,10 @@ def _aware(moment: datetime) -> datetime:
 
 
 def send_test_event(
-    conn: Connection, tenant_id: uuid.UUID, endpoint_id: uuid.UUID
+    work: UnitOfWork, tenant_id: uuid.UUID, endpoint_id: uuid.UUID
 ) -> dict[str, Any]:
     """Queue a signed `webhook.test` event for the endpoint, whatever types it subscribes to."""
+    conn = work.connection
     _endpoint(conn, tenant_id, endpoint_id, must_be_enabled=True)
     delivery_id = conn.execute(
         text(

@@ -21,7 +21,9 @@ from datetime import datetime
 
 from sqlalchemy import Connection, text
 
+from ledger.db import UnitOfWork
 from ledger.transaction_request import UNSTORABLE
+from ledger.vocabulary import DeliveryStatus
 from ledger.webhooks.endpoints import disable_gone_endpoint
 from ledger.webhooks.signing import event_body, message_id
 
@@ -157,7 +159,7 @@ class AttemptResult:
 
 
 def claim_due(
-    conn: Connection,
+    work: UnitOfWork,
     *,
     limit: int,
     room_for: Callable[[uuid.UUID], int],
@@ -171,6 +173,7 @@ def claim_due(
     At most `room_for(endpoint)` per endpoint and `tenant_room_for(tenant)` per tenant;
     `full` and `full_tenants` have no room left at all.
     """
+    conn = work.connection
     if limit <= 0:
         return []
     candidates = conn.execute(
@@ -260,9 +263,10 @@ def _last_error(result: AttemptResult) -> str | None:
 
 
 def record_attempt(
-    conn: Connection, delivery: ClaimedDelivery, result: AttemptResult, schedule: Sequence[int]
+    work: UnitOfWork, delivery: ClaimedDelivery, result: AttemptResult, schedule: Sequence[int]
 ) -> str:
     """Log the attempt and settle the delivery: delivered, pending a retry, or failed."""
+    conn = work.connection
     error = storable(result.error, MAX_ERROR_LENGTH) or None
     if error is None and result.status_code is None:
         error = "no answer"
@@ -281,13 +285,13 @@ def record_attempt(
     )
     delay: float | None = None
     if result.succeeded:
-        status = "delivered"
+        status = DeliveryStatus.DELIVERED
     elif result.status_code == GONE:
-        status = "failed"
+        status = DeliveryStatus.FAILED
         disable_gone_endpoint(conn, delivery.endpoint_id, GONE_REASON)
     else:
         delay = retry_delay(schedule, delivery.attempt, result.retry_after_seconds)
-        status = "failed" if delay is None else "pending"
+        status = DeliveryStatus.FAILED if delay is None else DeliveryStatus.PENDING
     conn.execute(
         SETTLE,
         {
@@ -303,8 +307,9 @@ def record_attempt(
     return status
 
 
-def fail_unsendable(conn: Connection, delivery: ClaimedDelivery, reason: str) -> None:
+def fail_unsendable(work: UnitOfWork, delivery: ClaimedDelivery, reason: str) -> None:
     """Settle a claimed delivery that must not be sent (its endpoint was disabled meanwhile)."""
+    conn = work.connection
     conn.execute(
         text(
             """

@@ -10,10 +10,11 @@ from sqlalchemy import Connection, RowMapping, text
 
 from ledger import audit
 from ledger.audit import DISPATCHER, OPERATOR, Actor
+from ledger.db import UnitOfWork
 from ledger.errors import InvalidRequest
-from ledger.models import WEBHOOK_EVENT_TYPES
 from ledger.transaction_request import UNSTORABLE
 from ledger.views import iso
+from ledger.vocabulary import EventType
 from ledger.webhooks.errors import EndpointNotFound, TooManyEndpoints
 from ledger.webhooks.signing import generate_secret
 from ledger.webhooks.targets import check_url
@@ -56,13 +57,13 @@ def endpoint_view(row: RowMapping) -> dict[str, Any]:
 
 def _event_types(event_types: Iterable[str] | None) -> list[str]:
     if event_types is None:
-        return list(WEBHOOK_EVENT_TYPES)
+        return [str(t) for t in EventType]
     chosen = list(dict.fromkeys(event_types))
-    unknown = [t for t in chosen if t not in WEBHOOK_EVENT_TYPES]
+    unknown = [t for t in chosen if t not in list(EventType)]
     if unknown or not chosen:
         raise InvalidRequest(
             "invalid_event_types",
-            f"event_types must be one or more of {', '.join(WEBHOOK_EVENT_TYPES)}",
+            f"event_types must be one or more of {', '.join(EventType)}",
             field="event_types",
         )
     return chosen
@@ -104,7 +105,7 @@ def _endpoint_row(
 
 
 def create_endpoint(
-    conn: Connection,
+    work: UnitOfWork,
     tenant_id: uuid.UUID,
     *,
     url: str,
@@ -114,6 +115,7 @@ def create_endpoint(
     actor: Actor = OPERATOR,
 ) -> dict[str, Any]:
     """Register an endpoint; the answer carries its secret, shown this once."""
+    conn = work.connection
     url = check_url(url, allow_private=allow_private).url
     types = _event_types(event_types)
     description = _description(description)
@@ -152,7 +154,7 @@ def create_endpoint(
         .mappings()
         .one()
     )
-    audit.record(
+    audit.append_event(
         conn, tenant_id, actor, "webhook_endpoint.created", _target(row["id"]), {"url": url}
     )
     return {**endpoint_view(row), "secret": secret}
@@ -180,7 +182,7 @@ def get_endpoint(conn: Connection, tenant_id: uuid.UUID, endpoint_id: uuid.UUID)
 
 
 def update_endpoint(
-    conn: Connection,
+    work: UnitOfWork,
     tenant_id: uuid.UUID,
     endpoint_id: uuid.UUID,
     changes: Mapping[str, Any],
@@ -189,6 +191,7 @@ def update_endpoint(
     actor: Actor = OPERATOR,
 ) -> dict[str, Any]:
     """Change an endpoint's URL, event types, description or enabled flag."""
+    conn = work.connection
     unknown = set(changes) - UPDATABLE
     if unknown:
         raise InvalidRequest("invalid_request", f"cannot change {', '.join(sorted(unknown))}")
@@ -253,18 +256,19 @@ def _audit_update(
         if before[field] != after[field]
     }
     if changed:
-        audit.record(
+        audit.append_event(
             conn, tenant_id, actor, "webhook_endpoint.updated", _target(endpoint_id), changed
         )
     if before["enabled"] != after["enabled"]:
         action = "webhook_endpoint.enabled" if after["enabled"] else "webhook_endpoint.disabled"
-        audit.record(conn, tenant_id, actor, action, _target(endpoint_id))
+        audit.append_event(conn, tenant_id, actor, action, _target(endpoint_id))
 
 
 def delete_endpoint(
-    conn: Connection, tenant_id: uuid.UUID, endpoint_id: uuid.UUID, *, actor: Actor = OPERATOR
+    work: UnitOfWork, tenant_id: uuid.UUID, endpoint_id: uuid.UUID, *, actor: Actor = OPERATOR
 ) -> None:
     """Delete an endpoint: nothing more is sent to it and it disappears from the API."""
+    conn = work.connection
     _endpoint_row(conn, tenant_id, endpoint_id, lock=True)
     conn.execute(
         text(
@@ -277,11 +281,11 @@ def delete_endpoint(
         {"id": endpoint_id, "reason": DELETED},
     )
     conn.execute(FAIL_PENDING, {"endpoint_id": endpoint_id, "reason": "endpoint deleted"})
-    audit.record(conn, tenant_id, actor, "webhook_endpoint.deleted", _target(endpoint_id))
+    audit.append_event(conn, tenant_id, actor, "webhook_endpoint.deleted", _target(endpoint_id))
 
 
 def rotate_secret(
-    conn: Connection,
+    work: UnitOfWork,
     tenant_id: uuid.UUID,
     endpoint_id: uuid.UUID,
     *,
@@ -289,6 +293,7 @@ def rotate_secret(
     actor: Actor = OPERATOR,
 ) -> dict[str, Any]:
     """Issue a new secret; the old one keeps signing alongside it for `overlap_seconds`."""
+    conn = work.connection
     if not 0 <= overlap_seconds <= MAX_OVERLAP_SECONDS:
         raise InvalidRequest(
             "invalid_overlap",
@@ -315,7 +320,7 @@ def rotate_secret(
         .mappings()
         .one()
     )
-    audit.record(
+    audit.append_event(
         conn,
         tenant_id,
         actor,
@@ -341,7 +346,7 @@ def disable_gone_endpoint(conn: Connection, endpoint_id: uuid.UUID, reason: str)
     ).scalar()
     conn.execute(FAIL_PENDING, {"endpoint_id": endpoint_id, "reason": "endpoint disabled"})
     if disabled is not None:
-        audit.record(
+        audit.append_event(
             conn,
             disabled,
             DISPATCHER,

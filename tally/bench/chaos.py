@@ -45,8 +45,9 @@ import requests
 from sqlalchemy import Engine
 
 from ledger.db import make_engine
+from ledger.vocabulary import Scope
 from tally.bench.phases import BenchError
-from tally.bench.workloads import ASSET, BENCH_RATE_LIMIT
+from tally.bench.workloads import ASSET, seed_tenant
 from tally.stack import Children, StackError, delete_queue, free_port, scratch_database
 
 CLIENT_TIMEOUT_SECONDS = 10.0
@@ -461,17 +462,10 @@ def run_chaos(args: argparse.Namespace) -> int:
 
 
 def _seed(database_url: str) -> tuple[str, str]:
-    from ledger.db import unit_of_work
-    from ledger.tenants import create_api_key, create_asset, create_tenant, set_rate_limit
-
     engine = make_engine(database_url, pool_size=1)
-    with unit_of_work(engine) as conn:
-        tenant_id = create_tenant(conn, "chaos")
-        set_rate_limit(conn, tenant_id, BENCH_RATE_LIMIT)
-        api_key = create_api_key(conn, tenant_id, scope="admin")
-        create_asset(conn, tenant_id, ASSET, "Chaos units", 2)
+    tenant = seed_tenant(engine, "chaos")
     engine.dispose()
-    return str(tenant_id), api_key
+    return str(tenant.id), tenant.key(Scope.ADMIN)
 
 
 def _chaos(

@@ -17,8 +17,9 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
+from ledger.vocabulary import Scope
 from tally.bench.report import percentiles
-from tally.bench.workloads import ASSET, BENCH_RATE_LIMIT
+from tally.bench.workloads import ASSET, seed_tenant
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -94,16 +95,7 @@ class _Client:
 
 def _seed_tenant(engine: Engine) -> str:
     """A tenant of its own, with an admin key and the bench asset; the key."""
-    from ledger.db import unit_of_work
-    from ledger.tenants import create_api_key, create_asset, create_tenant, set_rate_limit
-
-    with unit_of_work(engine) as conn:
-        tenant_id = create_tenant(conn, "bench-latency")
-        # The bench measures capacity: its key must not be rate-limited first.
-        set_rate_limit(conn, tenant_id, BENCH_RATE_LIMIT)
-        api_key = create_api_key(conn, tenant_id, scope="admin")
-        create_asset(conn, tenant_id, ASSET, "Bench units", 2)
-    return api_key
+    return seed_tenant(engine, "bench-latency").key(Scope.ADMIN)
 
 
 def _timestamps(engine: Engine, transaction_id: str) -> tuple[float, float]:

@@ -8,16 +8,16 @@ import time
 import uuid
 from typing import Any
 
+from ledger.vocabulary import Scope
 from tally.bench.load import drive
 from tally.bench.monitor import ProcessMonitor
 from tally.bench.report import RunResult, percentiles
 from tally.bench.workloads import (
-    ASSET,
-    BENCH_RATE_LIMIT,
     bodies_for,
     captures_for,
     funding,
     holds_workload,
+    seed_tenant,
     warm_up_items,
     workload,
 )
@@ -43,16 +43,9 @@ class Bench:
 
     def seed(self) -> None:
         """Create the bench tenant, its admin key and the bench asset."""
-        from ledger.db import unit_of_work
-        from ledger.tenants import create_api_key, create_asset, create_tenant, set_rate_limit
-
-        with unit_of_work(self.engine) as conn:
-            tenant_id = create_tenant(conn, "bench")
-            # The bench measures capacity: its key must not be rate-limited first.
-            set_rate_limit(conn, tenant_id, BENCH_RATE_LIMIT)
-            self.api_key = create_api_key(conn, tenant_id, scope="admin")
-            create_asset(conn, tenant_id, ASSET, "Bench units", 2)
-        self.tenant_id = str(tenant_id)
+        tenant = seed_tenant(self.engine, "bench")
+        self.api_key = tenant.key(Scope.ADMIN)
+        self.tenant_id = str(tenant.id)
 
     def drive(
         self, port: int, items: list[dict[str, Any]], bulk_size: int, concurrency: int, rate: float

@@ -93,14 +93,16 @@ def raw_baseline(
 
     from ledger.db import unit_of_work
     from ledger.intake import ensure_wallets
-    from ledger.tenants import create_asset, create_tenant
+    from ledger.tenants import AssetSpec, provision_tenant
 
     count = args.raw_count if args.raw_count is not None else args.count
     run_id = f"raw-{pattern}-{uuid.uuid4().hex[:6]}"
     owners = [f"{run_id}-w{n}" for n in range(args.wallets)]
-    with unit_of_work(engine) as conn:
-        tenant_id = create_tenant(conn, run_id)
-        create_asset(conn, tenant_id, ASSET, "Raw bench units", 2)
+    with unit_of_work(engine) as work:
+        tenant_id = provision_tenant(
+            work, run_id, scopes=(), assets=[AssetSpec(ASSET, "Raw bench units", 2)]
+        ).id
+        conn = work.connection
         ensure_wallets(conn, tenant_id, [(ASSET, owner) for owner in [*owners, "hot"]])
         # Transfers between wallets only: a credit limit stands in for funding.
         conn.execute(

@@ -17,11 +17,12 @@ import uuid
 from dataclasses import replace
 from typing import Any
 
+from ledger.vocabulary import Scope
 from tally.bench.monitor import ProcessMonitor
 from tally.bench.phases import Bench
 from tally.bench.pressure import LONG_POLL_WAIT_SECONDS, HealthProbe, PressureJob, run_pressure
 from tally.bench.report import PCTS, RunResult, percentiles
-from tally.bench.workloads import ASSET, BENCH_RATE_LIMIT
+from tally.bench.workloads import ASSET, seed_tenant
 
 # The API bounds long-polls per tenant: spread them over this many tenants.
 PRESSURE_TENANTS = 4
@@ -40,18 +41,13 @@ def parked_targets(bench: Bench) -> list[tuple[str, str]]:
     from sqlalchemy import text
 
     from ledger.db import unit_of_work
-    from ledger.intake import submit_transaction
-    from ledger.tenants import create_api_key, create_asset, create_tenant, set_rate_limit
+    from ledger.intake import accept_transaction
     from ledger.transaction_request import TransactionRequest
 
     targets = []
     for number in range(PRESSURE_TENANTS):
-        with unit_of_work(bench.engine) as conn:
-            tenant_id = create_tenant(conn, f"bench-pressure-{number}")
-            # The bench measures capacity: its key must not be rate-limited first.
-            set_rate_limit(conn, tenant_id, BENCH_RATE_LIMIT)
-            key = create_api_key(conn, tenant_id)
-            create_asset(conn, tenant_id, ASSET, "Bench units", 2)
+        tenant = seed_tenant(bench.engine, f"bench-pressure-{number}", scope=Scope.WRITE)
+        with unit_of_work(bench.engine) as work:
             request = TransactionRequest(
                 type="topup",
                 reference_id=f"parked-{uuid.uuid4().hex}",
@@ -60,9 +56,9 @@ def parked_targets(bench: Bench) -> list[tuple[str, str]]:
                 amount=1,
             ).validated()
             # Same commit: no worker can see it claimable before it is parked.
-            submission = submit_transaction(conn, tenant_id, request, admin=False)
-            conn.execute(text(PARK_FOREVER), {"id": submission.id})
-        targets.append((key, str(submission.id)))
+            submission = accept_transaction(work, tenant.id, request, admin=False)
+            work.connection.execute(text(PARK_FOREVER), {"id": submission.id})
+        targets.append((tenant.key(Scope.WRITE), str(submission.id)))
     return targets
 
 

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import json
 import random
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from ledger.vocabulary import Scope
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from ledger.tenants import ProvisionedTenant
 
 ASSET = "BENCH"
 # Requests per second a bench key may make: the bench measures capacity, not the limiter.
@@ -16,6 +23,22 @@ BENCH_RATE_LIMIT = 1_000_000
 # Each wallet starts rich enough that no bench transaction is rejected for funds.
 FUNDING = 10**12
 MAX_AMOUNT = 100
+
+
+def seed_tenant(engine: Engine, name: str, *, scope: Scope = Scope.ADMIN) -> ProvisionedTenant:
+    """A tenant of a bench run: a key of `scope` that is never rate-limited (the bench
+    measures capacity, not the limiter) and the bench asset (2 decimal places)."""
+    from ledger.db import unit_of_work
+    from ledger.tenants import AssetSpec, provision_tenant
+
+    with unit_of_work(engine) as work:
+        return provision_tenant(
+            work,
+            name,
+            scopes=[scope],
+            assets=[AssetSpec(ASSET, "Bench units", 2)],
+            rate_limit_per_second=BENCH_RATE_LIMIT,
+        )
 
 
 def workload(

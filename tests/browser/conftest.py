@@ -24,8 +24,10 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
 from sqlalchemy import Engine
 
+from ledger.assets import create_asset
 from ledger.db import unit_of_work
-from ledger.tenants import create_api_key, create_asset, create_tenant
+from ledger.keys import issue_api_key
+from ledger.tenants import create_tenant
 from tests.conftest import TenantFixture, assert_invariants, backend_missing
 from tests.support.stack import Stack, stack_env
 from tests.support.webhook_receiver import WebhookReceiver
@@ -64,10 +66,10 @@ def stack(
 def new_tenant(engine: Engine) -> Iterator[TenantFixture]:
     """A tenant with a EUR asset and an admin, a write and a read key; its ledger
     invariants are checked after."""
-    with unit_of_work(engine) as conn:
-        tenant_id = create_tenant(conn, f"console-{uuid.uuid4().hex[:8]}")
-        create_asset(conn, tenant_id, "EUR", "Euro", 2)
-        keys = {scope: create_api_key(conn, tenant_id, scope=scope) for scope in SCOPES}
+    with unit_of_work(engine) as work:
+        tenant_id = create_tenant(work, f"console-{uuid.uuid4().hex[:8]}")
+        create_asset(work, tenant_id, "EUR", "Euro", 2)
+        keys = {scope: issue_api_key(work, tenant_id, scope)["api_key"] for scope in SCOPES}
     yield TenantFixture(
         tenant_id, api_key=keys["write"], admin_api_key=keys["admin"], read_api_key=keys["read"]
     )

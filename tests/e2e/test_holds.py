@@ -21,8 +21,10 @@ import requests
 from sqlalchemy import Engine, text
 from standardwebhooks.webhooks import Webhook
 
+from ledger.assets import create_asset
 from ledger.db import unit_of_work
-from ledger.tenants import create_api_key, create_asset, create_tenant
+from ledger.keys import issue_api_key
+from ledger.tenants import create_tenant
 from tests.conftest import TenantFixture, assert_invariants
 from tests.e2e.webhook_helpers import register
 from tests.support.stack import ApiClient, Stack, outcome_of, submit_concurrently, wait_until
@@ -187,11 +189,11 @@ def admin(stack: Stack, tenant: TenantFixture) -> ApiClient:
 @pytest.fixture
 def stranger(engine: Engine) -> Iterator[TenantFixture]:
     """A second tenant with its own EUR asset and key."""
-    with unit_of_work(engine) as conn:
-        tenant_id = create_tenant(conn, f"stranger-{uuid.uuid4().hex[:8]}")
-        api_key = create_api_key(conn, tenant_id)
-        admin_key = create_api_key(conn, tenant_id, scope="admin")
-        create_asset(conn, tenant_id, "EUR", "Euro", 2)
+    with unit_of_work(engine) as work:
+        tenant_id = create_tenant(work, f"stranger-{uuid.uuid4().hex[:8]}")
+        api_key = issue_api_key(work, tenant_id, "write")["api_key"]
+        admin_key = issue_api_key(work, tenant_id, "admin")["api_key"]
+        create_asset(work, tenant_id, "EUR", "Euro", 2)
     yield TenantFixture(tenant_id, api_key, admin_key)
     assert_invariants(engine, tenant_id)
 

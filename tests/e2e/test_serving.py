@@ -31,12 +31,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, text
 
 from ledger.db import unit_of_work
+from ledger.keys import KEY_CHANGES_CHANNEL, issue_api_key, revoke_api_keys_matching
 from ledger.posting import post_transactions
-from ledger.tenants import (
-    KEY_CHANGES_CHANNEL,
-    create_api_key,
-    revoke_api_key,
-)
 from tally.stack import descendants
 from tests.conftest import TenantFixture, make_tenant
 from tests.support.stack import METRICS_TOKEN, Stack, stack_env, wait_until
@@ -292,8 +288,8 @@ def test_a_health_check_is_answered_while_every_request_thread_is_busy(
     api: Api, tenant: TenantFixture, engine: Engine
 ) -> None:
     # A key each: submissions of one key would share a commit instead of a thread each.
-    with unit_of_work(engine) as conn:
-        keys = [create_api_key(conn, tenant.id) for _ in range(API_THREADS + 2)]
+    with unit_of_work(engine) as work:
+        keys = [issue_api_key(work, tenant.id, "write")["api_key"] for _ in range(API_THREADS + 2)]
     blocker = engine.connect()
     blocker.execute(text("LOCK TABLE transactions IN ACCESS EXCLUSIVE MODE"))
     try:
@@ -489,8 +485,8 @@ def seconds_until_refused(api: Api, api_key: str, since: float, give_up_after: f
 def test_a_revoked_key_is_refused_by_every_api_process_within_a_second(
     apis: list[Api], tenant: TenantFixture, engine: Engine
 ) -> None:
-    with unit_of_work(engine) as conn:
-        key = create_api_key(conn, tenant.id)
+    with unit_of_work(engine) as work:
+        key = issue_api_key(work, tenant.id, "write")["api_key"]
     accepted = submit(apis[0], key, "max")  # the intake creates the wallet
     for api in apis:
         # The first read starts the process's key listener; once it listens, a read caches
@@ -501,8 +497,8 @@ def test_a_revoked_key_is_refused_by_every_api_process_within_a_second(
             read = api.get(key, "/wallets/max/balance", asset_code="EUR")
             assert read.status_code == 200, read.text
 
-    with unit_of_work(engine) as conn:
-        assert revoke_api_key(conn, key) == 1
+    with unit_of_work(engine) as work:
+        assert revoke_api_keys_matching(work, key) == 1
     revoked_at = time.monotonic()
 
     writes = [api.post(key, "/transactions", {"type": "topup", **topup("max")}) for api in apis]

@@ -7,7 +7,8 @@ import uuid
 import pytest
 
 from ledger.db import unit_of_work
-from ledger.tenants import create_api_key, create_tenant
+from ledger.keys import issue_api_key
+from ledger.tenants import create_tenant
 from tests.e2e.webhook_helpers import register, webhook_stack
 
 PUBLIC_URL = "https://93.184.215.14/hooks/tally"
@@ -108,8 +109,8 @@ def test_rotation_returns_a_new_secret_and_when_the_old_one_stops_signing(client
 
 def test_a_tenant_sees_only_its_own_endpoints(stack, engine, client):
     endpoint = register(client, PUBLIC_URL)
-    with unit_of_work(engine) as conn:
-        other_key = create_api_key(conn, create_tenant(conn, "another merchant"), scope="admin")
+    with unit_of_work(engine) as work:
+        other_key = issue_api_key(work, create_tenant(work, "another merchant"), "admin")["api_key"]
     other = stack.client(other_key)
     path = f"/webhook-endpoints/{endpoint['id']}"
 

@@ -16,7 +16,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine
 from werkzeug.test import TestResponse
 
-from api import create_app
+from api.app import create_app
 from config.settings import Settings
 from tests.conftest import TenantFixture
 

@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 from werkzeug.test import TestResponse
 
+from ledger.assets import create_asset
 from ledger.db import unit_of_work
-from ledger.tenants import create_api_key, create_asset, create_tenant, revoke_api_key
+from ledger.keys import issue_api_key, revoke_api_keys_matching
+from ledger.tenants import create_tenant
 from tests.integration.api.conftest import NO_KEY, Api
 
 MISSING = object()
@@ -59,12 +61,12 @@ def from_now(**delta: float) -> str:
 
 def revoked_key(api: Api) -> str:
     """An API key of this tenant that worked once and has been revoked."""
-    with unit_of_work(api.engine) as conn:
-        key = create_api_key(conn, api.tenant.id)
+    with unit_of_work(api.engine) as work:
+        key = issue_api_key(work, api.tenant.id, "write")["api_key"]
     assert api.post("/wallets/topup", topup()).status_code == 202  # sanity: keys work
     assert api.post("/wallets/topup", topup(), key=key).status_code == 202
-    with unit_of_work(api.engine) as conn:
-        assert revoke_api_key(conn, key) == 1
+    with unit_of_work(api.engine) as work:
+        assert revoke_api_keys_matching(work, key) == 1
     return key
 
 
@@ -75,10 +77,10 @@ def reuse_reference_with_another_body(api: Api) -> TestResponse:
 
 
 def another_tenants_transaction(api: Api) -> TestResponse:
-    with unit_of_work(api.engine) as conn:
-        other = create_tenant(conn, f"other-{uuid.uuid4().hex[:8]}")
-        other_key = create_api_key(conn, other)
-        create_asset(conn, other, "EUR", "Euro", 2)
+    with unit_of_work(api.engine) as work:
+        other = create_tenant(work, f"other-{uuid.uuid4().hex[:8]}")
+        other_key = issue_api_key(work, other, "write")["api_key"]
+        create_asset(work, other, "EUR", "Euro", 2)
     submitted = api.post("/wallets/topup", topup(), key=other_key)
     assert submitted.status_code == 202, submitted.get_data(as_text=True)
     transaction_id = submitted.get_json()["id"]

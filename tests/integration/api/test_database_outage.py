@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from flask import Flask
 
-from api import create_app
+from api.app import create_app
 from config.settings import Settings
 from tests.support.stack import free_port
 

@@ -29,12 +29,13 @@ from referencing.jsonschema import DRAFT202012
 from sqlalchemy import Engine, text
 from werkzeug.test import TestResponse
 
-from api import create_app
+from api.app import create_app
 from config.settings import Settings
 from ledger.db import unit_of_work
 from ledger.holds import expire_due_holds
-from ledger.posting import _record_failure
-from ledger.tenants import create_api_key, create_tenant, set_rate_limit
+from ledger.keys import issue_api_key
+from ledger.posting import _count_failed_attempt
+from ledger.tenants import create_tenant, set_rate_limit
 from ledger.vocabulary import HoldStatus, TransactionType
 from ledger.webhooks.endpoints import MAX_ENDPOINTS_PER_TENANT
 from tests.integration.api.conftest import NO_KEY, Api
@@ -295,7 +296,7 @@ def transactions(c: Caller, engine: Engine) -> None:
     c.get(f"/transactions/{applied['id']}", expect=422, query_string={"wait": 31})
 
     broken = submit(engine, tenant, "topup", user_id="carol", amount=5)
-    _record_failure(engine, broken.id, RuntimeError("fault"), max_attempts=1)
+    _count_failed_attempt(engine, broken.id, RuntimeError("fault"), max_attempts=1)
     c.post(f"/transactions/{broken.id}/requeue", expect=202, key=c.admin)
     c.post(f"/transactions/{broken.id}/requeue", expect=409, key=c.admin)
     c.post("/transactions/not-a-uuid/requeue", expect=400, key=c.admin)
@@ -366,15 +367,15 @@ def wallets(c: Caller, engine: Engine) -> None:
 def expire(engine: Engine, hold_id: str) -> None:
     """Expire a hold as the relay would once its time passed (no relay runs here, and
     the sweep, like the relay's, also takes any other hold already due)."""
-    with unit_of_work(engine) as conn:
-        conn.execute(
+    with unit_of_work(engine) as work:
+        work.connection.execute(
             text(
                 "UPDATE holds SET expires_at = now() - interval '1 second'"
                 " WHERE transaction_id = :id"
             ),
             {"id": hold_id},
         )
-        assert expire_due_holds(conn) >= 1
+        assert expire_due_holds(work) >= 1
 
 
 def holds(c: Caller, engine: Engine) -> None:
@@ -458,8 +459,8 @@ def assets(c: Caller) -> None:
 
 def record_attempt(engine: Engine, tenant_id: uuid.UUID, delivery_id: str) -> None:
     """A failed attempt, as the dispatcher would log it (no dispatcher runs here)."""
-    with unit_of_work(engine) as conn:
-        conn.execute(
+    with unit_of_work(engine) as work:
+        work.connection.execute(
             text(
                 "INSERT INTO webhook_attempts (delivery_id, tenant_id, attempt, attempted_at,"
                 " status_code, latency_ms, response_body, error)"
@@ -590,10 +591,10 @@ def throttle(c: Caller, method: str, path: str, key: str) -> None:
 
 def throttled_admin_key(engine: Engine) -> str:
     """An admin key of a tenant allowed one request per second."""
-    with unit_of_work(engine) as conn:
-        tenant_id = create_tenant(conn, "throttled")
-        set_rate_limit(conn, tenant_id, 1)
-        return create_api_key(conn, tenant_id, scope="admin")
+    with unit_of_work(engine) as work:
+        tenant_id = create_tenant(work, "throttled")
+        set_rate_limit(work, tenant_id, 1)
+        return issue_api_key(work, tenant_id, "admin")["api_key"]
 
 
 def database_down(c: Caller) -> None:

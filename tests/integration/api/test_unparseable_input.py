@@ -54,7 +54,7 @@ def test_unstorable_webhook_endpoints_are_refused(api: Api, body, code):
 
 
 def test_metrics_ask_for_the_token_when_one_is_set(database_url, redis_url):
-    from api import create_app
+    from api.app import create_app
     from config.settings import Settings
 
     app = create_app(

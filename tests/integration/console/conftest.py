@@ -14,8 +14,8 @@ from sqlalchemy import Engine
 from werkzeug.test import TestResponse
 
 from ledger.db import unit_of_work
-from ledger.intake import Submission, submit_transaction
-from ledger.posting import _record_failure, post_transactions
+from ledger.intake import Submission, accept_transaction
+from ledger.posting import _count_failed_attempt, post_transactions
 from ledger.transaction_request import TransactionRequest
 from tests.conftest import TenantFixture
 
@@ -94,8 +94,8 @@ def submit(engine: Engine, tenant_id: uuid.UUID, type: str, **fields: Any) -> Su
     fields.setdefault("reference_id", f"ref-{uuid.uuid4().hex[:12]}")
     fields.setdefault("asset_code", "EUR")
     request = TransactionRequest(type=type, **fields).validated()
-    with unit_of_work(engine) as conn:
-        return submit_transaction(conn, tenant_id, request, admin=True)
+    with unit_of_work(engine) as work:
+        return accept_transaction(work, tenant_id, request, admin=True)
 
 
 def applied(engine: Engine, tenant_id: uuid.UUID, type: str, **fields: Any) -> Submission:
@@ -108,5 +108,7 @@ def applied(engine: Engine, tenant_id: uuid.UUID, type: str, **fields: Any) -> S
 def failed(engine: Engine, tenant_id: uuid.UUID, **fields: Any) -> Submission:
     """A transaction that failed the way a worker fails one: a fault on its last attempt."""
     submission = submit(engine, tenant_id, "topup", **fields)
-    _record_failure(engine, submission.id, RuntimeError("the disk caught fire"), max_attempts=1)
+    _count_failed_attempt(
+        engine, submission.id, RuntimeError("the disk caught fire"), max_attempts=1
+    )
     return submission

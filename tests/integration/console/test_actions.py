@@ -30,8 +30,8 @@ ACTION_MARKS = [
 
 
 def wallet(engine: Engine, tenant: TenantFixture, user_id: str) -> dict:
-    with unit_of_work(engine) as conn:
-        return get_balance(conn, tenant.id, user_id, "EUR")
+    with unit_of_work(engine) as work:
+        return get_balance(work.connection, tenant.id, user_id, "EUR")
 
 
 def audit_actions(engine: Engine, tenant: TenantFixture) -> list[tuple[str, str, str]]:
@@ -50,8 +50,8 @@ def audit_actions(engine: Engine, tenant: TenantFixture) -> list[tuple[str, str,
 
 @pytest.fixture
 def endpoint(engine: Engine, tenant: TenantFixture) -> dict:
-    with unit_of_work(engine) as conn:
-        return create_endpoint(conn, tenant.id, url="http://127.0.0.1:9/hooks", allow_private=True)
+    with unit_of_work(engine) as work:
+        return create_endpoint(work, tenant.id, url="http://127.0.0.1:9/hooks", allow_private=True)
 
 
 def test_a_read_key_sees_no_action_and_a_forged_post_is_refused(

@@ -7,8 +7,10 @@ import uuid
 import pytest
 from sqlalchemy import Engine
 
+from ledger.assets import create_asset
 from ledger.db import unit_of_work
-from ledger.tenants import create_api_key, create_asset, create_tenant
+from ledger.keys import issue_api_key
+from ledger.tenants import create_tenant
 from tests.conftest import TenantFixture
 from tests.integration.console.conftest import Console, applied, failed
 from tests.integration.ledger.helpers import status
@@ -17,8 +19,8 @@ from tests.integration.ledger.helpers import status
 def wallet_status(engine: Engine, tenant: TenantFixture, user_id: str) -> str:
     from ledger.queries import get_balance
 
-    with unit_of_work(engine) as conn:
-        return str(get_balance(conn, tenant.id, user_id, "EUR")["status"])
+    with unit_of_work(engine) as work:
+        return str(get_balance(work.connection, tenant.id, user_id, "EUR")["status"])
 
 
 @pytest.mark.parametrize("token", [None, "", "not-the-token"], ids=["missing", "empty", "wrong"])
@@ -50,10 +52,10 @@ def test_another_sessions_token_does_not_pass(
 
 @pytest.fixture
 def other_tenant(engine: Engine) -> TenantFixture:
-    with unit_of_work(engine) as conn:
-        tenant_id = create_tenant(conn, f"other-{uuid.uuid4().hex[:8]}")
-        key = create_api_key(conn, tenant_id, scope="admin")
-        create_asset(conn, tenant_id, "EUR", "Euro", 2)
+    with unit_of_work(engine) as work:
+        tenant_id = create_tenant(work, f"other-{uuid.uuid4().hex[:8]}")
+        key = issue_api_key(work, tenant_id, "admin")["api_key"]
+        create_asset(work, tenant_id, "EUR", "Euro", 2)
     return TenantFixture(tenant_id, key, key)
 
 
@@ -90,9 +92,9 @@ def test_another_tenants_webhook_endpoint_is_not_found(
 ) -> None:
     from ledger.webhooks.endpoints import create_endpoint
 
-    with unit_of_work(engine) as conn:
+    with unit_of_work(engine) as work:
         endpoint = create_endpoint(
-            conn, other_tenant.id, url="http://127.0.0.1:9/hooks", allow_private=True
+            work, other_tenant.id, url="http://127.0.0.1:9/hooks", allow_private=True
         )
 
     assert admin.get(f"/webhooks/{endpoint['id']}").status_code == 404

@@ -19,24 +19,24 @@ from tests.integration.console.conftest import Console
 def test_health_counts_attempts_successes_failures_and_backlog(
     admin: Console, engine: Engine, tenant: TenantFixture
 ) -> None:
-    with unit_of_work(engine) as conn:
-        endpoint = create_endpoint(conn, tenant.id, url="http://127.0.0.1:9/h", allow_private=True)
-        other = create_endpoint(conn, tenant.id, url="http://127.0.0.1:9/o", allow_private=True)
+    with unit_of_work(engine) as work:
+        endpoint = create_endpoint(work, tenant.id, url="http://127.0.0.1:9/h", allow_private=True)
+        other = create_endpoint(work, tenant.id, url="http://127.0.0.1:9/o", allow_private=True)
         for _ in range(3):
-            send_test_event(conn, tenant.id, uuid.UUID(endpoint["id"]))
-        send_test_event(conn, tenant.id, uuid.UUID(other["id"]))
-    with unit_of_work(engine) as conn:
+            send_test_event(work, tenant.id, uuid.UUID(endpoint["id"]))
+        send_test_event(work, tenant.id, uuid.UUID(other["id"]))
+    with unit_of_work(engine) as work:
         claimed = [
             delivery
             for delivery in claim_due(
-                conn, limit=100, room_for=lambda _: 100, full=(), lease_seconds=60
+                work, limit=100, room_for=lambda _: 100, full=(), lease_seconds=60
             )
             if str(delivery.endpoint_id) == endpoint["id"]
         ][:2]
         now = datetime.now(UTC)
         # No retries in this schedule: the 500 fails the delivery for good.
-        record_attempt(conn, claimed[0], AttemptResult(now, 12, status_code=200), [])
-        record_attempt(conn, claimed[1], AttemptResult(now, 30, status_code=500), [])
+        record_attempt(work, claimed[0], AttemptResult(now, 12, status_code=200), [])
+        record_attempt(work, claimed[1], AttemptResult(now, 30, status_code=500), [])
 
     with engine.connect() as conn:
         health = endpoint_health(conn, tenant.id)

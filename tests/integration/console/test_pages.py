@@ -9,7 +9,7 @@ import uuid
 from sqlalchemy import Engine
 
 from ledger.db import unit_of_work
-from ledger.intake import submit_transactions
+from ledger.intake import accept_transactions
 from ledger.transaction_request import TransactionRequest
 from ledger.webhooks.endpoints import create_endpoint
 from tests.conftest import TenantFixture
@@ -27,8 +27,8 @@ def test_every_page_renders_for_an_empty_tenant(
     assert 'id="no-results"' in admin.text("/transactions")
     assert 'id="no-endpoints"' in admin.text("/webhooks")
     assert 'id="queue-depth">0<' in admin.text("/")
-    with unit_of_work(engine) as conn:
-        endpoint = create_endpoint(conn, tenant.id, url="http://127.0.0.1:9/h", allow_private=True)
+    with unit_of_work(engine) as work:
+        endpoint = create_endpoint(work, tenant.id, url="http://127.0.0.1:9/h", allow_private=True)
     assert 'id="no-deliveries"' in admin.text(f"/webhooks/{endpoint['id']}")
 
 
@@ -44,8 +44,8 @@ def _queue(engine: Engine, tenant: TenantFixture, count: int) -> None:
             ).validated()
             for n in range(start, min(start + 1000, count))
         ]
-        with unit_of_work(engine) as conn:
-            submit_transactions(conn, tenant.id, requests, admin=True)
+        with unit_of_work(engine) as work:
+            accept_transactions(work, tenant.id, requests, admin=True)
 
 
 def test_thousands_of_transactions_are_listed_a_page_at_a_time(

@@ -8,7 +8,6 @@ import pytest
 from sqlalchemy import Engine, text
 
 from ledger.db import unit_of_work
-from ledger.tenants import revoke_key
 from tests.conftest import TenantFixture
 from tests.integration.console.conftest import Console, csrf_of
 
@@ -96,8 +95,8 @@ def test_signing_out_ends_the_session_for_good(admin: Console) -> None:
 def test_an_idle_or_too_old_session_expires(
     admin: Console, engine: Engine, tenant: TenantFixture, aged: str
 ) -> None:
-    with unit_of_work(engine) as conn:
-        conn.execute(
+    with unit_of_work(engine) as work:
+        work.connection.execute(
             text(f"UPDATE console_sessions SET {aged} WHERE tenant_id = :t"), {"t": tenant.id}
         )
 
@@ -108,13 +107,14 @@ def test_revoking_the_key_ends_its_sessions(
     admin: Console, engine: Engine, tenant: TenantFixture
 ) -> None:
     assert admin.get("/").status_code == 200
-    with unit_of_work(engine) as conn:
-        key_id = conn.execute(
+    with unit_of_work(engine) as work:
+        key_id = work.connection.execute(
             text("SELECT api_key_id FROM console_sessions WHERE tenant_id = :t"), {"t": tenant.id}
         ).scalar_one()
         from ledger.audit import OPERATOR
+        from ledger.keys import revoke_api_key
 
-        revoke_key(conn, tenant.id, key_id, actor=OPERATOR)
+        revoke_api_key(work, tenant.id, key_id, actor=OPERATOR)
 
     assert admin.get("/").status_code == 303
 
@@ -167,7 +167,7 @@ def test_with_the_database_down_pages_answer_503_with_retry_after_not_a_stack_tr
     import socket
     import uuid
 
-    from api import create_app
+    from api.app import create_app
     from config.settings import Settings
 
     with socket.socket() as probe:  # a loopback port nothing listens on

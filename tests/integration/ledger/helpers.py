@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from ledger.db import unit_of_work
-from ledger.intake import Submission, submit_transaction
+from ledger.intake import Submission, accept_transaction
 from ledger.posting import BatchResult, post_transactions
 from ledger.queries import get_balance, get_transaction
 from ledger.transaction_request import TransactionRequest
@@ -19,8 +19,8 @@ def submit(engine: Engine, tenant_id: uuid.UUID, type: str, **fields: Any) -> Su
     if type not in ("capture", "void"):  # these take their hold's wallet and asset
         fields.setdefault("asset_code", "EUR")
     request = TransactionRequest(type=type, **fields).validated()
-    with unit_of_work(engine) as conn:
-        return submit_transaction(conn, tenant_id, request, admin=True)
+    with unit_of_work(engine) as work:
+        return accept_transaction(work, tenant_id, request, admin=True)
 
 
 def apply(engine: Engine, *ids: uuid.UUID) -> BatchResult:
@@ -35,12 +35,12 @@ def run(engine: Engine, tenant_id: uuid.UUID, type: str, **fields: Any) -> dict[
 
 
 def status(engine: Engine, tenant_id: uuid.UUID, transaction_id: uuid.UUID) -> dict[str, Any]:
-    with unit_of_work(engine) as conn:
-        view = get_transaction(conn, tenant_id, transaction_id=transaction_id)
+    with unit_of_work(engine) as work:
+        view = get_transaction(work.connection, tenant_id, transaction_id=transaction_id)
     assert view is not None
     return view
 
 
 def balance(engine: Engine, tenant_id: uuid.UUID, user_id: str, asset: str = "EUR") -> int:
-    with unit_of_work(engine) as conn:
-        return int(get_balance(conn, tenant_id, user_id, asset)["balance"])
+    with unit_of_work(engine) as work:
+        return int(get_balance(work.connection, tenant_id, user_id, asset)["balance"])

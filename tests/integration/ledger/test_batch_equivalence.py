@@ -16,12 +16,14 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from ledger.assets import create_asset
 from ledger.db import unit_of_work
 from ledger.errors import LedgerError
-from ledger.intake import submit_transactions
+from ledger.intake import accept_transactions
 from ledger.posting import post_transactions
-from ledger.tenants import create_asset, create_tenant, update_wallet
+from ledger.tenants import create_tenant
 from ledger.transaction_request import TransactionRequest
+from ledger.wallets import update_wallet
 from tests.conftest import assert_invariants
 from worker.tasks import make_worker_engine
 
@@ -99,9 +101,9 @@ def random_sequence(rng: random.Random) -> list[dict[str, Any]]:
 
 def record(engine: Engine, ops: list[dict[str, Any]], name: str) -> tuple[uuid.UUID, list]:
     """A tenant holding `ops` as queued transactions; their ids, in order."""
-    with unit_of_work(engine) as conn:
-        tenant_id = create_tenant(conn, name)
-        create_asset(conn, tenant_id, "EUR", "Euro", 2)
+    with unit_of_work(engine) as work:
+        tenant_id = create_tenant(work, name)
+        create_asset(work, tenant_id, "EUR", "Euro", 2)
     ids: list[uuid.UUID] = []
     for start in range(0, len(ops), CHUNK):
         requests = []
@@ -115,18 +117,18 @@ def record(engine: Engine, ops: list[dict[str, Any]], name: str) -> tuple[uuid.U
             if op["type"] not in ("capture", "void"):  # these take their hold's wallet
                 fields["asset_code"] = "EUR"
             requests.append(TransactionRequest(reference_id=f"op-{index}", **fields))
-        with unit_of_work(engine) as conn:
-            results = submit_transactions(
-                conn, tenant_id, [r.validated() for r in requests], admin=True
+        with unit_of_work(engine) as work:
+            results = accept_transactions(
+                work, tenant_id, [r.validated() for r in requests], admin=True
             )
         for result in results:
             assert not isinstance(result, LedgerError), result
             ids.append(result.id)
     # Wallet rules the sequence runs into: a frozen, a credit-limited and a closed wallet.
-    with unit_of_work(engine) as conn:
-        update_wallet(conn, tenant_id, FROZEN, "EUR", status="frozen")
-        update_wallet(conn, tenant_id, LIMITED, "EUR", credit_limit=150)
-        update_wallet(conn, tenant_id, CLOSED, "EUR", status="closed")
+    with unit_of_work(engine) as work:
+        update_wallet(work, tenant_id, FROZEN, "EUR", status="frozen")
+        update_wallet(work, tenant_id, LIMITED, "EUR", credit_limit=150)
+        update_wallet(work, tenant_id, CLOSED, "EUR", status="closed")
     return tenant_id, ids
 
 

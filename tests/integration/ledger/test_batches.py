@@ -9,9 +9,13 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
+from ledger.assets import create_asset
+from ledger.audit import OPERATOR
 from ledger.db import unit_of_work
-from ledger.posting import BatchResult, post_transactions, requeue_failed
-from ledger.tenants import create_asset, create_tenant
+from ledger.errors import TransactionNotFailed
+from ledger.posting import BatchResult, post_transactions
+from ledger.queue import requeue_transaction
+from ledger.tenants import create_tenant
 from ledger.verify import verify_ledger
 from tests.integration.ledger.helpers import balance, status, submit
 
@@ -107,9 +111,9 @@ def scenario(spends: dict[str, uuid.UUID]) -> Iterator[tuple[str, str, dict[str,
 
 
 def play(engine: Engine, apply: Callable[[Engine, list[uuid.UUID]], None]) -> dict[str, Any]:
-    with unit_of_work(engine) as conn:
-        tenant_id = create_tenant(conn, "batch-equivalence")
-        create_asset(conn, tenant_id, "EUR", "Euro", 2)
+    with unit_of_work(engine) as work:
+        tenant_id = create_tenant(work, "batch-equivalence")
+        create_asset(work, tenant_id, "EUR", "Euro", 2)
     ids: dict[str, uuid.UUID] = {}
     for name, type, fields in scenario(ids):
         ids[name] = submit(engine, tenant_id, type, **fields).id
@@ -260,9 +264,10 @@ def test_a_failed_transaction_can_be_requeued_and_then_applied(engine, tenant, p
     with engine.begin() as conn:  # the operator fixes the fault
         conn.execute(text("ALTER TABLE accounts DROP CONSTRAINT test_poison"))
 
-    with unit_of_work(engine) as conn:
-        assert requeue_failed(conn, tenant.id, bad)
-        assert not requeue_failed(conn, tenant.id, bad)  # only a failed one
+    with unit_of_work(engine) as work:
+        assert requeue_transaction(work, tenant.id, bad, actor=OPERATOR)["status"] == "queued"
+    with pytest.raises(TransactionNotFailed), unit_of_work(engine) as work:
+        requeue_transaction(work, tenant.id, bad, actor=OPERATOR)  # only a failed one
     result = post_transactions(engine, [bad])
 
     assert result.status_of(bad) == "applied"

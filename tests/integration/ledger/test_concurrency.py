@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine, text
 
 from ledger.db import unit_of_work
-from ledger.intake import submit_transaction
+from ledger.intake import accept_transaction
 from ledger.posting import BatchResult, post_transactions
 from ledger.transaction_request import TransactionRequest
 from tests.integration.ledger.helpers import balance, run, submit
@@ -69,10 +69,10 @@ def wallet_journal(engine: Engine, tenant_id: uuid.UUID, owner: str) -> list[dic
 def submit_many(
     engine: Engine, tenant_id: uuid.UUID, requests: Sequence[dict[str, Any]]
 ) -> list[uuid.UUID]:
-    with unit_of_work(engine) as conn:
+    with unit_of_work(engine) as work:
         return [
-            submit_transaction(
-                conn,
+            accept_transaction(
+                work,
                 tenant_id,
                 TransactionRequest(
                     reference_id=uuid.uuid4().hex, asset_code="EUR", **fields

@@ -18,8 +18,8 @@ from tests.integration.ledger.test_concurrency import all_at_once, statuses
 
 
 def wallet(engine: Engine, tenant_id: uuid.UUID, user_id: str = "alice") -> tuple[int, int]:
-    with unit_of_work(engine) as conn:
-        found = get_balance(conn, tenant_id, user_id, "EUR")
+    with unit_of_work(engine) as work:
+        found = get_balance(work.connection, tenant_id, user_id, "EUR")
     return found["balance"], found["pending"]
 
 
@@ -56,8 +56,8 @@ def test_capture_void_and_expiry_racing_for_one_hold_have_one_winner(engine, ten
         # void gets there first (they judge by their batch's clock, so a late one is
         # rejected hold_expired). Whoever wins, there is exactly one winner.
         if round_number % 2:
-            with unit_of_work(engine) as conn:
-                conn.execute(
+            with unit_of_work(engine) as work:
+                work.connection.execute(
                     text(
                         "UPDATE holds SET expires_at = now() + interval '20 milliseconds'"
                         " WHERE transaction_id = :id"
@@ -66,8 +66,8 @@ def test_capture_void_and_expiry_racing_for_one_hold_have_one_winner(engine, ten
                 )
 
         def sweep() -> int:
-            with unit_of_work(engine) as conn:
-                return expire_due_holds(conn)
+            with unit_of_work(engine) as work:
+                return expire_due_holds(work)
 
         all_at_once(
             lambda action: action(),

@@ -10,18 +10,20 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
+from ledger.assets import create_asset
 from ledger.db import unit_of_work
 from ledger.holds import expire_due_holds, list_holds
 from ledger.posting import post_transactions
 from ledger.queries import get_balance
-from ledger.tenants import create_asset, create_tenant, update_wallet
+from ledger.tenants import create_tenant
 from ledger.verify import verify_ledger
+from ledger.wallets import update_wallet
 from tests.integration.ledger.helpers import run, status, submit
 
 
 def wallet(engine: Engine, tenant_id: uuid.UUID, user_id: str) -> dict[str, Any]:
-    with unit_of_work(engine) as conn:
-        return get_balance(conn, tenant_id, user_id, "EUR")
+    with unit_of_work(engine) as work:
+        return get_balance(work.connection, tenant_id, user_id, "EUR")
 
 
 def funded(engine: Engine, tenant_id: uuid.UUID, user_id: str = "alice", amount: int = 1000):
@@ -39,8 +41,8 @@ def settle(engine: Engine, tenant_id: uuid.UUID, kind: str, of: dict[str, Any], 
 
 def expire_now(engine: Engine, hold_id: str) -> None:
     """Move a hold's expiry into the past, as time passing would (no sleeping in tests)."""
-    with unit_of_work(engine) as conn:
-        conn.execute(
+    with unit_of_work(engine) as work:
+        work.connection.execute(
             text(
                 "UPDATE holds SET expires_at = now() - interval '1 second'"
                 " WHERE transaction_id = :id"
@@ -84,9 +86,9 @@ def test_a_hold_reserves_funds_without_moving_money(engine, tenant):
 def test_a_hold_follows_the_rules_of_a_spend(engine, tenant, prepare, code):
     funded(engine, tenant.id, amount=100)
     if prepare != "nothing":
-        with unit_of_work(engine) as conn:
+        with unit_of_work(engine) as work:
             status_of = {"freeze": "frozen", "close": "closed"}[prepare]
-            update_wallet(conn, tenant.id, "alice", "EUR", status=status_of)
+            update_wallet(work, tenant.id, "alice", "EUR", status=status_of)
     rejected = hold(engine, tenant.id, 50 if prepare != "nothing" else 101)
     assert rejected["status"] == "rejected"
     assert rejected["result"]["code"] == code
@@ -158,9 +160,9 @@ def test_a_hold_is_captured_or_voided_once(engine, tenant):
 def test_naming_no_hold_of_this_tenant_is_hold_not_found(engine, tenant):
     funded(engine, tenant.id)
     spend = run(engine, tenant.id, "spend", user_id="alice", amount=5)
-    with unit_of_work(engine) as conn:
-        stranger = create_tenant(conn, "stranger")
-        create_asset(conn, stranger, "EUR", "Euro", 2)
+    with unit_of_work(engine) as work:
+        stranger = create_tenant(work, "stranger")
+        create_asset(work, stranger, "EUR", "Euro", 2)
     run(engine, stranger, "topup", user_id="alice", amount=100)
     foreign = hold(engine, stranger, 10)
 
@@ -184,8 +186,8 @@ def test_an_expired_hold_cannot_be_captured_and_the_sweeper_releases_it(engine, 
     assert late["result"]["code"] == "hold_expired"
     assert wallet(engine, tenant.id, "alice")["pending"] == 200
 
-    with unit_of_work(engine) as conn:
-        assert expire_due_holds(conn) >= 1
+    with unit_of_work(engine) as work:
+        assert expire_due_holds(work) >= 1
     assert wallet(engine, tenant.id, "alice")["pending"] == 0
     assert status(engine, tenant.id, uuid.UUID(held["id"]))["hold"]["status"] == "expired"
     assert settle(engine, tenant.id, "void", held)["result"]["code"] == "hold_expired"
@@ -245,8 +247,8 @@ def test_a_capture_can_be_refunded_up_to_what_it_took(engine, tenant):
 def test_a_frozen_wallet_keeps_its_hold_until_voided(engine, tenant):
     funded(engine, tenant.id)
     held = hold(engine, tenant.id, 100)
-    with unit_of_work(engine) as conn:
-        update_wallet(conn, tenant.id, "alice", "EUR", status="frozen")
+    with unit_of_work(engine) as work:
+        update_wallet(work, tenant.id, "alice", "EUR", status="frozen")
 
     assert settle(engine, tenant.id, "capture", held)["result"]["code"] == "wallet_frozen"
     assert settle(engine, tenant.id, "void", held)["status"] == "applied"
@@ -304,10 +306,12 @@ def test_a_wallet_lists_its_holds_newest_first_by_status(engine, tenant):
     first, second, third = (hold(engine, tenant.id, amount) for amount in (1, 2, 3))
     settle(engine, tenant.id, "void", second)
 
-    with unit_of_work(engine) as conn:
-        everything = list_holds(conn, tenant.id, "alice", "EUR", limit=2)
-        rest = list_holds(conn, tenant.id, "alice", "EUR", cursor=everything["next_cursor"])
-        held = list_holds(conn, tenant.id, "alice", "EUR", status="held")
+    with unit_of_work(engine) as work:
+        everything = list_holds(work.connection, tenant.id, "alice", "EUR", limit=2)
+        rest = list_holds(
+            work.connection, tenant.id, "alice", "EUR", cursor=everything["next_cursor"]
+        )
+        held = list_holds(work.connection, tenant.id, "alice", "EUR", status="held")
 
     assert [h["id"] for h in everything["items"]] == [third["id"], second["id"]]
     assert [h["id"] for h in rest["items"]] == [first["id"]]

@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
+from ledger.assets import create_asset
 from ledger.db import unit_of_work
 from ledger.errors import IdempotencyKeyReused
 from ledger.intake import Submission
 from ledger.posting import post_transactions
-from ledger.tenants import create_asset, create_tenant
+from ledger.tenants import create_tenant
 from ledger.verify import verify_ledger
 from tests.integration.ledger.helpers import balance, submit
 
@@ -85,8 +86,8 @@ def test_a_replay_after_applying_shows_the_outcome_without_applying_twice(engine
     ],
 )
 def test_reusing_a_reference_for_a_different_request_is_refused(engine, tenant, change):
-    with unit_of_work(engine) as conn:
-        create_asset(conn, tenant.id, "GOLD", "Gold", 0)
+    with unit_of_work(engine) as work:
+        create_asset(work, tenant.id, "GOLD", "Gold", 0)
     first = submit(engine, tenant.id, "topup", reference_id="order-1", **TOPUP)
 
     with pytest.raises(IdempotencyKeyReused) as caught:
@@ -106,9 +107,9 @@ def test_reusing_a_reference_for_another_type_is_refused(engine, tenant):
 
 
 def test_references_are_scoped_to_their_tenant(engine, tenant):
-    with unit_of_work(engine) as conn:
-        other = create_tenant(conn, "other")
-        create_asset(conn, other, "EUR", "Euro", 2)
+    with unit_of_work(engine) as work:
+        other = create_tenant(work, "other")
+        create_asset(work, other, "EUR", "Euro", 2)
 
     mine = submit(engine, tenant.id, "topup", reference_id="order-1", **TOPUP)
     theirs = submit(engine, other, "topup", reference_id="order-1", **{**TOPUP, "amount": 7})

@@ -8,17 +8,19 @@ import uuid
 import pytest
 from sqlalchemy import Engine
 
+from ledger.assets import create_asset
 from ledger.db import unit_of_work
 from ledger.errors import InvalidCursor, WalletNotFound
 from ledger.posting import post_transactions
 from ledger.queries import MAX_PAGE, get_balance, get_transaction, wallet_history
-from ledger.tenants import create_asset, create_tenant, update_wallet
+from ledger.tenants import create_tenant
+from ledger.wallets import update_wallet
 from tests.integration.ledger.helpers import run, submit
 
 
 def history(engine: Engine, tenant_id: uuid.UUID, user_id: str, **page: object) -> dict:
-    with unit_of_work(engine) as conn:
-        return wallet_history(conn, tenant_id, user_id, "EUR", **page)  # type: ignore[arg-type]
+    with unit_of_work(engine) as work:
+        return wallet_history(work.connection, tenant_id, user_id, "EUR", **page)  # type: ignore[arg-type]
 
 
 def all_pages(engine: Engine, tenant_id: uuid.UUID, user_id: str, limit: int) -> list[list[dict]]:
@@ -84,8 +86,8 @@ def test_new_entries_do_not_shift_the_pages_a_client_is_reading(engine, tenant):
 
 def test_history_skips_versions_bumped_by_wallet_administration(engine, tenant):
     run(engine, tenant.id, "topup", user_id="alice", amount=5)
-    with unit_of_work(engine) as conn:
-        update_wallet(conn, tenant.id, "alice", "EUR", status="frozen")
+    with unit_of_work(engine) as work:
+        update_wallet(work, tenant.id, "alice", "EUR", status="frozen")
     run(engine, tenant.id, "topup", user_id="alice", amount=6)
 
     pages = all_pages(engine, tenant.id, "alice", limit=1)
@@ -127,9 +129,9 @@ def test_history_of_a_missing_wallet_is_not_found(engine, tenant):
 def test_balance_reports_balance_holds_available_version_and_precision(engine, tenant):
     run(engine, tenant.id, "topup", user_id="alice", amount=1000)
     run(engine, tenant.id, "spend", user_id="alice", amount=250)
-    with unit_of_work(engine) as conn:
-        update_wallet(conn, tenant.id, "alice", "EUR", credit_limit=100)
-        wallet = get_balance(conn, tenant.id, "alice", "EUR")
+    with unit_of_work(engine) as work:
+        update_wallet(work, tenant.id, "alice", "EUR", credit_limit=100)
+        wallet = get_balance(work.connection, tenant.id, "alice", "EUR")
 
     assert wallet == {
         "user_id": "alice",
@@ -145,35 +147,35 @@ def test_balance_reports_balance_holds_available_version_and_precision(engine, t
 
 
 def test_balance_reports_the_assets_own_precision(engine, tenant):
-    with unit_of_work(engine) as conn:
-        create_asset(conn, tenant.id, "GOLD", "Gold coins", 0)
+    with unit_of_work(engine) as work:
+        create_asset(work, tenant.id, "GOLD", "Gold coins", 0)
     run(engine, tenant.id, "topup", user_id="alice", amount=7, asset_code="GOLD")
 
-    with unit_of_work(engine) as conn:
-        wallet = get_balance(conn, tenant.id, "alice", "GOLD")
+    with unit_of_work(engine) as work:
+        wallet = get_balance(work.connection, tenant.id, "alice", "GOLD")
 
     assert (wallet["balance"], wallet["decimal_places"], wallet["asset_code"]) == (7, 0, "GOLD")
 
 
 def test_balance_of_a_missing_wallet_or_system_account_is_not_found(engine, tenant):
-    with unit_of_work(engine) as conn:
+    with unit_of_work(engine) as work:
         with pytest.raises(WalletNotFound):
-            get_balance(conn, tenant.id, "ghost", "EUR")
+            get_balance(work.connection, tenant.id, "ghost", "EUR")
         with pytest.raises(WalletNotFound):
-            get_balance(conn, tenant.id, "@revenue", "EUR")
+            get_balance(work.connection, tenant.id, "@revenue", "EUR")
 
 
 def test_transactions_are_invisible_to_other_tenants(engine, tenant):
     view = run(engine, tenant.id, "topup", user_id="alice", amount=1, reference_id="mine")
-    with unit_of_work(engine) as conn:
-        other = create_tenant(conn, "other")
-        create_asset(conn, other, "EUR", "Euro", 2)
+    with unit_of_work(engine) as work:
+        other = create_tenant(work, "other")
+        create_asset(work, other, "EUR", "Euro", 2)
 
-        assert get_transaction(conn, other, transaction_id=uuid.UUID(view["id"])) is None
-        assert get_transaction(conn, other, reference_id="mine") is None
+        assert get_transaction(work.connection, other, transaction_id=uuid.UUID(view["id"])) is None
+        assert get_transaction(work.connection, other, reference_id="mine") is None
         with pytest.raises(WalletNotFound):
-            get_balance(conn, other, "alice", "EUR")
-        by_reference = get_transaction(conn, tenant.id, reference_id="mine")
+            get_balance(work.connection, other, "alice", "EUR")
+        by_reference = get_transaction(work.connection, tenant.id, reference_id="mine")
 
     assert by_reference == view
 
@@ -181,8 +183,8 @@ def test_transactions_are_invisible_to_other_tenants(engine, tenant):
 def test_a_queued_transaction_shows_no_balance_yet(engine, tenant):
     submission = submit(engine, tenant.id, "topup", user_id="alice", amount=1)
 
-    with unit_of_work(engine) as conn:
-        view = get_transaction(conn, tenant.id, transaction_id=submission.id)
+    with unit_of_work(engine) as work:
+        view = get_transaction(work.connection, tenant.id, transaction_id=submission.id)
 
     assert view is not None
     assert (view["status"], view["balance_after"], view["completed_at"]) == ("queued", None, None)

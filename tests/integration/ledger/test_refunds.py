@@ -11,18 +11,19 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import Engine
 
+from ledger.assets import create_asset
 from ledger.db import unit_of_work
 from ledger.posting import post_transactions
-from ledger.tenants import create_asset, create_tenant
+from ledger.tenants import create_tenant
 from ledger.verify import verify_ledger
 from tests.integration.ledger.helpers import balance, run, status, submit
 
 
 @pytest.fixture
 def other_tenant(engine: Engine) -> Iterator[uuid.UUID]:
-    with unit_of_work(engine) as conn:
-        tenant_id = create_tenant(conn, "other-merchant")
-        create_asset(conn, tenant_id, "EUR", "Euro", 2)
+    with unit_of_work(engine) as work:
+        tenant_id = create_tenant(work, "other-merchant")
+        create_asset(work, tenant_id, "EUR", "Euro", 2)
     yield tenant_id
     with engine.connect() as conn:
         report = verify_ledger(conn, tenant_id)
@@ -105,8 +106,8 @@ def test_a_refund_of_another_wallets_spend_is_rejected(engine, tenant, spend):
 
 
 def test_a_refund_in_another_asset_is_rejected(engine, tenant, spend):
-    with unit_of_work(engine) as conn:
-        create_asset(conn, tenant.id, "GOLD", "Gold", 0)
+    with unit_of_work(engine) as work:
+        create_asset(work, tenant.id, "GOLD", "Gold", 0)
     run(engine, tenant.id, "topup", user_id="alice", amount=1, asset_code="GOLD")
 
     view = run(

@@ -8,21 +8,22 @@ from collections import Counter
 import pytest
 from sqlalchemy import Engine, text
 
+from ledger.assets import create_asset
 from ledger.codes import REJECTION_MESSAGES, RejectionCode
 from ledger.db import unit_of_work
 from ledger.errors import AssetNotFound, InvalidRequest
-from ledger.intake import submit_transaction
+from ledger.intake import accept_transaction
 from ledger.posting import post_transactions
 from ledger.queries import get_balance
 from ledger.rules import MAX_BALANCE
-from ledger.tenants import create_asset, update_wallet
 from ledger.transaction_request import MAX_AMOUNT, TransactionRequest
+from ledger.wallets import update_wallet
 from tests.integration.ledger.helpers import balance, run, status, submit
 
 
 def wallet(engine: Engine, tenant_id: uuid.UUID, user_id: str) -> dict:
-    with unit_of_work(engine) as conn:
-        return get_balance(conn, tenant_id, user_id, "EUR")
+    with unit_of_work(engine) as work:
+        return get_balance(work.connection, tenant_id, user_id, "EUR")
 
 
 def entry_count(engine: Engine, transaction_id: str) -> int:
@@ -69,8 +70,8 @@ def test_transfer_and_negative_adjustment_beyond_the_balance_are_rejected(engine
 
 def test_debits_of_a_frozen_wallet_are_rejected(engine, tenant):
     run(engine, tenant.id, "topup", user_id="alice", amount=100)
-    with unit_of_work(engine) as conn:
-        update_wallet(conn, tenant.id, "alice", "EUR", status="frozen")
+    with unit_of_work(engine) as work:
+        update_wallet(work, tenant.id, "alice", "EUR", status="frozen")
 
     spend = run(engine, tenant.id, "spend", user_id="alice", amount=1)
     transfer = run(engine, tenant.id, "transfer", user_id="alice", to_user_id="bob", amount=1)
@@ -84,8 +85,8 @@ def test_debits_of_a_frozen_wallet_are_rejected(engine, tenant):
 def test_a_closed_wallet_can_be_neither_debited_nor_credited(engine, tenant):
     run(engine, tenant.id, "topup", user_id="alice", amount=100)
     run(engine, tenant.id, "topup", user_id="bob", amount=100)
-    with unit_of_work(engine) as conn:
-        update_wallet(conn, tenant.id, "alice", "EUR", status="closed")
+    with unit_of_work(engine) as work:
+        update_wallet(work, tenant.id, "alice", "EUR", status="closed")
 
     rejected = [
         run(engine, tenant.id, "spend", user_id="alice", amount=1),
@@ -111,8 +112,8 @@ def test_debits_of_a_wallet_that_never_existed_are_rejected(engine, tenant):
 
 
 def test_a_wallet_in_another_asset_does_not_count(engine, tenant):
-    with unit_of_work(engine) as conn:
-        create_asset(conn, tenant.id, "GOLD", "Gold coins", 0)
+    with unit_of_work(engine) as work:
+        create_asset(work, tenant.id, "GOLD", "Gold coins", 0)
     run(engine, tenant.id, "topup", user_id="alice", amount=100, asset_code="GOLD")
 
     view = run(engine, tenant.id, "spend", user_id="alice", amount=1)
@@ -136,15 +137,15 @@ def test_intake_itself_refuses_an_unvalidated_same_wallet_transfer(engine, tenan
         asset_code="EUR",
         amount=10,
     )
-    with pytest.raises(InvalidRequest) as refused, unit_of_work(engine) as conn:
-        submit_transaction(conn, tenant.id, unchecked, admin=True)
+    with pytest.raises(InvalidRequest) as refused, unit_of_work(engine) as work:
+        accept_transaction(work, tenant.id, unchecked, admin=True)
     assert refused.value.code == "same_wallet"
 
 
 def test_the_engine_rejects_a_same_wallet_transfer_written_behind_intake(engine, tenant):
     run(engine, tenant.id, "topup", user_id="alice", amount=100)
-    with unit_of_work(engine) as conn:
-        transaction_id = conn.execute(
+    with unit_of_work(engine) as work:
+        transaction_id = work.connection.execute(
             text(
                 "INSERT INTO transactions (tenant_id, type, reference_id, request_hash,"
                 " asset_code, amount, user_id, to_user_id)"
@@ -185,8 +186,8 @@ def test_a_submission_in_an_unknown_asset_is_refused_and_records_nothing(engine,
 def submit_all(
     engine: Engine, tenant_id: uuid.UUID, requests: list[TransactionRequest]
 ) -> list[uuid.UUID]:
-    with unit_of_work(engine) as conn:
-        return [submit_transaction(conn, tenant_id, r.validated(), admin=True).id for r in requests]
+    with unit_of_work(engine) as work:
+        return [accept_transaction(work, tenant_id, r.validated(), admin=True).id for r in requests]
 
 
 def credit(type: str, user_id: str, amount: int) -> TransactionRequest:

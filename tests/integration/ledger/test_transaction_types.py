@@ -58,8 +58,8 @@ def test_topup_creates_the_wallet_on_first_use(engine, tenant):
     submission = submit(engine, tenant.id, "topup", user_id="newcomer", amount=10)
 
     # The wallet exists from acceptance on, before any worker applied the top-up.
-    with unit_of_work(engine) as conn:
-        wallet = get_balance(conn, tenant.id, "newcomer", "EUR")
+    with unit_of_work(engine) as work:
+        wallet = get_balance(work.connection, tenant.id, "newcomer", "EUR")
     assert (wallet["balance"], wallet["status"]) == (0, "active")
     assert submission.transaction["status"] == "queued"
     apply(engine, submission.id)
@@ -151,8 +151,8 @@ def test_every_posting_bumps_the_wallet_version_once(engine, tenant):
     run(engine, tenant.id, "spend", user_id="alice", amount=10)
     run(engine, tenant.id, "spend", user_id="alice", amount=1000)  # rejected: no change
 
-    with unit_of_work(engine) as conn:
-        wallet = get_balance(conn, tenant.id, "alice", "EUR")
+    with unit_of_work(engine) as work:
+        wallet = get_balance(work.connection, tenant.id, "alice", "EUR")
     assert (wallet["balance"], wallet["version"]) == (90, 2)
 
 

@@ -10,19 +10,19 @@ from sqlalchemy import Engine, text
 from ledger.db import unit_of_work
 from ledger.errors import InvalidRequest, WalletNotFound
 from ledger.queries import get_balance
-from ledger.tenants import update_wallet
 from ledger.verify import verify_ledger
+from ledger.wallets import update_wallet
 from tests.integration.ledger.helpers import balance, run
 
 
 def set_wallet(engine: Engine, tenant_id: uuid.UUID, user_id: str, **changes: object) -> None:
-    with unit_of_work(engine) as conn:
-        update_wallet(conn, tenant_id, user_id, "EUR", **changes)  # type: ignore[arg-type]
+    with unit_of_work(engine) as work:
+        update_wallet(work, tenant_id, user_id, "EUR", **changes)  # type: ignore[arg-type]
 
 
 def wallet(engine: Engine, tenant_id: uuid.UUID, user_id: str) -> dict:
-    with unit_of_work(engine) as conn:
-        return get_balance(conn, tenant_id, user_id, "EUR")
+    with unit_of_work(engine) as work:
+        return get_balance(work.connection, tenant_id, user_id, "EUR")
 
 
 def test_a_frozen_wallet_still_accepts_credits(engine, tenant):

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from api import create_app
+from api.app import create_app
 from config.settings import Settings
 
 # The in-process app and test client of the API tests, for the scope and audit tests.

@@ -70,8 +70,8 @@ def test_the_audit_trail_cannot_be_rewritten(api: Api, engine: Engine):
     run(engine, api.tenant.id, "topup", user_id="carol", amount=1)
     api.post("/wallets/carol/freeze", {"asset_code": "EUR"})
 
-    with pytest.raises(DBAPIError, match="append-only"), unit_of_work(engine) as conn:
-        conn.execute(
+    with pytest.raises(DBAPIError, match="append-only"), unit_of_work(engine) as work:
+        work.connection.execute(
             text("UPDATE audit_events SET actor = 'nobody' WHERE tenant_id = :t"),
             {"t": api.tenant.id},
         )

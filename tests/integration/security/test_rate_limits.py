@@ -13,8 +13,10 @@ from flask import Flask
 from sqlalchemy import Engine
 
 from api.rate_limits import Policy, RateLimiter, storage_url
+from ledger.assets import create_asset
 from ledger.db import unit_of_work
-from ledger.tenants import create_api_key, create_asset, create_tenant, set_rate_limit
+from ledger.keys import issue_api_key
+from ledger.tenants import create_tenant, set_rate_limit
 
 STILL = 1_800_000_000.25  # a quarter past some second
 
@@ -25,11 +27,11 @@ def hold_clock_still(*apps: Flask) -> None:
 
 
 def limited_key(engine: Engine, per_second: int, scope: str = "write") -> str:
-    with unit_of_work(engine) as conn:
-        tenant_id = create_tenant(conn, "limited")
-        create_asset(conn, tenant_id, "EUR", "Euro", 2)
-        set_rate_limit(conn, tenant_id, per_second)
-        return create_api_key(conn, tenant_id, scope=scope)
+    with unit_of_work(engine) as work:
+        tenant_id = create_tenant(work, "limited")
+        create_asset(work, tenant_id, "EUR", "Euro", 2)
+        set_rate_limit(work, tenant_id, per_second)
+        return issue_api_key(work, tenant_id, scope)["api_key"]
 
 
 def get(app: Flask, key: str, path: str = "/api/v1/assets"):

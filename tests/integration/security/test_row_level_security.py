@@ -8,19 +8,20 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from api.database import tenant_scope
-from ledger.db import unit_of_work
-from ledger.tenants import create_api_key, create_asset, create_tenant
+from ledger.assets import create_asset
+from ledger.db import tenant_scope, unit_of_work
+from ledger.keys import issue_api_key
+from ledger.tenants import create_tenant
 from tests.conftest import TenantFixture
 from tests.integration.ledger.helpers import run
 
 
 @pytest.fixture
 def two_tenants(engine: Engine, tenant: TenantFixture) -> tuple[uuid.UUID, uuid.UUID]:
-    with unit_of_work(engine) as conn:
-        other = create_tenant(conn, "other merchant")
-        create_api_key(conn, other)
-        create_asset(conn, other, "EUR", "Euro", 2)
+    with unit_of_work(engine) as work:
+        other = create_tenant(work, "other merchant")
+        issue_api_key(work, other, "write")["api_key"]
+        create_asset(work, other, "EUR", "Euro", 2)
     run(engine, tenant.id, "topup", user_id="alice", amount=100)
     run(engine, other, "topup", user_id="bob", amount=200)
     return tenant.id, other

@@ -14,7 +14,7 @@ def register(
     engine: Engine, tenant_id: uuid.UUID, url: str, event_types: list[str] | None = None
 ) -> dict[str, object]:
     """An endpoint for the tenant, with its secret."""
-    with unit_of_work(engine) as conn:
+    with unit_of_work(engine) as work:
         return create_endpoint(
-            conn, tenant_id, url=url, event_types=event_types, allow_private=True
+            work, tenant_id, url=url, event_types=event_types, allow_private=True
         )

@@ -69,8 +69,8 @@ def raw_receiver(answer: bytes) -> Iterator[str]:
 
 
 def queue_test_event(engine, tenant_id, endpoint) -> uuid.UUID:
-    with unit_of_work(engine) as conn:
-        delivery = send_test_event(conn, tenant_id, uuid.UUID(str(endpoint["id"])))
+    with unit_of_work(engine) as work:
+        delivery = send_test_event(work, tenant_id, uuid.UUID(str(endpoint["id"])))
     return uuid.UUID(delivery["id"])
 
 
@@ -179,8 +179,8 @@ def test_text_postgresql_cannot_store_is_stripped_and_truncated_when_recorded(en
     endpoint = register(engine, tenant.id, "http://127.0.0.1:9/hooks/unstorable")
     answered_id = queue_test_event(engine, tenant.id, endpoint)
     errored_id = queue_test_event(engine, tenant.id, endpoint)
-    with unit_of_work(engine) as conn:
-        conn.execute(
+    with unit_of_work(engine) as work:
+        work.connection.execute(
             text("UPDATE webhook_deliveries SET status = 'sending', attempts = 1 WHERE id = :id"),
             [{"id": answered_id}, {"id": errored_id}],
         )
@@ -188,10 +188,10 @@ def test_text_postgresql_cannot_store_is_stripped_and_truncated_when_recorded(en
     answered = AttemptResult(now, 3, status_code=503, response_body="a\x00b\udfffc" + "x" * 5000)
     errored = AttemptResult(now, 3, error="reset by \ud800peer\x00" + "!" * 900)
 
-    with unit_of_work(engine) as conn:
+    with unit_of_work(engine) as work:
         for delivery_id, result in ((answered_id, answered), (errored_id, errored)):
             claimed = leased(tenant.id, endpoint, delivery_id)
-            assert record_attempt(conn, claimed, result, (0, 60)) == "pending"
+            assert record_attempt(work, claimed, result, (0, 60)) == "pending"
 
     (answered_row,) = attempts(engine, answered_id)
     assert answered_row["response_body"] == ("abc" + "x" * 5000)[:1024]

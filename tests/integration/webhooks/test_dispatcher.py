@@ -136,9 +136,9 @@ def test_an_expired_lease_is_claimed_again_and_a_late_result_changes_nothing(
 
     # A dispatcher claims it and dies before sending anything.
     def claim(lease_seconds):
-        with unit_of_work(engine) as conn:
+        with unit_of_work(engine) as work:
             claimed = claim_due(
-                conn, limit=1000, room_for=lambda _: 1000, full=[], lease_seconds=lease_seconds
+                work, limit=1000, room_for=lambda _: 1000, full=[], lease_seconds=lease_seconds
             )
         return next((c for c in claimed if c.id == delivery["id"]), None)
 
@@ -147,11 +147,11 @@ def test_an_expired_lease_is_claimed_again_and_a_late_result_changes_nothing(
     retaken = eventually(lambda: claim(30), what="the lease to expire")
     assert (lost.attempt, retaken.attempt) == (1, 2)
 
-    with unit_of_work(engine) as conn:
+    with unit_of_work(engine) as work:
         ok = AttemptResult(attempted_at=delivery["created_at"], latency_ms=5, status_code=204)
-        assert record_attempt(conn, retaken, ok, (0, 1, 1)) == "delivered"
+        assert record_attempt(work, retaken, ok, (0, 1, 1)) == "delivered"
         late = AttemptResult(attempted_at=delivery["created_at"], latency_ms=9, status_code=500)
-        record_attempt(conn, lost, late, (0, 1, 1))
+        record_attempt(work, lost, late, (0, 1, 1))
 
     (after,) = deliveries(engine, endpoint["id"])
     assert after["status"] == "delivered"

@@ -21,8 +21,8 @@ NOWHERE = "http://127.0.0.1:9/hooks"
 
 @pytest.fixture
 def quiet_tenant(engine) -> uuid.UUID:
-    with unit_of_work(engine) as conn:
-        return create_tenant(conn, f"quiet-{uuid.uuid4().hex[:8]}")
+    with unit_of_work(engine) as work:
+        return create_tenant(work, f"quiet-{uuid.uuid4().hex[:8]}")
 
 
 @pytest.fixture
@@ -30,8 +30,8 @@ def finish_leftovers(engine) -> Iterator[list[uuid.UUID]]:
     """Tenants whose unsent deliveries are failed at the end, so later tests don't send them."""
     tenants: list[uuid.UUID] = []
     yield tenants
-    with unit_of_work(engine) as conn:
-        conn.execute(
+    with unit_of_work(engine) as work:
+        work.connection.execute(
             text(
                 "UPDATE webhook_deliveries SET status = 'failed', updated_at = now()"
                 " WHERE tenant_id = ANY(:tenants) AND status IN ('pending', 'sending')"
@@ -42,9 +42,9 @@ def finish_leftovers(engine) -> Iterator[list[uuid.UUID]]:
 
 def queue_due(engine, tenant_id, endpoint_ids, count, *, age: str) -> list[uuid.UUID]:
     """`count` deliveries spread over the endpoints, due since about `age` ago, oldest first."""
-    with unit_of_work(engine) as conn:
+    with unit_of_work(engine) as work:
         return list(
-            conn.execute(
+            work.connection.execute(
                 text(
                     """
                     INSERT INTO webhook_deliveries
@@ -76,8 +76,8 @@ def test_one_claim_serves_every_tenant_with_due_deliveries(
     queue_due(engine, tenant.id, busy, BACKLOG, age="2 hours")
     (waiting,) = queue_due(engine, quiet_tenant, [quiet], 1, age="1 hour")
 
-    with unit_of_work(engine) as conn:
-        claimed = claim_due(conn, limit=8, room_for=lambda _: 8, full=[], lease_seconds=60)
+    with unit_of_work(engine) as work:
+        claimed = claim_due(work, limit=8, room_for=lambda _: 8, full=[], lease_seconds=60)
 
     assert waiting in {c.id for c in claimed}
 
@@ -87,9 +87,9 @@ def test_a_tenant_is_held_to_its_share_of_the_pool(engine, tenant, quiet_tenant,
     busy = [register(engine, tenant.id, f"{NOWHERE}/capped-{i}")["id"] for i in range(ENDPOINTS)]
     queue_due(engine, tenant.id, busy, BACKLOG, age="2 hours")
 
-    with unit_of_work(engine) as conn:
+    with unit_of_work(engine) as work:
         claimed = claim_due(
-            conn,
+            work,
             limit=8,
             room_for=lambda _: 8,
             tenant_room_for=lambda t: 3 if t == tenant.id else 8,
@@ -97,7 +97,7 @@ def test_a_tenant_is_held_to_its_share_of_the_pool(engine, tenant, quiet_tenant,
             lease_seconds=60,
         )
         full = claim_due(
-            conn,
+            work,
             limit=8,
             room_for=lambda _: 8,
             full=[],

@@ -5,9 +5,10 @@ import uuid
 import pytest
 from sqlalchemy import text
 
-from ledger.db import unit_of_work
+from ledger.assets import create_asset
+from ledger.db import UnitOfWork, unit_of_work
 from ledger.posting import apply_claimed
-from ledger.tenants import create_asset, create_tenant
+from ledger.tenants import create_tenant
 from ledger.webhooks.endpoints import update_endpoint
 from tests.integration.ledger.helpers import apply, run, submit
 from tests.integration.webhooks.helpers import register
@@ -45,10 +46,10 @@ def test_each_subscribed_endpoint_gets_one_pending_delivery_per_event(engine, te
 
 def test_disabled_endpoints_and_other_tenants_get_nothing(engine, tenant):
     disabled = register(engine, tenant.id, URL)
-    with unit_of_work(engine) as conn:
-        update_endpoint(conn, tenant.id, uuid.UUID(disabled["id"]), {"enabled": False})
-        other_tenant = create_tenant(conn, "other")
-        create_asset(conn, other_tenant, "EUR", "Euro", 2)
+    with unit_of_work(engine) as work:
+        update_endpoint(work, tenant.id, uuid.UUID(disabled["id"]), {"enabled": False})
+        other_tenant = create_tenant(work, "other")
+        create_asset(work, other_tenant, "EUR", "Euro", 2)
     others = register(engine, other_tenant, URL)
 
     run(engine, tenant.id, "topup", user_id="bob", amount=100)
@@ -64,8 +65,8 @@ def test_a_batch_that_rolls_back_leaves_neither_event_nor_delivery(engine, tenan
     class Abort(Exception):
         pass
 
-    with pytest.raises(Abort), unit_of_work(engine) as conn:
-        result = apply_claimed(conn, [submission.id])
+    with pytest.raises(Abort), unit_of_work(engine) as work:
+        result = apply_claimed(work.connection, [submission.id])
         assert result.status_of(submission.id) == "applied"
         raise Abort
 
@@ -103,7 +104,7 @@ def test_an_endpoint_being_edited_does_not_stall_posting(engine, tenant, databas
     try:
         editing.begin()
         update_endpoint(
-            editing,
+            UnitOfWork(editing),  # left open: the edit is under way
             tenant.id,
             uuid.UUID(str(endpoint["id"])),
             {"description": "being edited"},

@@ -87,8 +87,8 @@ def test_ipv4_mapped_addresses_are_judged_by_the_address_they_map_to():
 
 
 def test_refusing_a_host_name_does_not_reveal_what_it_resolves_to(engine, tenant):
-    with unit_of_work(engine) as conn, pytest.raises(TargetRefused) as refused:
-        create_endpoint(conn, tenant.id, url="http://localhost:8080/hook", allow_private=False)
+    with unit_of_work(engine) as work, pytest.raises(TargetRefused) as refused:
+        create_endpoint(work, tenant.id, url="http://localhost:8080/hook", allow_private=False)
 
     assert refused.value.message == (
         "the host 'localhost' resolves to an address that is not publicly routable"
@@ -98,16 +98,16 @@ def test_refusing_a_host_name_does_not_reveal_what_it_resolves_to(engine, tenant
 
 
 def test_a_url_is_stored_and_shown_in_its_normalized_ascii_form(engine, tenant):
-    with unit_of_work(engine) as conn:
+    with unit_of_work(engine) as work:
         created = create_endpoint(
-            conn, tenant.id, url="HTTP://127.0.0.1:9/hoöks/ü?q=é", allow_private=True
+            work, tenant.id, url="HTTP://127.0.0.1:9/hoöks/ü?q=é", allow_private=True
         )
-        shown = get_endpoint(conn, tenant.id, uuid.UUID(created["id"]))
+        shown = get_endpoint(work.connection, tenant.id, uuid.UUID(created["id"]))
 
     assert created["url"] == shown["url"] == "http://127.0.0.1:9/ho%C3%B6ks/%C3%BC?q=%C3%A9"
 
 
 def test_a_url_that_cannot_be_normalized_is_refused_at_registration(engine, tenant):
-    with unit_of_work(engine) as conn, pytest.raises(TargetRefused) as refused:
-        create_endpoint(conn, tenant.id, url="http://a..ü.example/hook", allow_private=True)
+    with unit_of_work(engine) as work, pytest.raises(TargetRefused) as refused:
+        create_endpoint(work, tenant.id, url="http://a..ü.example/hook", allow_private=True)
     assert refused.value.code == "webhook_url_refused"

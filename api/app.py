@@ -1,0 +1,100 @@
+"""The API's Flask app factory: engines, the publisher and the per-process helpers are made
+here, never at import time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response
+from flask_smorest import Api
+from werkzeug.exceptions import HTTPException
+
+from api import console, database, metrics
+from api.combiner import SubmissionCombiner
+from api.context import Tally
+from api.docs import init_app as init_docs
+from api.guard import add_rate_limit_headers, guard_request
+from api.key_cache import KeyCache
+from api.problems import from_http_exception, register_problem_handlers
+from api.rate_limits import RateLimiter, storage_url
+from api.routes import assets, audit, health, keys, transactions, wallets, webhooks
+from api.schemas import ProblemSchema
+from api.waiter import TransactionWaiter
+from config.settings import API_PROBE_THREADS, Settings
+from ledger.db import API_ROLE, bind_transactions_to_tenant, make_engine
+from worker.publisher import Publisher
+
+
+class ProblemApi(Api):
+    """flask-smorest's Api, answering its HTTP errors as problem+json."""
+
+    # Documents the default error response as the problem+json every error really is.
+    ERROR_SCHEMA = ProblemSchema
+
+    def handle_http_exception(self, error: HTTPException) -> Response:
+        return from_http_exception(error)
+
+
+def create_app(
+    settings: Settings | None = None, test_config: dict[str, Any] | None = None
+) -> Flask:
+    """Build the API app; engines and broker connections are made here, never at import."""
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config.update(
+        API_TITLE="Tally",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api/v1",
+        OPENAPI_JSON_PATH="openapi.json",
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        JSON_SORT_KEYS=False,
+    )
+    app.config.update(test_config or {})
+    database_url = settings.require_database_url()
+    # A connection per Flask thread (the health probes' included): an overflow connection
+    # would be opened and closed per request (a PostgreSQL backend started each time).
+    engine = make_engine(
+        database_url,
+        pool_size=settings.api_threads + API_PROBE_THREADS,
+        max_overflow=4,
+        pre_ping=False,
+        generic_plans=True,
+        role=API_ROLE,
+    )
+    bind_transactions_to_tenant(engine)
+    app.extensions["tally"] = Tally(
+        settings=settings,
+        engine=engine,
+        publisher=Publisher(
+            settings.require_broker_url(),
+            settings.queue,
+            linger=settings.publish_linger_seconds,
+            max_ids=settings.batch_size,
+        ),
+        waiter=TransactionWaiter(
+            database_url,
+            per_process=settings.long_polls_per_process,
+            per_tenant=settings.long_polls_per_tenant,
+        ),
+        keys=KeyCache(database_url, settings.key_cache_seconds),
+        combiner=SubmissionCombiner(),
+        limiter=RateLimiter(
+            storage_url(settings.rate_limit_storage_url, settings.broker_url),
+            flush_seconds=settings.rate_limit_flush_seconds,
+        ),
+    )
+    register_problem_handlers(app)
+    database.init_app(app)
+    # Before the guard: a request refused by authentication is still timed.
+    metrics.init_app(app, settings, waiter=app.extensions["tally"].waiter)
+    api = ProblemApi(app)
+    for module in (health, transactions, wallets, assets, webhooks, keys, audit):
+        api.register_blueprint(module.blp)
+
+    init_docs(app)
+    console.init_app(app)
+    app.before_request(guard_request)
+    app.after_request(add_rate_limit_headers)
+
+    return app
