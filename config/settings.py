@@ -1,9 +1,16 @@
-"""One typed settings object, read from the environment once."""
+"""One typed settings object, read from the environment once.
+
+Each setting is declared once: its field, its environment variable, how the variable's text
+is read, and its default. `Settings.from_env()` reads every variable that is set and not
+empty; the others keep their defaults.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from config.database_urls import sqlalchemy_url
 
@@ -18,10 +25,11 @@ class SettingsError(ValueError):
     """A setting in the environment cannot be used."""
 
 
-def _bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
+def _text(name: str, raw: str) -> str:
+    return raw
+
+
+def _bool(name: str, raw: str) -> bool:
     value = raw.strip().lower()
     if value in {"1", "true", "yes", "on"}:
         return True
@@ -30,30 +38,21 @@ def _bool(name: str, default: bool) -> bool:
     raise SettingsError(f"{name} must be true or false, not {raw!r}")
 
 
-def _number(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
+def _number(name: str, raw: str) -> float:
     try:
         return float(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a number, not {raw!r}") from None
 
 
-def _int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
+def _int(name: str, raw: str) -> int:
     try:
         return int(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
 
 
-def _schedule(name: str) -> tuple[int, ...]:
-    raw = os.environ.get(name)
-    if not raw:
-        return DEFAULT_WEBHOOK_RETRY_SCHEDULE
+def _schedule(name: str, raw: str) -> tuple[int, ...]:
     try:
         steps = tuple(int(part) for part in raw.split(","))
     except ValueError:
@@ -63,89 +62,81 @@ def _schedule(name: str) -> tuple[int, ...]:
     return steps
 
 
+PARSERS: dict[str, Callable[[str, str], Any]] = {
+    "str": _text,
+    "str | None": _text,
+    "bool": _bool,
+    "float": _number,
+    "int": _int,
+    "tuple[int, ...]": _schedule,
+}
+
+
+def env(name: str, default: Any) -> Any:
+    """A setting read from the environment variable `name`, else `default`."""
+    return field(default=default, metadata={"env": name})
+
+
 @dataclass(frozen=True)
 class Settings:
-    database_url: str | None
-    broker_url: str | None
-    queue: str = "tally"
-    metrics_token: str | None = None
-    relay_age_seconds: float = 3.0
-    relay_interval_seconds: float = 1.0
-    batch_size: int = 200
+    database_url: str | None = env("DATABASE_URL", None)
+    broker_url: str | None = env("BROKER_URL", None)
+    queue: str = env("TALLY_QUEUE", "tally")
+    metrics_token: str | None = env("TALLY_METRICS_TOKEN", None)
+    relay_age_seconds: float = env("TALLY_RELAY_AGE_SECONDS", 3.0)
+    relay_interval_seconds: float = env("TALLY_RELAY_INTERVAL_SECONDS", 1.0)
+    batch_size: int = env("TALLY_BATCH_SIZE", 200)
     # Under load the API sends at most one broker message per linger per process, carrying
     # every id accepted meanwhile (0: one message per submission).
-    publish_linger_seconds: float = 0.05
-    max_apply_attempts: int = 5
-    max_wait_seconds: int = 30
-    max_metadata_bytes: int = 4096
-    max_body_bytes: int = 1_048_576
-    webhook_allow_private_targets: bool = False
-    webhook_retry_schedule: tuple[int, ...] = field(default=DEFAULT_WEBHOOK_RETRY_SCHEDULE)
-    webhook_timeout_seconds: float = 5.0
-    webhook_secret_overlap_seconds: int = 86_400
-    webhook_concurrency: int = 32
+    publish_linger_seconds: float = env("TALLY_PUBLISH_LINGER_SECONDS", 0.05)
+    max_apply_attempts: int = env("TALLY_MAX_APPLY_ATTEMPTS", 5)
+    max_wait_seconds: int = env("TALLY_MAX_WAIT_SECONDS", 30)
+    max_metadata_bytes: int = env("TALLY_MAX_METADATA_BYTES", 4096)
+    max_body_bytes: int = env("TALLY_MAX_BODY_BYTES", 1_048_576)
+    webhook_allow_private_targets: bool = env("TALLY_WEBHOOK_ALLOW_PRIVATE_TARGETS", False)
+    webhook_retry_schedule: tuple[int, ...] = env(
+        "TALLY_WEBHOOK_RETRY_SCHEDULE", DEFAULT_WEBHOOK_RETRY_SCHEDULE
+    )
+    webhook_timeout_seconds: float = env("TALLY_WEBHOOK_TIMEOUT_SECONDS", 5.0)
+    webhook_secret_overlap_seconds: int = env("TALLY_WEBHOOK_SECRET_OVERLAP_SECONDS", 86_400)
+    webhook_concurrency: int = env("TALLY_WEBHOOK_CONCURRENCY", 32)
     # The serving layer (api/server.py): Flask threads per API process, and how long a
     # client may take to send its headers and its body before it is cut off.
-    api_threads: int = 32
-    api_header_timeout_seconds: float = 10.0
-    api_body_timeout_seconds: float = 10.0
+    api_threads: int = env("TALLY_API_THREADS", 32)
+    api_header_timeout_seconds: float = env("TALLY_API_HEADER_TIMEOUT_SECONDS", 10.0)
+    api_body_timeout_seconds: float = env("TALLY_API_BODY_TIMEOUT_SECONDS", 10.0)
     # Long-polls parked at once per API process, and per tenant within it; beyond either,
     # `?wait` answers at once with the current state.
-    long_polls_per_process: int = 256
-    long_polls_per_tenant: int = 64
+    long_polls_per_process: int = env("TALLY_LONG_POLLS_PER_PROCESS", 256)
+    long_polls_per_tenant: int = env("TALLY_LONG_POLLS_PER_TENANT", 64)
     # How long an API process trusts a key it has looked up (revocations reach it sooner,
     # through LISTEN/NOTIFY); 0 looks every key up on every request.
-    key_cache_seconds: float = 60.0
+    key_cache_seconds: float = env("TALLY_KEY_CACHE_SECONDS", 60.0)
     # Requests per second per API key, unless the tenant has its own limit; the manual
     # webhook routes (test event, recover, redeliver) per key per minute. Counts are shared
     # through Redis: TALLY_RATE_LIMIT_STORAGE_URL, else a redis:// BROKER_URL.
-    rate_limit_per_second: int = 500
-    rate_limit_storage_url: str | None = None
+    rate_limit_per_second: int = env("TALLY_RATE_LIMIT_PER_SECOND", 500)
+    rate_limit_storage_url: str | None = env("TALLY_RATE_LIMIT_STORAGE_URL", None)
     # How often an API process adds its local rate-limit counts to Redis (api/rate_limits.py).
-    rate_limit_flush_seconds: float = 0.02
-    webhook_manual_per_minute: int = 20
+    rate_limit_flush_seconds: float = env("TALLY_RATE_LIMIT_FLUSH_SECONDS", 0.02)
+    webhook_manual_per_minute: int = env("TALLY_WEBHOOK_MANUAL_PER_MINUTE", 20)
     # How long a /metrics scrape's ledger-wide numbers are reused (they scan transactions).
-    metrics_cache_seconds: float = 15.0
-    # The operator console's sign-in (api/console/sessions.py): a session ends after this
+    metrics_cache_seconds: float = env("TALLY_METRICS_CACHE_SECONDS", 15.0)
+    # The operator console's sign-in (ledger/console_sessions.py): a session ends after this
     # long without a request, and in any case this long after sign-in.
-    console_idle_seconds: int = 1800
-    console_max_seconds: int = 43200
+    console_idle_seconds: int = env("TALLY_CONSOLE_IDLE_SECONDS", 1800)
+    console_max_seconds: int = env("TALLY_CONSOLE_MAX_SECONDS", 43200)
 
     @classmethod
     def from_env(cls) -> Settings:
         """Read every setting from the environment."""
-        return cls(
-            database_url=os.environ.get("DATABASE_URL") or None,
-            broker_url=os.environ.get("BROKER_URL") or None,
-            queue=os.environ.get("TALLY_QUEUE") or "tally",
-            metrics_token=os.environ.get("TALLY_METRICS_TOKEN") or None,
-            relay_age_seconds=_number("TALLY_RELAY_AGE_SECONDS", 3.0),
-            relay_interval_seconds=_number("TALLY_RELAY_INTERVAL_SECONDS", 1.0),
-            batch_size=_int("TALLY_BATCH_SIZE", 200),
-            publish_linger_seconds=_number("TALLY_PUBLISH_LINGER_SECONDS", 0.05),
-            max_apply_attempts=_int("TALLY_MAX_APPLY_ATTEMPTS", 5),
-            max_wait_seconds=_int("TALLY_MAX_WAIT_SECONDS", 30),
-            max_metadata_bytes=_int("TALLY_MAX_METADATA_BYTES", 4096),
-            max_body_bytes=_int("TALLY_MAX_BODY_BYTES", 1_048_576),
-            webhook_allow_private_targets=_bool("TALLY_WEBHOOK_ALLOW_PRIVATE_TARGETS", False),
-            webhook_retry_schedule=_schedule("TALLY_WEBHOOK_RETRY_SCHEDULE"),
-            webhook_timeout_seconds=_number("TALLY_WEBHOOK_TIMEOUT_SECONDS", 5.0),
-            webhook_secret_overlap_seconds=_int("TALLY_WEBHOOK_SECRET_OVERLAP_SECONDS", 86_400),
-            webhook_concurrency=_int("TALLY_WEBHOOK_CONCURRENCY", 32),
-            api_threads=_int("TALLY_API_THREADS", 32),
-            api_header_timeout_seconds=_number("TALLY_API_HEADER_TIMEOUT_SECONDS", 10.0),
-            api_body_timeout_seconds=_number("TALLY_API_BODY_TIMEOUT_SECONDS", 10.0),
-            long_polls_per_process=_int("TALLY_LONG_POLLS_PER_PROCESS", 256),
-            long_polls_per_tenant=_int("TALLY_LONG_POLLS_PER_TENANT", 64),
-            key_cache_seconds=_number("TALLY_KEY_CACHE_SECONDS", 60.0),
-            rate_limit_per_second=_int("TALLY_RATE_LIMIT_PER_SECOND", 500),
-            rate_limit_storage_url=os.environ.get("TALLY_RATE_LIMIT_STORAGE_URL") or None,
-            rate_limit_flush_seconds=_number("TALLY_RATE_LIMIT_FLUSH_SECONDS", 0.02),
-            webhook_manual_per_minute=_int("TALLY_WEBHOOK_MANUAL_PER_MINUTE", 20),
-            metrics_cache_seconds=_number("TALLY_METRICS_CACHE_SECONDS", 15.0),
-            console_idle_seconds=_int("TALLY_CONSOLE_IDLE_SECONDS", 1800),
-            console_max_seconds=_int("TALLY_CONSOLE_MAX_SECONDS", 43200),
-        )
+        values: dict[str, Any] = {}
+        for setting in fields(cls):
+            name = setting.metadata["env"]
+            raw = os.environ.get(name)
+            if raw:
+                values[setting.name] = PARSERS[str(setting.type)](name, raw)
+        return cls(**values)
 
     def require_database_url(self) -> str:
         """The SQLAlchemy URL of the ledger database; fails clearly when it is not set."""
