@@ -1,4 +1,4 @@
-"""The invariants of the ledger (DESIGN §2), checked against a live database."""
+"""The invariants of the ledger (docs/design.md#invariants), checked against a live database."""
 
 from __future__ import annotations
 

@@ -15,7 +15,8 @@ AMQP_SCHEMES = frozenset({"amqp", "amqps", "pyamqp"})
 # RabbitMQ cannot change a queue's type in place, and declaring `tally` as a quorum queue
 # where an earlier Tally left a classic `tally` fails with PRECONDITION_FAILED. So the
 # quorum queue has a name of its own; what the classic queue still holds is re-published
-# by the relay from PostgreSQL, and the queue itself can be deleted (README, Operations).
+# by the relay from PostgreSQL, and the queue itself can be deleted
+# (docs/operations.md#upgrading-from-the-classic-queue).
 QUORUM_QUEUE_SUFFIX = ".quorum"
 # How long a publish waits for RabbitMQ's confirm before it counts as failed (and is left
 # to the relay): about as long as a publish may wait to connect.

@@ -1,4 +1,5 @@
-"""`tally bench`: the real stack driven over HTTP, next to the raw ledger write (DESIGN §8).
+"""`tally bench`: the real stack driven over HTTP, next to the raw ledger write
+(docs/performance.md#the-raw-sql-baseline).
 
 One run creates a fresh database on a PostgreSQL server (given, or embedded), starts the
 API under granian, a Celery worker and the relay on the chosen broker as subprocesses,

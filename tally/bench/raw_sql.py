@@ -1,4 +1,5 @@
-"""The baseline: the DESIGN §8 ledger write run straight in SQL, one commit per transfer.
+"""The baseline (docs/performance.md#the-raw-sql-baseline): the ledger write run straight in
+SQL, one commit per transfer.
 
 Lock two accounts, insert the transaction and two entries, update two balances: what the
 stack does per transfer, without HTTP, broker or Python in between, on the same database.

@@ -1,4 +1,5 @@
-"""A worker killed mid-batch loses nothing and applies nothing twice (DESIGN §5, §8).
+"""A worker killed mid-batch loses nothing and applies nothing twice
+(docs/design.md#redelivery-and-the-relay, docs/design.md#batching).
 
 4,000 transactions are accepted through the bulk endpoint before any worker runs. A
 worker then starts applying them in batches; once it has committed some, its whole

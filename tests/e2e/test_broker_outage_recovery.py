@@ -1,9 +1,9 @@
 """Submissions made while the broker is unreachable are accepted, and applied once it is back.
 
 The API runs with BROKER_URL pointing at a port nobody listens on: every publish fails.
-A 202 still means the row is committed (DESIGN §5). A worker and its relay, started later
-against the real broker on the same queue and database, find the rows left queued,
-re-publish them and apply them.
+A 202 still means the row is committed (docs/design.md#accepted-means-committed). A
+worker and its relay, started later against the real broker on the same queue and
+database, find the rows left queued, re-publish them and apply them.
 """
 
 from __future__ import annotations

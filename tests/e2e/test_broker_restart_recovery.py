@@ -1,4 +1,5 @@
-"""A broker that goes away and comes back: nothing accepted in between is stranded (DESIGN §5).
+"""A broker that goes away and comes back: nothing accepted in between is stranded
+(docs/design.md#redelivery-and-the-relay).
 
 The shared broker is not ours to restart, so the stack reaches it through a TCP proxy this
 test owns. Cutting the proxy drops every connection and refuses new ones, as a broker

@@ -1,4 +1,5 @@
-"""On RabbitMQ, Tally's queue is a quorum queue (DESIGN §10), declared idempotently."""
+"""On RabbitMQ, Tally's queue is a quorum queue (docs/operations.md#broker-durability),
+declared idempotently."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Upgrading from the classic RabbitMQ queue of an earlier Tally: the quorum queue has a name
 of its own, so the classic one stops nothing, and what its messages named is applied
-through the relay (README, Broker durability).
+through the relay (docs/operations.md#upgrading-from-the-classic-queue).
 
 No other worker or relay may run meanwhile (they would apply the rows this test leaves
 queued): it has a module of its own.

@@ -1,7 +1,8 @@
 """The restore drill: a base backup taken under load recovers, with its archived WAL, into
-a new server at a named point in time, and the ledger carries on there (DESIGN §10, §5).
+a new server at a named point in time, and the ledger carries on there
+(docs/operations.md#backups-and-restore).
 
-The procedure is the README's (Operations, "Backups and restore"), with PostgreSQL's own
+The procedure is docs/operations.md#backups-and-restore, with PostgreSQL's own
 tools, against a private primary that archives its WAL as compose's does:
 
 1. top-ups are applied, then the worker stops: from here on, submissions stay `queued`;

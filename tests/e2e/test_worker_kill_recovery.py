@@ -1,4 +1,5 @@
-"""A worker killed with SIGKILL mid-stream loses nothing and applies nothing twice (DESIGN §5).
+"""A worker killed with SIGKILL mid-stream loses nothing and applies nothing twice
+(docs/design.md#redelivery-and-the-relay).
 
 2,000 top-ups and spends over many wallets are submitted over HTTP. Once the worker has
 applied some of them it is killed with its relay (each one's whole process group: Celery

@@ -130,7 +130,7 @@ def postgres_settings(service: dict[str, Any]) -> dict[str, str]:
 
 def test_postgres_archives_its_wal_to_a_volume_of_its_own(services, compose):
     """Point-in-time recovery needs every WAL segment kept beside the base backups
-    (README, Operations, "Backups and restore")."""
+    (docs/operations.md#backups-and-restore)."""
     postgres = services["postgres"]
     settings = postgres_settings(postgres)
     assert settings["wal_level"] in {"replica", "logical"}

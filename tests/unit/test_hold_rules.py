@@ -6,8 +6,8 @@ of topups, spends, transfers, refunds (of spends and of captures), holds, captur
 voids, judged by one `Book` the way the posting engine judges a claimed batch. Between
 transactions the clock moves (so holds come due), an operator freezes or unfreezes a
 wallet, and the sweeper expires due holds (`ledger.holds.expire_due_holds`, written out
-again here). The properties are DESIGN §2's invariants (6 included: a wallet's `pending`
-is the sum of its held holds) and the hold rules of README's "Holds".
+again here). The properties are the invariants of docs/design.md#invariants (6 included:
+a wallet's `pending` is the sum of its held holds) and the hold rules of docs/holds.md#rules.
 
 Proposals are built as intake builds them: a capture or void copies the wallet and asset
 of the hold it names (a capture its destination too), or carries no wallet when it names
@@ -623,9 +623,9 @@ def expected_hold_action(
     applied_holds: set[uuid.UUID],
     settled_by: dict[uuid.UUID, str],
 ) -> Outcome:
-    """How README's hold rules decide a capture or void, from the outcomes so far: written
-    out again here rather than asked of `ledger.rules`, so a broken rule cannot vouch for
-    itself."""
+    """How the hold rules (docs/holds.md#rules) decide a capture or void, from the outcomes
+    so far: written out again here rather than asked of `ledger.rules`, so a broken rule
+    cannot vouch for itself."""
     hold_id = proposal.original_transaction_id
     if hold_id not in applied_holds:  # unknown, not a hold, or a rejected hold
         return (REJECTED, RejectionCode.HOLD_NOT_FOUND)

@@ -2,7 +2,8 @@
 
 No database and no broker. `Book` judges random sequences of transactions against random
 wallets the way the posting engine judges one claimed batch; the properties are the
-ledger's invariants (DESIGN §2) and the rules of its transaction types (DESIGN §3), for the
+ledger's invariants (docs/design.md#invariants) and the rules of its transaction types
+(docs/design.md#transaction-types), for the
 six types that move money between a wallet and one other account. Holds, captures and
 voids are not generated here.
 """
@@ -389,7 +390,8 @@ def judge_one_at_a_time(scenario: Scenario) -> tuple[list[Outcome], dict[Account
 
 
 def expected_move(proposal: Proposal) -> tuple[str, str, int]:
-    """(debited owner, credited owner, amount), as DESIGN §3's table has it."""
+    """(debited owner, credited owner, amount), as the table in
+    docs/design.md#transaction-types has it."""
     user, amount = owner_of(proposal), amount_of(proposal)
     if proposal.type == "transfer":
         return user, str(proposal.to_user_id), amount
@@ -515,7 +517,8 @@ def broken_rules(
     decided: dict[uuid.UUID, TransactionStatus],
     refunded: dict[uuid.UUID, int],
 ) -> set[RejectionCode]:
-    """The rules of DESIGN §3 that `proposal` breaks, judged against the state before it.
+    """The rules of docs/design.md#transaction-types that `proposal` breaks, judged against
+    the state before it.
 
     Written out again here rather than asked of `ledger.rules`, so a broken rule there
     cannot vouch for itself.

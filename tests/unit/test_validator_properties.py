@@ -217,7 +217,7 @@ VALID_FIELDS: dict[str, dict[str, Any]] = {
     "capture": {"amount": 40},
     "void": {},
 }
-# DESIGN §3: the original a refund, capture or void names.
+# docs/design.md#transaction-types: the original a refund, capture or void names.
 NAMES_AN_ORIGINAL = {"refund", "capture", "void"}
 
 
@@ -679,7 +679,8 @@ def test_schemas_refuse_any_field_they_do_not_declare(schema, key, value):
     assert schema_errors(schema, {**data, key: value}) == {key: ["Unknown field."]}
 
 
-# DESIGN §3: the fields each type names, beyond type, reference_id and the descriptive ones.
+# docs/design.md#transaction-types: the fields each type names, beyond type, reference_id
+# and the descriptive ones.
 TYPE_FIELDS: dict[str, frozenset[str]] = {
     "topup": frozenset({"user_id", "asset_code", "amount"}),
     "bonus": frozenset({"user_id", "asset_code", "amount"}),

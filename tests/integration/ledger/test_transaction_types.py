@@ -1,4 +1,5 @@
-"""Every transaction type moves money between the accounts DESIGN §3 names, and only those."""
+"""Every transaction type moves money between the accounts its row of
+docs/design.md#transaction-types names, and only those."""
 
 from __future__ import annotations
 

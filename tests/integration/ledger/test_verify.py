@@ -1,4 +1,4 @@
-"""`tally verify` checks the invariants of DESIGN §2 on a live database."""
+"""`tally verify` checks the invariants (docs/design.md#invariants) on a live database."""
 
 from __future__ import annotations
 
