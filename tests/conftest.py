@@ -16,11 +16,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from ledger.assets import create_asset
 from ledger.db import make_engine, unit_of_work
-from ledger.keys import issue_api_key
-from ledger.tenants import create_tenant
+from ledger.tenants import provision_tenant
 from ledger.verify import verify_ledger
+from ledger.vocabulary import Scope
 
 REQUIRE_BACKENDS = os.environ.get("TALLY_TEST_REQUIRE_BACKENDS", "").lower() in {"1", "true", "yes"}
 
@@ -88,12 +87,10 @@ class TenantFixture:
 def make_tenant(engine: Engine, prefix: str = "test") -> TenantFixture:
     """A new tenant with write, admin and read keys and a EUR asset (2 decimals)."""
     with unit_of_work(engine) as work:
-        tenant_id = create_tenant(work, f"{prefix}-{uuid.uuid4().hex[:8]}")
-        api_key = issue_api_key(work, tenant_id, "write")["api_key"]
-        admin_key = issue_api_key(work, tenant_id, "admin")["api_key"]
-        read_key = issue_api_key(work, tenant_id, "read")["api_key"]
-        create_asset(work, tenant_id, "EUR", "Euro", 2)
-    return TenantFixture(tenant_id, api_key, admin_key, read_key)
+        made = provision_tenant(work, f"{prefix}-{uuid.uuid4().hex[:8]}", scopes=list(Scope))
+    return TenantFixture(
+        made.id, made.key(Scope.WRITE), made.key(Scope.ADMIN), made.key(Scope.READ)
+    )
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import os
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,11 +23,7 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
 from sqlalchemy import Engine
 
-from ledger.assets import create_asset
-from ledger.db import unit_of_work
-from ledger.keys import issue_api_key
-from ledger.tenants import create_tenant
-from tests.conftest import TenantFixture, assert_invariants, backend_missing
+from tests.conftest import TenantFixture, assert_invariants, backend_missing, make_tenant
 from tests.support.stack import Stack, stack_env
 from tests.support.webhook_receiver import WebhookReceiver
 
@@ -43,7 +38,6 @@ MAX_SHOT_HEIGHT = 6000
 SESSION_COOKIE = "tally_console"
 # How much of a page a failed wait quotes.
 SHOWN_CHARS = 600
-SCOPES = ("admin", "write", "read")
 
 
 @pytest.fixture(scope="module")
@@ -66,14 +60,9 @@ def stack(
 def new_tenant(engine: Engine) -> Iterator[TenantFixture]:
     """A tenant with a EUR asset and an admin, a write and a read key; its ledger
     invariants are checked after."""
-    with unit_of_work(engine) as work:
-        tenant_id = create_tenant(work, f"console-{uuid.uuid4().hex[:8]}")
-        create_asset(work, tenant_id, "EUR", "Euro", 2)
-        keys = {scope: issue_api_key(work, tenant_id, scope)["api_key"] for scope in SCOPES}
-    yield TenantFixture(
-        tenant_id, api_key=keys["write"], admin_api_key=keys["admin"], read_api_key=keys["read"]
-    )
-    assert_invariants(engine, tenant_id)
+    made = make_tenant(engine, "console")
+    yield made
+    assert_invariants(engine, made.id)
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,9 @@ import schemathesis
 from flask import Flask
 from sqlalchemy import Engine
 
-from ledger.assets import create_asset
 from ledger.db import unit_of_work
-from ledger.keys import issue_api_key
-from ledger.tenants import create_tenant, set_rate_limit
+from ledger.tenants import provision_tenant
+from ledger.vocabulary import Scope
 
 # The in-process app of the API tests: real PostgreSQL, real Redis, no worker.
 from tests.integration.api.conftest import app  # noqa: F401
@@ -29,14 +28,12 @@ def api_schema(app: Flask) -> Iterator[schemathesis.BaseSchema]:  # noqa: F811
 def keys(engine: Engine) -> dict[str, str]:
     """One tenant's keys of every scope, and keys that are no key at all."""
     with unit_of_work(engine) as work:
-        tenant_id = create_tenant(work, f"fuzz-{uuid.uuid4().hex[:8]}")
-        create_asset(work, tenant_id, "EUR", "Euro", 2)
         # The fuzzer measures answers, not the limiter: its keys are not throttled.
-        set_rate_limit(work, tenant_id, 1_000_000)
+        tenant = provision_tenant(
+            work, f"fuzz-{uuid.uuid4().hex[:8]}", scopes=list(Scope), rate_limit_per_second=10**6
+        )
         return {
-            "admin": issue_api_key(work, tenant_id, "admin")["api_key"],
-            "write": issue_api_key(work, tenant_id, "write")["api_key"],
-            "read": issue_api_key(work, tenant_id, "read")["api_key"],
+            **{str(scope): tenant.key(scope) for scope in Scope},
             "unknown": "tally_" + uuid.uuid4().hex,
             "malformed": "not a key \u00e9",
             "none": "",
