@@ -8,7 +8,6 @@ then stops each group whole (gunicorn's workers, Celery's pool) in order.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import os
 import signal
 import socket
@@ -20,14 +19,13 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import psutil
 
 from config.database_urls import sqlalchemy_url
+from tally.load_client import HEALTH_PATH, Connection
 
 TALLY = (sys.executable, "-m", "tally.cli")
-HEALTH_PATH = "/api/v1/health"
 # Gunicorn's and Celery's own graceful shutdowns take a few seconds; past this, SIGKILL.
 STOP_TIMEOUT_SECONDS = 20.0
 LOG_TAIL_CHARS = 4000
@@ -70,16 +68,12 @@ def client_host(host: str) -> str:
 def health_status(base_url: str, timeout: float = 5.0) -> int | None:
     """The status code of the API's health check, or None when nothing answers."""
     # Generous: with the broker down, the check itself waits on a broker connect attempt.
-    # http.client rather than urllib: no proxy from the environment between us and the API.
-    url = urlsplit(base_url)
-    connection = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=timeout)
+    # Tally's own client rather than urllib: no proxy from the environment in between.
     try:
-        connection.request("GET", HEALTH_PATH)
-        return int(connection.getresponse().status)
-    except (OSError, http.client.HTTPException):
+        with Connection.to(base_url, timeout=timeout) as connection:
+            return connection.request("GET", HEALTH_PATH).status_code
+    except OSError:
         return None
-    finally:
-        connection.close()
 
 
 # --- process groups -----------------------------------------------------------------------------

@@ -12,10 +12,16 @@ commit per transfer, then runs directly in SQL on the same database, and the led
 invariants are checked at the end: any violation, error or stranded transaction makes
 the exit status non-zero.
 
-Modules: `arguments` (the flags), `run` (the orchestration), `phases` (the measured HTTP
-phases), `load` (the load-generator processes), `workloads` (what they send), `latency`
-(lone transactions and webhooks), `raw_sql` (the baseline), `monitor` (memory and CPU of
-the stack's processes), `report` (percentiles and the printed table).
+Modules: `arguments` (the flags), `run` (the orchestration), `errors` (BenchError),
+`phases` (the measured HTTP phases), `load` (the load-generator processes), `workloads`
+(what they send, and `seed_tenant`, the one way a run makes a tenant), `latency` (lone
+transactions and webhooks), `raw_sql` (the baseline), `monitor` (memory and CPU of the
+stack's processes), `report` (percentiles and what is printed), `slow_clients` and
+`pressure` (the slow-clients scenario), `chaos/` (the fault-injection run). Requests go
+through `tally.load_client` (all but the slow clients' unfinished ones: `pressure`),
+webhooks land on `tally.webhook_receiver`, and what a run reads back from the database is
+`ledger.measurements`.
 
-The package itself imports nothing: the load-generator processes import only `load`.
+The package itself imports nothing: the load-generator processes import only `load` and
+`tally.load_client`.
 """

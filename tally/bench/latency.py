@@ -9,152 +9,75 @@ assumes PostgreSQL runs on this machine's clock.
 
 from __future__ import annotations
 
-import http.client
-import json
-import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ledger import measurements
 from ledger.vocabulary import Scope
 from tally.bench.report import percentiles
 from tally.bench.workloads import ASSET, seed_tenant
+from tally.load_client import API, Connection, bearer
+from tally.webhook_receiver import EndpointNotRegistered, Received, WebhookReceiver
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
 WAIT_SECONDS = 30
 MAX_SAMPLES = 5
-
-
-class WebhookReceiver:
-    """An HTTP server on 127.0.0.1 that answers 200 and records when, by transaction id."""
-
-    def __init__(self) -> None:
-        self.answered: dict[str, float] = {}
-        self._changed = threading.Condition()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                self.wfile.flush()
-                answered_at = time.time()
-                transaction_id = str(json.loads(body)["data"]["id"])
-                with receiver._changed:
-                    receiver.answered.setdefault(transaction_id, answered_at)
-                    receiver._changed.notify_all()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/bench"
-
-    def wait_for(self, transaction_id: str, timeout: float) -> float | None:
-        """When the receiver answered the transaction's webhook, or None after `timeout`."""
-        with self._changed:
-            self._changed.wait_for(lambda: transaction_id in self.answered, timeout)
-            return self.answered.get(transaction_id)
-
-    def __enter__(self) -> WebhookReceiver:
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
-class _Client:
-    """One keep-alive HTTP connection to the API, with one API key."""
-
-    def __init__(self, port: int, api_key: str) -> None:
-        self.port = port
-        self.headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
-        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT_SECONDS + 30)
-
-    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        payload = None if body is None else json.dumps(body).encode()
-        try:
-            self.connection.request(method, f"/api/v1{path}", payload, self.headers)
-            response = self.connection.getresponse()
-            return response.status, json.loads(response.read() or b"null")
-        except (OSError, http.client.HTTPException):
-            self.connection.close()  # the next call connects afresh
-            raise
-
-    def close(self) -> None:
-        self.connection.close()
-
-
-def _seed_tenant(engine: Engine) -> str:
-    """A tenant of its own, with an admin key and the bench asset; the key."""
-    return seed_tenant(engine, "bench-latency").key(Scope.ADMIN)
-
-
-def _timestamps(engine: Engine, transaction_id: str) -> tuple[float, float]:
-    from sqlalchemy import text
-
-    query = text(
-        "SELECT extract(epoch FROM created_at), extract(epoch FROM completed_at)"
-        " FROM transactions WHERE id = :id"
-    )
-    with engine.connect() as conn:
-        created, completed = conn.execute(query, {"id": transaction_id}).one()
-    return float(created), float(completed)
+ROUTE = "latency"
 
 
 class _Failed(Exception):
     """One lone top-up that did not go through: the message says where it stopped."""
 
 
+def _about(transaction_id: str) -> Callable[[Received], bool]:
+    """Whether a delivery announces this transaction."""
+    return lambda delivery: str(delivery.payload["data"]["id"]) == transaction_id
+
+
 def _lone_topup(
-    client: _Client, receiver: WebhookReceiver, engine: Engine, reference_id: str
+    client: Connection, receiver: WebhookReceiver, engine: Engine, reference_id: str
 ) -> tuple[float, float, float]:
     """202 to applied as the client sees it, created to completed, applied to webhook."""
     topup = {"user_id": "lone", "asset_code": ASSET, "amount": 1, "reference_id": reference_id}
     try:
-        status, accepted = client.call("POST", "/wallets/topup", topup)
+        accepted = client.request("POST", f"{API}/wallets/topup", json_body=topup)
         accepted_at = time.monotonic()
-        if status != 202:
-            raise _Failed(f"top-up answered HTTP {status}: {accepted}")
-        transaction_id = str(accepted["id"])
-        status, final = client.call("GET", f"/transactions/{transaction_id}?wait={WAIT_SECONDS}")
+        if accepted.status_code != 202:
+            raise _Failed(f"top-up answered HTTP {accepted.status_code}: {accepted.text}")
+        transaction_id = str(accepted.json()["id"])
+        path = f"{API}/transactions/{transaction_id}?wait={WAIT_SECONDS}"
+        final = client.request("GET", path)
         observed = time.monotonic() - accepted_at
-    except (OSError, http.client.HTTPException) as error:
+    except OSError as error:
         raise _Failed(f"{type(error).__name__}: {error}") from None
-    if status != 200 or final.get("status") != "applied":
-        raise _Failed(f"top-up {transaction_id} not applied: HTTP {status} {final}")
-    webhook_at = receiver.wait_for(transaction_id, WAIT_SECONDS)
-    if webhook_at is None:
+    if final.status_code != 200 or final.json().get("status") != "applied":
+        raise _Failed(f"top-up {transaction_id} not applied: HTTP {final.status_code} {final.text}")
+    webhook = receiver.first_delivered(ROUTE, _about(transaction_id), WAIT_SECONDS)
+    if webhook is None or webhook.answered_at is None:
         raise _Failed(f"no webhook for {transaction_id} within {WAIT_SECONDS}s")
-    created, completed = _timestamps(engine, transaction_id)
-    return observed, completed - created, webhook_at - completed
+    with engine.connect() as conn:
+        created, completed = measurements.timestamps(conn, transaction_id)
+    return observed, completed - created, webhook.answered_at - completed
 
 
 def measure_latency(engine: Engine, port: int, count: int) -> dict[str, Any]:
     """Time `count` sequential top-ups (after one unmeasured) and their webhooks."""
-    client = _Client(port, _seed_tenant(engine))
+    api_key = seed_tenant(engine, "bench-latency").key(Scope.ADMIN)
+    client = Connection(port, timeout=WAIT_SECONDS + 30, headers=bearer(api_key))
     samples: list[tuple[float, float, float]] = []
     errors: list[str] = []
     run_id = uuid.uuid4().hex[:8]
-    endpoint = {"url": "", "event_types": ["transaction.applied"]}
     with WebhookReceiver() as receiver:
         try:
-            status, body = client.call(
-                "POST", "/webhook-endpoints", endpoint | {"url": receiver.url}
-            )
-        except (OSError, http.client.HTTPException) as error:
-            status, body = 0, f"{type(error).__name__}: {error}"
-        registered = status == 201
-        if not registered:
-            errors.append(f"webhook endpoint not registered: HTTP {status} {body}")
+            receiver.register(client, ROUTE, event_types=["transaction.applied"])
+            registered = True
+        except (OSError, EndpointNotRegistered) as error:
+            errors.append(f"webhook endpoint not registered: {type(error).__name__}: {error}")
+            registered = False
         # The first top-up warms connections and pools up: not measured.
         for index in range(count + 1 if registered else 0):
             try:

@@ -1,6 +1,7 @@
 """The load generator: client processes that POST prepared bodies and time each answer.
 
-Client processes are spawned fresh and import only this module: stdlib only.
+Client processes are spawned fresh and import only this module and `tally.load_client`:
+standard library only.
 """
 
 from __future__ import annotations
@@ -8,12 +9,13 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing
-import socket
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
+
+from tally.load_client import API, Connection, bearer, render_request
 
 REQUEST_ATTEMPTS = 3
 
@@ -33,57 +35,9 @@ class ClientJob:
     interval: float
 
 
-class _Connection:
-    """A keep-alive HTTP/1.1 client on a raw socket: a tenth of http.client's CPU per
-    request, which keeps the load generator's share of the machine small. It sends
-    pre-rendered requests and reads answers by their Content-Length (Tally always sends
-    one)."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.sock: socket.socket | None = None
-        self.buffer = b""
-
-    def request(self, raw: bytes) -> tuple[int, bytes]:
-        if self.sock is None:
-            self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=60)
-            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.buffer = b""
-        self.sock.sendall(raw)
-        while b"\r\n\r\n" not in self.buffer:
-            self.buffer += self._recv()
-        head, _, rest = self.buffer.partition(b"\r\n\r\n")
-        lowered = head.lower()
-        marker = lowered.find(b"content-length:")
-        length = int(lowered[marker + 15 :].split(b"\r\n", 1)[0]) if marker >= 0 else 0
-        while len(rest) < length:
-            rest += self._recv()
-        body, self.buffer = rest[:length], rest[length:]
-        if b"connection: close" in lowered:
-            self.close()
-        return int(head[9:12]), body
-
-    def _recv(self) -> bytes:
-        assert self.sock is not None
-        chunk = self.sock.recv(65536)
-        if not chunk:
-            self.close()
-            raise ConnectionError("the server closed the connection")
-        return chunk
-
-    def close(self) -> None:
-        if self.sock is not None:
-            self.sock.close()
-        self.sock = None
-
-
 def _client_thread(job: ClientJob, indexes: range, out: dict[str, Any]) -> None:
-    prefix = (
-        f"POST {job.path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        f"Authorization: Bearer {job.api_key}\r\nContent-Type: application/json\r\n"
-        "Content-Length: "
-    ).encode()
-    connection = _Connection(job.port)
+    headers = {**bearer(job.api_key), "Content-Type": "application/json"}
+    connection = Connection(job.port)
     latencies: list[float] = out["latencies"]
     statuses: Counter[int] = out["statuses"]
     for index in indexes:
@@ -91,19 +45,18 @@ def _client_thread(job: ClientJob, indexes: range, out: dict[str, Any]) -> None:
             delay = job.start_at + index * job.interval - time.time()
             if delay > 0:
                 time.sleep(delay)
-        body = job.bodies[index]
-        raw = prefix + str(len(body)).encode() + b"\r\n\r\n" + body
+        raw = render_request("POST", job.path, headers, job.bodies[index])
         started = time.perf_counter()
         sent_at = time.time()
         status, payload = 0, b""
         for attempt in range(REQUEST_ATTEMPTS):
             try:
-                status, payload = connection.request(raw)
+                answer = connection.send(raw)
+                status, payload = answer.status_code, answer.content
                 break
             except OSError as error:
                 # Same body, same reference ids: a retried submission is an idempotent replay.
                 out["retries"] += 1
-                connection.close()
                 if attempt == REQUEST_ATTEMPTS - 1:
                     out["samples"].append(f"{type(error).__name__}: {error}")
         latencies.append(time.perf_counter() - started)
@@ -182,7 +135,7 @@ def drive(
             ClientJob(
                 port=port,
                 api_key=api_key,
-                path="/api/v1/transactions/batch" if items_per_body > 1 else "/api/v1/transactions",
+                path=f"{API}/transactions/batch" if items_per_body > 1 else f"{API}/transactions",
                 bodies=share,
                 items_per_body=items_per_body,
                 threads=min(threads, len(share)),

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import math
 import time
 import uuid
 from typing import Any
 
+from ledger import measurements
 from ledger.vocabulary import Scope
+from tally.bench.errors import BenchError
 from tally.bench.load import drive
 from tally.bench.monitor import ProcessMonitor
 from tally.bench.report import RunResult, percentiles
@@ -21,10 +22,6 @@ from tally.bench.workloads import (
     warm_up_items,
     workload,
 )
-
-
-class BenchError(RuntimeError):
-    """The benchmark could not run."""
 
 
 class Bench:
@@ -57,48 +54,21 @@ class Bench:
 
     def wait_terminal(self, prefix: str, expected: int, timeout: float) -> int:
         """Wait until every transaction of the phase is final; how many are still queued."""
-        from sqlalchemy import text
-
-        query = text(
-            "SELECT count(*) FILTER (WHERE status = 'queued'), count(*) FROM transactions"
-            " WHERE tenant_id = :t AND reference_id LIKE :p"
-        )
         deadline = time.monotonic() + timeout
         while True:
             with self.engine.connect() as conn:
-                queued, total = conn.execute(query, {"t": self.tenant_id, "p": prefix + "%"}).one()
+                queued, total = measurements.progress(conn, self.tenant_id, prefix)
             if (queued == 0 and total >= expected) or time.monotonic() > deadline:
-                return int(queued) + max(0, expected - int(total))
-            time.sleep(0.2)
+                return queued + max(0, expected - total)
+            time.sleep(0.2)  # polling the phase's progress, bounded by the deadline
 
-    def measured_stats(self, run_id: str) -> dict[str, Any]:
+    def measured_stats(self, run_id: str) -> measurements.Outcomes:
         """Statuses, first acceptance, last completion and apply latencies of a phase."""
-        from sqlalchemy import text
-
         # Measured reference ids are "<run_id>-<n>"; the funding top-ups "<run_id>-fund-<n>".
-        query = text(
-            """
-            SELECT status, count(*),
-                   extract(epoch FROM min(created_at)), extract(epoch FROM max(completed_at)),
-                   array_agg(extract(epoch FROM completed_at - created_at))
-                     FILTER (WHERE completed_at IS NOT NULL)
-            FROM transactions
-            WHERE tenant_id = :t AND reference_id LIKE :p AND reference_id NOT LIKE :f
-            GROUP BY status
-            """
-        )
-        statuses: dict[str, int] = {}
-        first, last = math.inf, 0.0
-        latencies: list[float] = []
-        params = {"t": self.tenant_id, "p": f"{run_id}-%", "f": f"{run_id}-fund-%"}
         with self.engine.connect() as conn:
-            for status, count, created, completed, lat in conn.execute(query, params):
-                statuses[status] = int(count)
-                first = min(first, float(created))
-                if completed is not None:
-                    last = max(last, float(completed))
-                    latencies += [float(x) for x in lat]
-        return {"statuses": statuses, "first": first, "last": last, "latencies": latencies}
+            return measurements.outcomes(
+                conn, self.tenant_id, f"{run_id}-", excluding=f"{run_id}-fund-"
+            )
 
     def fund(self, port: int, run_id: str) -> None:
         """Top up every wallet of the pattern, and wait until all of them are applied."""
@@ -167,17 +137,17 @@ class Bench:
         }
         wall = client["last"] - client["first"]
         run.intake_rate = round(count / wall, 1) if wall > 0 else 0.0
-        span = stats["last"] - stats["first"]
+        span = stats.last_completed - stats.first_created
         run.applied_rate = round(count / span, 1) if span > 0 else 0.0
         run.accept_latency_ms = percentiles(client["latencies"])
-        run.apply_latency_ms = percentiles(stats["latencies"])
-        run.statuses = stats["statuses"]
+        run.apply_latency_ms = percentiles(stats.latencies)
+        run.statuses = stats.statuses
         http_errors = sum(n for code, n in client["statuses"].items() if code not in (200, 202))
         run.errors = {
             "http": http_errors,
             "batch_items": client["item_errors"],
-            "failed": stats["statuses"].get("failed", 0),
-            "rejected": stats["statuses"].get("rejected", 0),
+            "failed": stats.statuses.get("failed", 0),
+            "rejected": stats.statuses.get("rejected", 0),
             "not_terminal": stranded,
         }
         run.errors["total"] = sum(run.errors.values())
@@ -187,15 +157,8 @@ class Bench:
 
     def hold_ids(self, run_id: str) -> list[str]:
         """The ids of the pattern's holds, in the order they were sent."""
-        from sqlalchemy import text
-
-        query = text(
-            "SELECT id FROM transactions WHERE tenant_id = :t AND type = 'hold'"
-            " AND reference_id LIKE :p ORDER BY seq"
-        )
         with self.engine.connect() as conn:
-            rows = conn.execute(query, {"t": self.tenant_id, "p": f"{run_id}-%"}).scalars()
-            return [str(hold_id) for hold_id in rows]
+            return measurements.ids_by_reference(conn, self.tenant_id, "hold", f"{run_id}-")
 
     def verify(self) -> tuple[bool, list[str]]:
         """The invariants of the whole bench database (every tenant of the run)."""

@@ -1,7 +1,8 @@
 """The slow-clients pressure: trickling connections, pending long-polls and a /health probe.
 
-Runs in a spawned process of its own (stdlib only, like load.py) for a fixed time, so that
-its CPU is its own and the normal load generator is undisturbed:
+Runs in a spawned process of its own (standard library and `tally.load_client` only, like
+load.py) for a fixed time, so that its CPU is its own and the normal load generator is
+undisturbed:
 
 - `slow` connections send request headers one short line a second and never finish; the
   API cuts them off after its header timeout, and each is opened again at once, so the
@@ -12,7 +13,10 @@ its CPU is its own and the normal load generator is undisturbed:
 - `/health` is probed on a fresh connection every 0.2 s and timed (with the time of each
   probe, so that the caller can tell probes made beside its normal load from the others).
 
-`HealthProbe` is the same probe as a thread, for the normal load's run without pressure.
+The trickling connections and the long-polls are sockets this module drives itself, all
+from one thread: the one place under `tally/` that speaks HTTP without `tally.load_client`,
+whose requests always finish and each wait for their answer. The `/health` probe is that
+client's `probe`, the same one the normal load's run takes from a `Prober` thread.
 """
 
 from __future__ import annotations
@@ -20,10 +24,11 @@ from __future__ import annotations
 import contextlib
 import selectors
 import socket
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
+
+from tally.load_client import API, HEALTH_PATH, Probed, probe, render_request
 
 HEALTH_EVERY_SECONDS = 0.2
 LONG_POLL_WAIT_SECONDS = 30
@@ -50,46 +55,13 @@ def _connect(port: int) -> socket.socket:
 
 
 def _long_poll_request(key: str, transaction_id: str) -> bytes:
-    return (
-        f"GET /api/v1/transactions/{transaction_id}?wait={LONG_POLL_WAIT_SECONDS} HTTP/1.1\r\n"
-        "Host: bench\r\n"
-        f"Authorization: Bearer {key}\r\n\r\n"
-    ).encode()
+    path = f"{API}/transactions/{transaction_id}?wait={LONG_POLL_WAIT_SECONDS}"
+    return render_request("GET", path, {"Authorization": f"Bearer {key}"}, host="bench")
 
 
-def _health(port: int) -> float | None:
-    started = time.perf_counter()
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-            sock.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
-            if not sock.recv(64).startswith(b"HTTP/1.1 200"):
-                return None
-    except OSError:
-        return None
-    return time.perf_counter() - started
-
-
-class HealthProbe:
-    """Probes `/health` every 0.2 s on a thread of its own, for as long as its `with` block."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.probes: list[float | None] = []  # seconds, or None for a failure
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._probe, name="health-probe", daemon=True)
-
-    def __enter__(self) -> HealthProbe:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _probe(self) -> None:
-        while not self._stop.is_set():
-            self.probes.append(_health(self.port))
-            self._stop.wait(HEALTH_EVERY_SECONDS)
+def health_seconds(probed: Probed) -> float | None:
+    """How long a `/health` probe took to be answered 200; None if it was not."""
+    return probed.seconds if probed.status == 200 else None
 
 
 def run_pressure(job: PressureJob) -> dict[str, Any]:
@@ -107,7 +79,7 @@ def run_pressure(job: PressureJob) -> dict[str, Any]:
     def open_slow() -> None:
         try:
             sock = _connect(job.port)
-            sock.send(b"GET /api/v1/health HTTP/1.1\r\nHost: bench\r\n")
+            sock.send(f"GET {HEALTH_PATH} HTTP/1.1\r\nHost: bench\r\n".encode())
         except OSError:
             stats["connect_errors"] += 1
             return
@@ -134,7 +106,7 @@ def run_pressure(job: PressureJob) -> dict[str, Any]:
             due.remove(entry)
             open_poll(entry[1])
         if now >= next_health:
-            health.append((now, _health(job.port)))
+            health.append((now, health_seconds(probe(job.port, HEALTH_PATH))))
             next_health = now + HEALTH_EVERY_SECONDS
         for key, _ in selector.select(timeout=0.05):
             sock = key.fileobj

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from config.database_urls import libpq_url
-from tally.bench.workloads import ASSET, FUNDING, MAX_AMOUNT
+from tally.bench.workloads import ASSET, FUNDING, MAX_AMOUNT, seed_tenant
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -94,15 +94,13 @@ def raw_baseline(
 
     from ledger.db import unit_of_work
     from ledger.intake import ensure_wallets
-    from ledger.tenants import AssetSpec, provision_tenant
 
     count = args.raw_count if args.raw_count is not None else args.count
     run_id = f"raw-{pattern}-{uuid.uuid4().hex[:6]}"
     owners = [f"{run_id}-w{n}" for n in range(args.wallets)]
+    # No key: the raw write never goes through the API.
+    tenant_id = seed_tenant(engine, run_id, scopes=()).id
     with unit_of_work(engine) as work:
-        tenant_id = provision_tenant(
-            work, run_id, scopes=(), assets=[AssetSpec(ASSET, "Raw bench units", 2)]
-        ).id
         conn = work.connection
         ensure_wallets(conn, tenant_id, [(ASSET, owner) for owner in [*owners, "hot"]])
         # Transfers between wallets only: a credit limit stands in for funding.

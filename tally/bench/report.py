@@ -49,6 +49,11 @@ class RunResult:
     cpu_ms_per_tx: dict[str, float] = field(default_factory=dict)
 
 
+def trio(values: dict[str, float | None]) -> str:
+    """p50/p95/p99 as whole milliseconds, `-` for a missing one."""
+    return "/".join("-" if values.get(k) is None else f"{values[k]:.0f}" for k in PCTS)
+
+
 def format_table(runs: Sequence[RunResult]) -> str:
     """The results as a fixed-width table."""
     header = (
@@ -56,10 +61,6 @@ def format_table(runs: Sequence[RunResult]) -> str:
         "accept p50/p95/p99 ms", "accept->applied p50/p95/p99 ms", "errors",
         "API RSS MB", "worker RSS MB",
     )  # fmt: skip
-
-    def trio(values: dict[str, float | None]) -> str:
-        return "/".join("-" if values.get(k) is None else f"{values[k]:.0f}" for k in PCTS)
-
     rows = [header]
     for run in runs:
         raw_rate = run.raw_sql["rate"] if run.raw_sql else None
@@ -106,6 +107,38 @@ def format_latency(latency: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def format_slow_clients(result: dict[str, Any]) -> str:
+    """The slow-clients scenario's comparison as a few lines."""
+    pressure = result["pressure"]
+
+    def health(setting: str) -> str:
+        probed = result["health"][setting]
+        latency = probed["latency_ms"]
+        return (
+            f"{latency['p50']}/{latency['p99']}/{latency['max']} "
+            f"({probed['probes']} probes, {probed['failures']} failed)"
+        )
+
+    return "\n".join(
+        [
+            f"slow clients: {result['slow_connections']} trickling connections, "
+            f"{result['long_polls']} long-polls",
+            f"  applied/s plain {result['plain_applied_rate']:.0f}, with slow clients "
+            f"{result['loaded_applied_rate']:.0f} (kept {result['throughput_kept']:.0%})",
+            f"  accept p50/p95/p99 ms plain {trio(result['plain_accept_latency_ms'])}, "
+            f"with slow clients {trio(result['loaded_accept_latency_ms'])}",
+            "  /health p50/p99/max ms:",
+            f"    beside the normal load alone          {health('load_alone')}",
+            f"    beside the normal load + slow clients {health('load_and_slow_clients')}",
+            f"    beside the slow clients alone         {health('slow_clients_alone')}",
+            f"  trickling connections cut off and reopened {pressure['cut_off']}; long-polls "
+            f"answered {pressure['polls_answered']} (parked >= 1 s: {pressure['polls_parked']}), "
+            f"pending at the end {pressure['pending_at_end']}; pressure CPU "
+            f"{pressure['cpu']:.1f} s",
+        ]
+    )
+
+
 def print_summary(runs: Sequence[RunResult], report: dict[str, Any], errors: int) -> None:
     """The table, latencies, memory, load and CPU lines, error samples and the verdict."""
     print()
@@ -115,8 +148,6 @@ def print_summary(runs: Sequence[RunResult], report: dict[str, Any], errors: int
         print(format_latency(report["latency"]))
         print()
     if report.get("slow_clients"):
-        from tally.bench.slow_clients import format_slow_clients
-
         print(format_slow_clients(report["slow_clients"]))
         print()
     print(f"peak RSS per process (MB): {report['memory_peak_mb']}")

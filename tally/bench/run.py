@@ -17,8 +17,9 @@ from typing import Any
 
 from config.settings import Settings
 from tally.bench.arguments import BOTH, CHAOS, PATTERNS, SLOW_CLIENTS
+from tally.bench.errors import BenchError
 from tally.bench.monitor import ProcessMonitor
-from tally.bench.phases import Bench, BenchError
+from tally.bench.phases import Bench
 from tally.bench.raw_sql import raw_baseline
 from tally.bench.report import print_summary
 from tally.stack import Children, StackError, delete_queue, free_port, scratch_database
@@ -73,10 +74,10 @@ def start_stack(args: argparse.Namespace, children: Children) -> int:
 
 
 def _environment(engine: Any) -> dict[str, Any]:
-    from sqlalchemy import text
+    from ledger.measurements import server_version
 
     with engine.connect() as conn:
-        version = conn.execute(text("SHOW server_version")).scalar_one()
+        version = server_version(conn)
     return {"cpus": os.cpu_count(), "loadavg": list(os.getloadavg()), "postgres": version}
 
 
@@ -105,7 +106,7 @@ def _print_machine_load(environment: dict[str, Any]) -> None:
 def run_bench(args: argparse.Namespace, settings: Settings) -> int:
     """Run the benchmark; 0 when every transaction is final, error-free and the ledger holds."""
     if args.pattern == CHAOS:
-        from tally.bench.chaos import run_chaos
+        from tally.bench.chaos.run import run_chaos
 
         return run_chaos(args)
     if args.count < 1 or args.wallets < 2 or args.latency_count < 0:

@@ -20,9 +20,16 @@ from typing import Any
 from ledger.vocabulary import Scope
 from tally.bench.monitor import ProcessMonitor
 from tally.bench.phases import Bench
-from tally.bench.pressure import LONG_POLL_WAIT_SECONDS, HealthProbe, PressureJob, run_pressure
-from tally.bench.report import PCTS, RunResult, percentiles
+from tally.bench.pressure import (
+    HEALTH_EVERY_SECONDS,
+    LONG_POLL_WAIT_SECONDS,
+    PressureJob,
+    health_seconds,
+    run_pressure,
+)
+from tally.bench.report import RunResult, percentiles
 from tally.bench.workloads import ASSET, seed_tenant
+from tally.load_client import HEALTH_PATH, Prober
 
 # The API bounds long-polls per tenant: spread them over this many tenants.
 PRESSURE_TENANTS = 4
@@ -31,22 +38,17 @@ SETTLE_SECONDS = 3.0
 # to wait out its full `wait` once more.
 ALONE_SECONDS = LONG_POLL_WAIT_SECONDS + 5.0
 
-PARK_FOREVER = """
-UPDATE transactions SET next_attempt_at = now() + interval '1 day' WHERE id = :id
-"""
-
 
 def parked_targets(bench: Bench) -> list[tuple[str, str]]:
     """Tenants with a key and a transaction that stays queued: (api key, transaction id)."""
-    from sqlalchemy import text
-
     from ledger.db import unit_of_work
     from ledger.intake import accept_transaction
+    from ledger.measurements import park_transaction
     from ledger.transaction_request import TransactionRequest
 
     targets = []
     for number in range(PRESSURE_TENANTS):
-        tenant = seed_tenant(bench.engine, f"bench-pressure-{number}", scope=Scope.WRITE)
+        tenant = seed_tenant(bench.engine, f"bench-pressure-{number}", scopes=[Scope.WRITE])
         with unit_of_work(bench.engine) as work:
             request = TransactionRequest(
                 type="topup",
@@ -57,7 +59,7 @@ def parked_targets(bench: Bench) -> list[tuple[str, str]]:
             ).validated()
             # Same commit: no worker can see it claimable before it is parked.
             submission = accept_transaction(work, tenant.id, request, admin=False)
-            work.connection.execute(text(PARK_FOREVER), {"id": submission.id})
+            park_transaction(work, submission.id)
         targets.append((tenant.key(Scope.WRITE), str(submission.id)))
     return targets
 
@@ -67,7 +69,7 @@ def run_slow_clients(
 ) -> list[RunResult]:
     """The plain and the pressured uniform runs; the comparison goes into `report`."""
     args = bench.args
-    with HealthProbe(port) as plain_health:
+    with Prober(port, HEALTH_PATH, HEALTH_EVERY_SECONDS) as plain_health:
         plain = bench.run_pattern("uniform", port, sampler)
     plain_seconds = plain.count / plain.intake_rate if plain.intake_rate else 60.0
     job = PressureJob(
@@ -106,7 +108,7 @@ def run_slow_clients(
         "plain_accept_latency_ms": plain.accept_latency_ms,
         "loaded_accept_latency_ms": loaded.accept_latency_ms,
         "health": {
-            "load_alone": _probed(plain_health.probes),
+            "load_alone": _probed([health_seconds(probed) for probed in plain_health.samples]),
             "load_and_slow_clients": _probed(beside_load),
             "slow_clients_alone": _probed(alone),
         },
@@ -123,39 +125,3 @@ def _probed(probes: list[float | None]) -> dict[str, Any]:
         "probes": len(answered),
         "failures": len(probes) - len(answered),
     }
-
-
-def format_slow_clients(result: dict[str, Any]) -> str:
-    """The scenario's comparison as a few lines."""
-
-    def trio(values: dict[str, float | None]) -> str:
-        return "/".join("-" if values.get(k) is None else f"{values[k]:.0f}" for k in PCTS)
-
-    pressure = result["pressure"]
-
-    def health(setting: str) -> str:
-        probed = result["health"][setting]
-        latency = probed["latency_ms"]
-        return (
-            f"{latency['p50']}/{latency['p99']}/{latency['max']} "
-            f"({probed['probes']} probes, {probed['failures']} failed)"
-        )
-
-    return "\n".join(
-        [
-            f"slow clients: {result['slow_connections']} trickling connections, "
-            f"{result['long_polls']} long-polls",
-            f"  applied/s plain {result['plain_applied_rate']:.0f}, with slow clients "
-            f"{result['loaded_applied_rate']:.0f} (kept {result['throughput_kept']:.0%})",
-            f"  accept p50/p95/p99 ms plain {trio(result['plain_accept_latency_ms'])}, "
-            f"with slow clients {trio(result['loaded_accept_latency_ms'])}",
-            "  /health p50/p99/max ms:",
-            f"    beside the normal load alone          {health('load_alone')}",
-            f"    beside the normal load + slow clients {health('load_and_slow_clients')}",
-            f"    beside the slow clients alone         {health('slow_clients_alone')}",
-            f"  trickling connections cut off and reopened {pressure['cut_off']}; long-polls "
-            f"answered {pressure['polls_answered']} (parked >= 1 s: {pressure['polls_parked']}), "
-            f"pending at the end {pressure['pending_at_end']}; pressure CPU "
-            f"{pressure['cpu']:.1f} s",
-        ]
-    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ledger.vocabulary import Scope
@@ -25,9 +26,12 @@ FUNDING = 10**12
 MAX_AMOUNT = 100
 
 
-def seed_tenant(engine: Engine, name: str, *, scope: Scope = Scope.ADMIN) -> ProvisionedTenant:
-    """A tenant of a bench run: a key of `scope` that is never rate-limited (the bench
-    measures capacity, not the limiter) and the bench asset (2 decimal places)."""
+def seed_tenant(
+    engine: Engine, name: str, *, scopes: Iterable[Scope] = (Scope.ADMIN,)
+) -> ProvisionedTenant:
+    """A tenant of a bench run, the one way the bench and its chaos run make one: a key of
+    each of `scopes`, never rate-limited (the bench measures capacity, not the limiter),
+    and the bench asset (2 decimal places)."""
     from ledger.db import unit_of_work
     from ledger.tenants import AssetSpec, provision_tenant
 
@@ -35,7 +39,7 @@ def seed_tenant(engine: Engine, name: str, *, scope: Scope = Scope.ADMIN) -> Pro
         return provision_tenant(
             work,
             name,
-            scopes=[scope],
+            scopes=scopes,
             assets=[AssetSpec(ASSET, "Bench units", 2)],
             rate_limit_per_second=BENCH_RATE_LIMIT,
         )

@@ -23,9 +23,9 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
 from sqlalchemy import Engine
 
+from tally.webhook_receiver import WebhookReceiver
 from tests.conftest import TenantFixture, assert_invariants, backend_missing, make_tenant
 from tests.support.stack import Stack, stack_env
-from tests.support.webhook_receiver import WebhookReceiver
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

@@ -14,10 +14,10 @@ import pytest
 import requests
 from sqlalchemy import Engine, text
 
+from tally.webhook_receiver import WebhookReceiver
 from tests.browser.conftest import SESSION_COOKIE, Console
 from tests.conftest import TenantFixture
 from tests.support.stack import ApiClient, Stack, submit_concurrently
-from tests.support.webhook_receiver import WebhookReceiver
 
 # Chromium first: without it the module skips (or fails in CI) before starting a stack.
 # Then every test's transactions have webhooks, to the module's endpoint.

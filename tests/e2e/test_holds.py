@@ -25,10 +25,10 @@ from ledger.assets import create_asset
 from ledger.db import unit_of_work
 from ledger.keys import issue_api_key
 from ledger.tenants import create_tenant
+from tally.webhook_receiver import WebhookReceiver
 from tests.conftest import TenantFixture, assert_invariants
 from tests.e2e.webhook_helpers import register
 from tests.support.stack import ApiClient, Stack, outcome_of, submit_concurrently, wait_until
-from tests.support.webhook_receiver import WebhookReceiver
 
 # How long the relay may take to expire a hold once it is due: its interval in the test
 # stack is 0.5 s; the rest is slack for a loaded two-core machine.

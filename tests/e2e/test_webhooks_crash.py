@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from tally.webhook_receiver import WebhookReceiver
 from tests.e2e.webhook_helpers import deliveries, register, submit, webhook_stack
-from tests.support.webhook_receiver import WebhookReceiver, eventually
+from tests.support.stack import eventually
 
 BURST = 150
 

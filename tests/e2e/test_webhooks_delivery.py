@@ -7,8 +7,9 @@ from datetime import datetime
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from tally.webhook_receiver import HANG, WebhookReceiver
 from tests.e2e.webhook_helpers import deliveries, register, submit, webhook_stack
-from tests.support.webhook_receiver import HANG, WebhookReceiver, eventually
+from tests.support.stack import eventually
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
+from ledger import measurements
+from tally.load_client import API, Connection, Response, bearer
 from tally.stack import Children, StackError, delete_queue, free_port
 
 STARTUP_TIMEOUT = 30.0
@@ -108,12 +110,13 @@ class Stack:
 
 
 class ApiClient:
-    """A thin HTTP client bound to one API key."""
+    """A thin HTTP client bound to one API key, for a test's own requests and assertions
+    (load goes through the load client: `submit_concurrently`)."""
 
     def __init__(self, base_url: str, api_key: str) -> None:
         self.base_url = base_url
         self.session = requests.Session()
-        self.session.headers["Authorization"] = f"Bearer {api_key}"
+        self.session.headers.update(bearer(api_key))
 
     def post(self, path: str, json: Any = None, **kwargs: Any) -> requests.Response:
         return self.session.post(f"{self.base_url}/api/v1{path}", json=json, timeout=60, **kwargs)
@@ -163,41 +166,51 @@ def start_api_degraded(stack: Stack) -> None:
     stack.start_api(degraded_ok=True)
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll `condition` until it holds; fail the test naming `what` after `timeout` seconds."""
+def eventually(condition: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
+    """Poll until `condition()` returns something truthy, and return it; fail at the deadline."""
     deadline = time.monotonic() + timeout
-    while not condition():
+    while True:
+        value = condition()
+        if value:
+            return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.05)  # polling an observable condition with a deadline
+        time.sleep(0.05)  # polling an observable condition, bounded by the deadline
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll `condition` until it holds; fail the test naming `what` after `timeout` seconds."""
+    eventually(condition, timeout, what)
 
 
 def submit_concurrently(
     base_url: str, api_key: str, calls: Sequence[tuple[str, dict[str, Any]]], threads: int = 32
-) -> list[requests.Response]:
-    """POST each (path, body) from a pool of threads, one HTTP session per thread; the
-    responses in the order of `calls`."""
+) -> list[Response]:
+    """POST each (path, body) from a pool of threads, one keep-alive connection of the load
+    client per thread; the responses in the order of `calls`."""
     local = threading.local()
+    connections: list[Connection] = []
 
-    def post(call: tuple[str, dict[str, Any]]) -> requests.Response:
-        if not hasattr(local, "client"):
-            local.client = ApiClient(base_url, api_key)
+    def post(call: tuple[str, dict[str, Any]]) -> Response:
+        if not hasattr(local, "connection"):
+            local.connection = Connection.to(base_url, headers=bearer(api_key))
+            connections.append(local.connection)
         path, body = call
-        response: requests.Response = local.client.post(path, body)
+        response: Response = local.connection.request("POST", f"{API}{path}", json_body=body)
         return response
 
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        return list(pool.map(post, calls))
+    try:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            return list(pool.map(post, calls))
+    finally:
+        for connection in connections:
+            connection.close()
 
 
 def status_counts(engine: Engine, tenant_id: uuid.UUID) -> Counter[str]:
     """How many of the tenant's transactions are in each status, read from the database."""
     with engine.connect() as conn:
-        rows = conn.execute(
-            text("SELECT status, count(*) FROM transactions WHERE tenant_id = :t GROUP BY status"),
-            {"t": tenant_id},
-        ).all()
-    return Counter({status: count for status, count in rows})
+        return Counter(measurements.status_counts(conn, tenant_id))
 
 
 def outcome_of(client: ApiClient, transaction_id: str, timeout: float = 120) -> dict[str, Any]:
