@@ -6,7 +6,6 @@ its audit event commit together or not at all. The table is append-only (a trigg
 
 from __future__ import annotations
 
-import base64
 import json
 import uuid
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from ledger.errors import InvalidCursor
+from ledger.pagination import decode_cursor, encode_cursor
 
 
 @dataclass(frozen=True)
@@ -61,17 +60,6 @@ def append_event(
     )
 
 
-def _cursor(event_id: int) -> str:
-    return base64.urlsafe_b64encode(str(event_id).encode()).decode().rstrip("=")
-
-
-def _after(cursor: str) -> int:
-    try:
-        return int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidCursor("the cursor is not one this API issued", field="cursor") from None
-
-
 def _view(row: Any) -> dict[str, Any]:
     occurred_at: datetime = row["occurred_at"]
     return {
@@ -108,7 +96,7 @@ def list_events(
             ),
             {
                 "tenant_id": tenant_id,
-                "before": _after(cursor) if cursor else None,
+                "before": decode_cursor(cursor, int) if cursor else None,
                 "action": action,
                 "limit": limit + 1,
             },
@@ -119,5 +107,5 @@ def list_events(
     page = rows[:limit]
     return {
         "events": [_view(row) for row in page],
-        "next_cursor": _cursor(page[-1]["id"]) if len(rows) > limit else None,
+        "next_cursor": encode_cursor(str(page[-1]["id"])) if len(rows) > limit else None,
     }

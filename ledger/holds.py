@@ -17,7 +17,7 @@ from sqlalchemy import Connection, text
 
 from ledger.db import UnitOfWork
 from ledger.events import write_events
-from ledger.queries import encode_cursor, wallet_page
+from ledger.queries import version_cursor, wallet_page
 from ledger.rules import HoldState
 from ledger.views import transaction_view
 from ledger.vocabulary import HoldStatus
@@ -201,5 +201,5 @@ def list_holds(
         )
         for row in page
     ]
-    next_cursor = encode_cursor(page[-1]["hold_seq"]) if len(rows) > limit else None
+    next_cursor = version_cursor(page[-1]["hold_seq"]) if len(rows) > limit else None
     return {"items": items, "next_cursor": next_cursor}

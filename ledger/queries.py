@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, RowMapping, text
 
-from ledger.errors import InvalidCursor, WalletNotFound
+from ledger.errors import WalletNotFound
+from ledger.pagination import decode_cursor, encode_cursor, page_size
 from ledger.rules import available_balance
 from ledger.views import transaction_view
 from ledger.vocabulary import TransactionStatus, TransactionType
 
-MAX_PAGE = 200
 # Account versions are bigints: a larger cursor would fail in the database, not here.
 MAX_VERSION = 2**63 - 1
 
@@ -131,20 +129,21 @@ def get_balance(
     }
 
 
-def encode_cursor(account_version: int) -> str:
-    return base64.urlsafe_b64encode(f"v1:{account_version}".encode()).decode().rstrip("=")
+def version_cursor(account_version: int) -> str:
+    """The cursor of a wallet page that continues below `account_version`."""
+    return encode_cursor(f"v1:{account_version}")
 
 
-def decode_cursor(cursor: str) -> int:
-    """The account version a history page continues below; InvalidCursor if it is not ours."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        prefix, _, number = raw.partition(":")
-        version = int(number)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidCursor("cursor is not one this API returned", field="cursor") from None
+def cursor_version(cursor: str) -> int:
+    """The account version a wallet page continues below; InvalidCursor if it is not ours."""
+    return decode_cursor(cursor, _version)
+
+
+def _version(position: str) -> int:
+    prefix, _, number = position.partition(":")
+    version = int(number)
     if prefix != "v1" or not 1 <= version <= MAX_VERSION:
-        raise InvalidCursor("cursor is not one this API returned", field="cursor")
+        raise ValueError(position)
     return version
 
 
@@ -172,9 +171,9 @@ def wallet_page(
 ) -> tuple[int, int | None, int]:
     """Where a keyset page of a wallet's journal or holds starts: (page size, the position
     it continues below, the wallet's account id); WalletNotFound or InvalidCursor."""
-    before = decode_cursor(cursor) if cursor else None
+    before = cursor_version(cursor) if cursor else None
     return (
-        max(1, min(limit, MAX_PAGE)),
+        page_size(limit),
         before,
         wallet_account_id(conn, tenant_id, user_id, asset_code),
     )
@@ -222,7 +221,7 @@ def wallet_history(
         }
         for row in page
     ]
-    next_cursor = encode_cursor(page[-1]["account_version"]) if len(rows) > limit else None
+    next_cursor = version_cursor(page[-1]["account_version"]) if len(rows) > limit else None
     return {"items": items, "next_cursor": next_cursor}
 
 

@@ -3,8 +3,6 @@ result code and time range, newest first, in keyset pages (the console's search)
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,10 +10,9 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping, text
 
-from ledger.errors import InvalidCursor
+from ledger.pagination import decode_cursor, encode_cursor, page_size
 from ledger.views import iso
 
-MAX_PAGE = 200
 LIST_COLUMNS = (
     "id, seq, type, status, reference_id, user_id, to_user_id, asset_code, amount,"
     " result_code, created_at, completed_at"
@@ -37,23 +34,18 @@ class TransactionFilter:
     created_until: datetime | None = None
 
 
-def encode_cursor(created_at: datetime, seq: int) -> str:
-    raw = f"t1:{created_at.isoformat()}|{seq}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+def _search_cursor(created_at: datetime, seq: int) -> str:
+    return encode_cursor(f"t1:{created_at.isoformat()}|{seq}")
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, int]:
-    """Where a page continues (created_at, seq); InvalidCursor if it is not one of ours."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        prefix, _, rest = raw.partition(":")
-        moment, _, seq = rest.partition("|")
-        position = (datetime.fromisoformat(moment), int(seq))
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidCursor("cursor is not one this console returned", field="cursor") from None
-    if prefix != "t1" or position[0].tzinfo is None:
-        raise InvalidCursor("cursor is not one this console returned", field="cursor")
-    return position
+def _search_position(position: str) -> tuple[datetime, int]:
+    """Where a page continues: (created_at, seq)."""
+    prefix, _, rest = position.partition(":")
+    moment, _, seq = rest.partition("|")
+    created_at = datetime.fromisoformat(moment)
+    if prefix != "t1" or created_at.tzinfo is None:
+        raise ValueError(position)
+    return created_at, int(seq)
 
 
 def _id_or_none(raw: str) -> uuid.UUID | None:
@@ -72,7 +64,7 @@ def search_transactions(
     cursor: str | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One page of matching transactions, newest first, and the cursor of the next page."""
-    limit = max(1, min(limit, MAX_PAGE))
+    limit = page_size(limit)
     where = ["tenant_id = :tenant_id"]
     params: dict[str, Any] = {"tenant_id": tenant_id, "limit": limit + 1}
     if wanted.any_id:
@@ -102,7 +94,7 @@ def search_transactions(
         where.append("created_at < :created_until")
         params["created_until"] = wanted.created_until
     if cursor:
-        params["after_created"], params["after_seq"] = decode_cursor(cursor)
+        params["after_created"], params["after_seq"] = decode_cursor(cursor, _search_position)
         where.append("(created_at, seq) < (:after_created, :after_seq)")
     rows = (
         conn.execute(
@@ -118,7 +110,7 @@ def search_transactions(
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
-        next_cursor = encode_cursor(rows[-1]["created_at"], rows[-1]["seq"])
+        next_cursor = _search_cursor(rows[-1]["created_at"], rows[-1]["seq"])
     return [_listed(row) for row in rows], next_cursor
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -12,8 +10,8 @@ from typing import Any
 from sqlalchemy import Connection, RowMapping, text
 
 from ledger.db import UnitOfWork
-from ledger.errors import InvalidCursor
 from ledger.events import WEBHOOK_NOTIFY_CHANNEL
+from ledger.pagination import decode_cursor, encode_cursor, page_size
 from ledger.views import iso
 from ledger.vocabulary import WEBHOOK_TEST_EVENT, DeliveryStatus
 from ledger.webhooks.errors import (
@@ -23,8 +21,6 @@ from ledger.webhooks.errors import (
     EndpointNotFound,
 )
 from ledger.webhooks.signing import message_id
-
-MAX_PAGE = 200
 
 DELIVERY_COLUMNS = """
     d.id, d.endpoint_id, d.event_id, d.event_type, d.status, d.attempts, d.next_attempt_at,
@@ -99,20 +95,16 @@ def _with_attempts(conn: Connection, rows: Sequence[RowMapping]) -> list[dict[st
     return [delivery_view(row, attempts[row["id"]]) for row in rows]
 
 
-def encode_cursor(created_at: datetime, delivery_id: uuid.UUID) -> str:
-    raw = f"d1|{created_at.isoformat()}|{delivery_id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+def _delivery_cursor(created_at: datetime, delivery_id: uuid.UUID) -> str:
+    return encode_cursor(f"d1|{created_at.isoformat()}|{delivery_id}")
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        prefix, created_at, delivery_id = raw.split("|")
-        if prefix != "d1":
-            raise ValueError(prefix)
-        return datetime.fromisoformat(created_at), uuid.UUID(delivery_id)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidCursor("cursor is not one this API returned", field="cursor") from None
+def _delivery_position(position: str) -> tuple[datetime, uuid.UUID]:
+    """Where a page continues: (created_at, delivery id)."""
+    prefix, created_at, delivery_id = position.split("|")
+    if prefix != "d1":
+        raise ValueError(prefix)
+    return datetime.fromisoformat(created_at), uuid.UUID(delivery_id)
 
 
 def list_deliveries(
@@ -126,8 +118,8 @@ def list_deliveries(
 ) -> dict[str, Any]:
     """An endpoint's deliveries, newest first, each with its attempts; keyset pages."""
     _endpoint(conn, tenant_id, endpoint_id, must_be_enabled=False)
-    limit = max(1, min(limit, MAX_PAGE))
-    before_at, before_id = decode_cursor(cursor) if cursor else (None, None)
+    limit = page_size(limit)
+    before_at, before_id = decode_cursor(cursor, _delivery_position) if cursor else (None, None)
     rows = (
         conn.execute(
             text(
@@ -155,7 +147,7 @@ def list_deliveries(
     )
     page = rows[:limit]
     next_cursor = (
-        encode_cursor(page[-1]["created_at"], page[-1]["id"]) if len(rows) > limit else None
+        _delivery_cursor(page[-1]["created_at"], page[-1]["id"]) if len(rows) > limit else None
     )
     return {"items": _with_attempts(conn, page), "next_cursor": next_cursor}
 

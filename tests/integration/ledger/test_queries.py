@@ -11,8 +11,9 @@ from sqlalchemy import Engine
 from ledger.assets import create_asset
 from ledger.db import unit_of_work
 from ledger.errors import InvalidCursor, WalletNotFound
+from ledger.pagination import MAX_PAGE_SIZE
 from ledger.posting import post_transactions
-from ledger.queries import MAX_PAGE, get_balance, get_transaction, wallet_history
+from ledger.queries import get_balance, get_transaction, wallet_history
 from ledger.tenants import create_tenant
 from ledger.wallets import update_wallet
 from tests.integration.ledger.helpers import run, submit
@@ -95,7 +96,7 @@ def test_history_skips_versions_bumped_by_wallet_administration(engine, tenant):
     assert [[i["version"] for i in p] for p in pages] == [[3], [1]]
 
 
-@pytest.mark.parametrize(("asked", "served"), [(0, 1), (-5, 1), (MAX_PAGE + 1, MAX_PAGE)])
+@pytest.mark.parametrize(("asked", "served"), [(0, 1), (-5, 1), (MAX_PAGE_SIZE + 1, MAX_PAGE_SIZE)])
 def test_the_page_size_is_clamped(engine, tenant, asked, served):
     for _ in range(3):
         run(engine, tenant.id, "topup", user_id="alice", amount=1)
