@@ -40,14 +40,15 @@ from prometheus_client.core import (
 )
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from api.problems import ApiProblem
 from api.waiter import TransactionWaiter
 from config.settings import Settings
 from ledger import stats
-from ledger.db import make_engine
+from ledger.db import MONITOR_ROLE, make_engine
+from ledger.vocabulary import TransactionStatus
 
 log = logging.getLogger(__name__)
 
@@ -122,13 +123,13 @@ class LedgerCollector(Collector):
         for outcome in numbers.outcomes:
             per_type = totals.setdefault(outcome.type, {})
             per_type[outcome.status] = per_type.get(outcome.status, 0) + outcome.count
-            if outcome.status == "rejected":
+            if outcome.status == TransactionStatus.REJECTED:
                 rejected.add_metric([outcome.type, outcome.code], outcome.count)
         for kind, counts in sorted(totals.items()):
             accepted.add_metric([kind], sum(counts.values()))
-            applied.add_metric([kind], counts.get("applied", 0))
-            failed.add_metric([kind], counts.get("failed", 0))
-            queued.add_metric([kind], counts.get("queued", 0))
+            applied.add_metric([kind], counts.get(TransactionStatus.APPLIED, 0))
+            failed.add_metric([kind], counts.get(TransactionStatus.FAILED, 0))
+            queued.add_metric([kind], counts.get(TransactionStatus.QUEUED, 0))
         republished.add_metric([], numbers.republished)
         latency = HistogramMetricFamily(
             "tally_apply_latency_seconds",
@@ -186,19 +187,9 @@ class LedgerCollector(Collector):
         return [deliveries, attempts]
 
 
-MONITOR_ROLE = "tally_monitor"
-
-
 def monitor_engine(database_url: str) -> Engine:
     """A small engine whose connections are the `tally_monitor` role."""
-    engine = make_engine(database_url, pool_size=1, max_overflow=1)
-
-    @event.listens_for(engine, "connect")
-    def _set_role(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.execute(f"SET ROLE {MONITOR_ROLE}")
-        dbapi_connection.commit()
-
-    return engine
+    return make_engine(database_url, pool_size=1, max_overflow=1, role=MONITOR_ROLE)
 
 
 def _token_matches(token: str) -> bool:

@@ -162,7 +162,7 @@ class TransactionSchema(SubmissionSchema):
                     {name: ["Missing data for required field."] for name in missing}
                 )
         amount = data.get("amount")
-        if kind != "adjustment" and isinstance(amount, int) and amount < 0:
+        if kind != TransactionType.ADJUSTMENT and isinstance(amount, int) and amount < 0:
             raise ValidationError("Must be positive for this type.", "amount")
 
 

@@ -10,6 +10,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, text
 
+from ledger.vocabulary import TransactionStatus
+
 OUTCOMES = text(
     """
     SELECT status, coalesce(result_code, '') AS code,
@@ -90,11 +92,11 @@ class Activity:
 
 def _count(window: Window, status: str, code: str, n: int) -> None:
     window.submitted += n
-    if status in ("queued", "applied", "rejected", "failed"):
+    if status in list(TransactionStatus):
         setattr(window, status, getattr(window, status) + n)
-    if status == "rejected":
+    if status == TransactionStatus.REJECTED:
         window.rejections[code] = window.rejections.get(code, 0) + n
-    if status == "failed":
+    if status == TransactionStatus.FAILED:
         window.failures[code] = window.failures.get(code, 0) + n
 
 

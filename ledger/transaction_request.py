@@ -175,7 +175,7 @@ class TransactionRequest:
         elif self.original_transaction_id is not None:
             raise _unexpected("original_transaction_id", kind)
         self._check_expiry(kind, now or datetime.now(UTC))
-        _check_text(self.reason, "reason", required=self.type == "adjustment")
+        _check_text(self.reason, "reason", required=self.type == TransactionType.ADJUSTMENT)
         for name in ("payment_method", "bonus_type", "item_id"):
             _check_text(getattr(self, name), name)
         if not isinstance(self.metadata, dict):
@@ -275,8 +275,8 @@ class TransactionRequest:
         when it is accepted."""
         if self.user_id is None or self.asset_code is None:
             return []
-        if self.type in ("topup", "bonus") or (
-            self.type == "adjustment" and self.amount is not None and self.amount > 0
+        if self.type in (TransactionType.TOPUP, TransactionType.BONUS) or (
+            self.type == TransactionType.ADJUSTMENT and self.amount is not None and self.amount > 0
         ):
             return [(self.asset_code, self.user_id)]
         # A hold's destination must exist when the hold is judged, as a transfer's target.

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from ledger.vocabulary import TransactionType
+
 
 def iso(value: datetime | None) -> str | None:
     """ISO 8601 text of a timestamp, or None."""
@@ -58,7 +60,7 @@ def transaction_view(
         view["to_balance_after"] = balances_after.get(row["to_user_id"])
     if row["original_transaction_id"] is not None:
         view["original_transaction_id"] = str(row["original_transaction_id"])
-    if row["type"] == "hold":
+    if row["type"] == TransactionType.HOLD:
         view["expires_at"] = iso(row["expires_at"])
         view["hold"] = hold_view(hold) if hold is not None else None
     return view

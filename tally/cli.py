@@ -14,6 +14,7 @@ from sqlalchemy.exc import OperationalError
 
 from config.settings import Settings, SettingsError
 from ledger.errors import LedgerError
+from ledger.vocabulary import Scope
 
 if TYPE_CHECKING:
     from ledger.db import UnitOfWork
@@ -48,7 +49,7 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 def _scope(args: argparse.Namespace) -> str:
     # --admin predates scopes: it is `--scope admin`.
-    return "admin" if args.admin else str(args.scope)
+    return str(Scope.ADMIN) if args.admin else str(args.scope)
 
 
 def cmd_tenants_create(args: argparse.Namespace, settings: Settings) -> int:
@@ -145,8 +146,8 @@ def _per_second(value: str) -> int | None:
 def _scope_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scope",
-        choices=["admin", "write", "read"],
-        default="write",
+        choices=[str(scope) for scope in Scope],
+        default=str(Scope.WRITE),
         help="what the key may do (docs/security.md); default write",
     )
     parser.add_argument("--admin", action="store_true", help="the same as --scope admin")

@@ -16,7 +16,7 @@ from ledger.holds import list_holds
 from ledger.queries import user_wallets, wallet_history
 from ledger.search import audit_of
 from ledger.transaction_request import check_user_id
-from ledger.vocabulary import AccountStatus
+from ledger.vocabulary import AccountStatus, HoldStatus
 from ledger.wallets import freeze_wallet, unfreeze_wallet, update_wallet
 
 PAGE_SIZE = 50
@@ -52,7 +52,7 @@ def wallet(user_id: str) -> tuple[str, int]:
         history = wallet_history(
             conn, tenant_id, user_id, asset, limit=PAGE_SIZE, cursor=request.args.get("cursor")
         )
-        holds = list_holds(conn, tenant_id, user_id, asset, status="held", limit=PAGE_SIZE)
+        holds = list_holds(conn, tenant_id, user_id, asset, status=HoldStatus.HELD, limit=PAGE_SIZE)
         audit: list[dict[str, Any]] = []
         for code in codes:
             audit += audit_of(conn, tenant_id, f"wallet:{user_id}/{code}")

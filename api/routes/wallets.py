@@ -31,7 +31,7 @@ from api.submission import request_from_body, submit
 from ledger.holds import list_holds
 from ledger.queries import get_balance, wallet_history
 from ledger.transaction_request import check_user_id
-from ledger.vocabulary import Scope
+from ledger.vocabulary import Scope, TransactionType
 from ledger.wallets import freeze_wallet, unfreeze_wallet, update_wallet
 
 blp = Blueprint(
@@ -59,13 +59,13 @@ def _seed_submission(kind: str, schema: type[Schema], summary: str) -> None:
 
 
 _seed_submission(
-    "topup",
+    TransactionType.TOPUP,
     TopupSchema,
     "Top up a wallet (money entering from `@topup`); creates the wallet on first use.",
 )
-_seed_submission("bonus", BonusSchema, "Grant a bonus from `@bonus` to a wallet.")
+_seed_submission(TransactionType.BONUS, BonusSchema, "Grant a bonus from `@bonus` to a wallet.")
 _seed_submission(
-    "spend",
+    TransactionType.SPEND,
     SpendSchema,
     "Spend from a wallet to `@revenue`, if its available funds cover the amount.",
 )

@@ -54,7 +54,9 @@ def delivery_view(row: RowMapping, attempts: Sequence[RowMapping] = ()) -> dict[
         "event_type": row["event_type"],
         "status": row["status"],
         "attempt_count": row["attempts"],
-        "next_attempt_at": iso(row["next_attempt_at"]) if row["status"] == "pending" else None,
+        "next_attempt_at": iso(row["next_attempt_at"])
+        if row["status"] == DeliveryStatus.PENDING
+        else None,
         "last_attempt_at": iso(row["last_attempt_at"]),
         "last_status_code": row["last_status_code"],
         "last_error": row["last_error"],
