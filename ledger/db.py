@@ -4,7 +4,8 @@ Every ledger write runs in one `UnitOfWork`: one PostgreSQL transaction, committ
 block ends normally and rolled back otherwise, with what must happen only once it has
 committed (publishing new transaction ids to the workers) queued on it. A use case that is
 one transaction takes the open unit of work; one that needs several (the posting engine,
-the hold sweeper) takes the engine and opens each with `unit_of_work`.
+the hold sweeper) takes the engine and opens each with `unit_of_work`
+(docs/design.md#use-cases-and-the-unit-of-work).
 """
 
 from __future__ import annotations
