@@ -258,7 +258,9 @@ def _add_runtime_commands(commands: Any, add: Callable[..., Any]) -> None:
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=8000)
     dev.add_argument("--data-dir", default=".tally", help="embedded databases and dev credentials")
-    dev.add_argument("--concurrency", type=int, default=2, help="Celery worker processes")
+    dev.add_argument(
+        "--concurrency", type=int, default=1, help="`tally worker` processes (default 1)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

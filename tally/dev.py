@@ -93,7 +93,9 @@ def _run(
     children = Children(env)
     cleanup.callback(children.stop)
     children.start("api", "api", "--host", args.host, "--port", str(args.port))
-    children.start("worker", "worker", "--concurrency", str(args.concurrency))
+    # Solo-pool workers, one process each: more of them apply batches side by side.
+    for number in range(max(1, args.concurrency)):
+        children.start(f"worker-{number}", "worker")
     children.start("relay", "relay")
 
     base_url = f"http://{client_host(args.host)}:{args.port}"
