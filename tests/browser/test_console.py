@@ -6,17 +6,16 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from tally.webhook_receiver import WebhookReceiver
 from tests.browser.conftest import SESSION_COOKIE, Console
 from tests.conftest import TenantFixture
+from tests.support.faults import refusing_credits
 from tests.support.stack import ApiClient, Stack, submit_concurrently
 
 # Chromium first: without it the module skips (or fails in CI) before starting a stack.
@@ -90,30 +89,11 @@ def wallet_status(client: ApiClient, user_id: str) -> str:
     return str(response.json()["status"])
 
 
-@contextmanager
-def refusing_credits(engine: Engine, user_id: str) -> Iterator[None]:
-    """While inside, the database refuses to credit `user_id` REFUSED_CREDIT or more: a
-    system fault (a constraint the ledger does not know of), not a business rule."""
-    constraint = f"test_refuse_{uuid.uuid4().hex[:8]}"
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                f"ALTER TABLE accounts ADD CONSTRAINT {constraint}"
-                f" CHECK (owner <> '{user_id}' OR balance < {REFUSED_CREDIT}) NOT VALID"
-            )
-        )
-    try:
-        yield
-    finally:
-        with engine.begin() as conn:
-            conn.execute(text(f"ALTER TABLE accounts DROP CONSTRAINT IF EXISTS {constraint}"))
-
-
 def failed_topup(engine: Engine, client: ApiClient) -> tuple[str, str]:
     """A top-up the worker failed on (its one attempt hit a system fault, since fixed):
     its id and its user."""
     user_id = new_user()
-    with refusing_credits(engine, user_id):
+    with refusing_credits(engine, user_id, REFUSED_CREDIT):
         transaction_id = submit(client, "topup", user_id, REFUSED_CREDIT)
         failed = outcome(client, transaction_id)
     assert (failed["status"], failed["result"]["code"]) == ("failed", "processing_failed")

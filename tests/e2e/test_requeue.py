@@ -10,14 +10,14 @@ import re
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 
 import pytest
 import requests
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from tally.stack import TALLY
 from tests.conftest import TenantFixture, assert_invariants, make_tenant
+from tests.support.faults import refusing_credits
 from tests.support.stack import ApiClient, Stack, stack_env
 
 REFUSED_CREDIT = 1000
@@ -49,25 +49,6 @@ def merchant(engine: Engine) -> Iterator[TenantFixture]:
     assert_invariants(engine, made.id)
 
 
-@contextmanager
-def refusing_credits(engine: Engine, user_id: str) -> Iterator[None]:
-    """While inside, the database refuses to credit `user_id` REFUSED_CREDIT or more: a
-    system fault (a constraint the ledger does not know of), not a business rule."""
-    constraint = f"test_refuse_{uuid.uuid4().hex[:8]}"
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                f"ALTER TABLE accounts ADD CONSTRAINT {constraint}"
-                f" CHECK (owner <> '{user_id}' OR balance < {REFUSED_CREDIT}) NOT VALID"
-            )
-        )
-    try:
-        yield
-    finally:
-        with engine.begin() as conn:
-            conn.execute(text(f"ALTER TABLE accounts DROP CONSTRAINT IF EXISTS {constraint}"))
-
-
 def failed_topup(engine: Engine, client: ApiClient) -> tuple[str, str]:
     """A top-up the worker failed (its one attempt hit a fault, since fixed): id and user."""
     user_id = f"requeue-{uuid.uuid4().hex[:8]}"
@@ -77,7 +58,7 @@ def failed_topup(engine: Engine, client: ApiClient) -> tuple[str, str]:
         "amount": REFUSED_CREDIT,
         "reference_id": f"requeue-{uuid.uuid4().hex}",
     }
-    with refusing_credits(engine, user_id):
+    with refusing_credits(engine, user_id, REFUSED_CREDIT):
         accepted = client.post("/wallets/topup", body)
         assert accepted.status_code == 202, accepted.text
         failed = client.wait_final(accepted.json()["id"])
@@ -115,14 +96,21 @@ def requeue_through_the_console(stack: Stack, merchant: TenantFixture, transacti
     assert done.status_code == 303, done.text[:300]
 
 
-def requeue_through_the_cli(stack: Stack, merchant: TenantFixture, transaction_id: str) -> None:
-    done = subprocess.run(
+def tally_requeue(
+    stack: Stack, merchant: TenantFixture, transaction_id: str
+) -> subprocess.CompletedProcess[str]:
+    """`tally requeue`, run as an operator would, with the stack's settings."""
+    return subprocess.run(
         [*TALLY, "requeue", "--tenant", str(merchant.id), transaction_id],
         env=stack.env,
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def requeue_through_the_cli(stack: Stack, merchant: TenantFixture, transaction_id: str) -> None:
+    done = tally_requeue(stack, merchant, transaction_id)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["transaction"]["status"] == "queued"
 
@@ -164,13 +152,7 @@ def test_requeueing_a_transaction_that_is_not_failed_is_refused_everywhere(
     assert client.wait_final(transaction_id)["status"] == "applied"
 
     api = stack.client(merchant.admin_api_key).post(f"/transactions/{transaction_id}/requeue")
-    cli = subprocess.run(
-        [*TALLY, "requeue", "--tenant", str(merchant.id), transaction_id],
-        env=stack.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    cli = tally_requeue(stack, merchant, transaction_id)
 
     assert (api.status_code, api.json()["code"]) == (409, "transaction_not_failed")
     assert cli.returncode == 1 and "transaction_not_failed" in cli.stderr
