@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine
 
 from config.settings import Settings
-from tests.support.webhook_receiver import WebhookReceiver
+from tally.webhook_receiver import WebhookReceiver
 from worker.webhook_dispatcher import Sender, WebhookDispatcher
 from worker.webhook_http import post_webhook
 

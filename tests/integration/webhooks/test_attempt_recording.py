@@ -21,7 +21,7 @@ from ledger.db import unit_of_work
 from ledger.webhooks.deliveries import send_test_event
 from ledger.webhooks.dispatch import AttemptResult, ClaimedDelivery, record_attempt
 from tests.integration.webhooks.helpers import register
-from tests.support.webhook_receiver import eventually
+from tests.support.stack import eventually
 
 # Long enough to be sure nothing settles a delivery that today's code leaves `sending`,
 # short enough for a failing run; each wait below ends as soon as the delivery settles.

@@ -13,7 +13,7 @@ from ledger.queries import get_transaction
 from ledger.webhooks.dispatch import AttemptResult, claim_due, record_attempt
 from tests.integration.ledger.helpers import run
 from tests.integration.webhooks.helpers import register
-from tests.support.webhook_receiver import eventually
+from tests.support.stack import eventually
 
 
 def deliveries(engine, endpoint_id):

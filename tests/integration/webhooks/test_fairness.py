@@ -11,8 +11,8 @@ from sqlalchemy import text
 from ledger.db import unit_of_work
 from ledger.tenants import create_tenant
 from ledger.webhooks.dispatch import claim_due
+from tally.webhook_receiver import HANG
 from tests.integration.webhooks.helpers import register
-from tests.support.webhook_receiver import HANG
 
 BACKLOG = 500
 ENDPOINTS = 5
