@@ -13,14 +13,18 @@ begun before authentication sees none.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from flask import Flask, g
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 
 from api.context import tally
 from ledger.db import UnitOfWork, bind_tenant, unit_of_work
+
+log = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -44,8 +48,15 @@ def request_unit_of_work() -> Iterator[UnitOfWork]:
 def release_request_connection() -> None:
     """Return the connection to the pool now (before waiting, and at teardown)."""
     conn: Connection | None = g.pop("db", None)
-    if conn is not None:
+    if conn is None:
+        return
+    try:
         conn.close()
+    except DBAPIError as error:
+        # Closing rolls back what the view left open (its reads); a database that went
+        # away since its last statement fails that rollback. The answer is decided and
+        # nothing was left to undo: the pool drops the dead connection, never a 500.
+        log.warning("database connection lost after the request: %s", error.orig)
 
 
 def _teardown(_error: BaseException | None) -> None:

@@ -99,3 +99,47 @@ def test_a_connection_the_database_dropped_is_a_503_even_before_the_first_statem
     assert dropped.status_code == 503, dropped.get_data(as_text=True)
     assert dropped.get_json()["code"] == "database_unavailable"
     assert after.status_code == 404  # the pool let the dead connection go
+
+
+def test_a_connection_the_database_drops_after_the_view_has_answered_is_no_500(
+    database_url: str, redis_url: str, engine, tenant
+) -> None:
+    """PostgreSQL restarts between a view's last statement and the end of the request: the
+    request's connection still holds the view's read transaction, and returning it to the
+    pool rolls that back on a dead connection. The answer is already decided; the chaos run
+    saw it turned into a 500."""
+    from flask import Response, g
+    from sqlalchemy import text
+
+    app = create_app(
+        Settings(
+            database_url=database_url,
+            broker_url=redis_url,
+            queue=f"tally-test-late-drop-{uuid.uuid4().hex[:10]}",
+            api_threads=1,
+        )
+    )
+
+    @app.after_request
+    def _restart_between_view_and_teardown(response: Response) -> Response:
+        held = g.get("db")
+        if held is not None:
+            backend = held.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            with engine.connect() as conn:
+                conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": backend})
+        return response
+
+    context = app.extensions["tally"]
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {tenant.read_api_key}"}
+    path = f"/api/v1/transactions/{uuid.uuid4()}"
+    try:
+        answered = client.get(path, headers=headers)
+        after = client.get(path, headers=headers)
+    finally:
+        context.waiter.close()
+        context.keys.close()
+        context.engine.dispose()
+
+    assert answered.status_code == 404, answered.get_data(as_text=True)
+    assert after.status_code == 404  # the pool let the dead connection go
