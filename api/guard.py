@@ -60,24 +60,32 @@ def add_rate_limit_headers(response: Response) -> Response:
 
 
 def _limit_rate(principal: Principal, handler: Any, submission: str | None) -> None:
-    ctx = tally()
-    settings = ctx.settings
-    per_key = Policy(
-        "per-key", principal.rate_limit_per_second or settings.rate_limit_per_second, 1
-    )
-    decision = g.rate_limit = ctx.limiter.hit(per_key, principal.key_id)
-    if not decision.allowed:
-        # Over the limit, a replay of an accepted reference_id still passes (singles only).
-        if not (submission == SINGLE and _is_replay(principal)):
-            raise too_many(decision)
-        # A replay answers a client what it already submitted: never starve it, but bound
-        # it by a budget of its own.
-        replays = Policy("replays", per_key.quota, 1)
-        decision = g.rate_limit = ctx.limiter.hit(replays, principal.key_id)
-        if not decision.allowed:
-            raise too_many(decision)
+    spend_key_budget(principal, replay=submission == SINGLE)
     if getattr(handler, "_rate_policy", None) == MANUAL_WEBHOOK_POLICY:
         spend_manual_webhook_budget(principal)
+
+
+def spend_key_budget(principal: Principal, *, replay: bool = False) -> None:
+    """Count one request against the key's per-second budget, or answer 429; every API
+    request and every console page of a signed-in key spends it.
+
+    With `replay`, a request over the limit that replays an accepted reference_id still
+    passes, bounded by a budget of its own.
+    """
+    ctx = tally()
+    per_key = Policy(
+        "per-key", principal.rate_limit_per_second or ctx.settings.rate_limit_per_second, 1
+    )
+    decision = g.rate_limit = ctx.limiter.hit(per_key, principal.key_id)
+    if decision.allowed:
+        return
+    # A replay answers a client what it already submitted: never starve it.
+    if not (replay and _is_replay(principal)):
+        raise too_many(decision)
+    replays = Policy("replays", per_key.quota, 1)
+    decision = g.rate_limit = ctx.limiter.hit(replays, principal.key_id)
+    if not decision.allowed:
+        raise too_many(decision)
 
 
 def spend_manual_webhook_budget(principal: Principal) -> None:

@@ -15,12 +15,14 @@ from werkzeug.wrappers import Response
 from api.console.cookies import COOKIE, clear_cookie, tokens_match
 from api.context import tally
 from api.database import request_unit_of_work
+from api.guard import spend_key_budget
 from api.permissions import authorize, required_scope
 from api.problems import RETRY_AFTER_SECONDS, ApiProblem, ledger_error_status
 from ledger.console_sessions import ConsoleSession, find_session
 from ledger.db import bind_tenant
 from ledger.errors import LedgerError
 from ledger.keys import Principal
+from ledger.transaction_request import UNSTORABLE
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +64,34 @@ def console_session() -> ConsoleSession:
     return session
 
 
+def _unstorable_input() -> str | None:
+    """The name of the first query-string, form or path value PostgreSQL cannot store (NUL,
+    an unpaired surrogate), if any."""
+    named: list[tuple[str, object]] = [
+        *request.args.items(multi=True),
+        *request.form.items(multi=True),
+        *(request.view_args or {}).items(),
+    ]
+    for name, value in named:
+        if UNSTORABLE.search(name) or (isinstance(value, str) and UNSTORABLE.search(value)):
+            return UNSTORABLE.sub("", name)
+    return None
+
+
 @bp.before_request
 def _gate() -> Response | None:
-    """Resolve the session cookie (or send the browser to sign in); check CSRF on POST."""
+    """Refuse input the database cannot store; resolve the session cookie (or send the
+    browser to sign in); spend the key's rate limit; check CSRF on POST."""
     bind_tenant(None)
+    # Before any view, the public ones included: no filter or form reaches a query with
+    # text that makes PostgreSQL raise (a 500), whatever page it came from.
+    unstorable = _unstorable_input()
+    if unstorable is not None:
+        return error_page(
+            422,
+            "invalid_input",
+            f"{unstorable}: must not contain NUL characters or unpaired surrogates.",
+        )
     if request.endpoint in PUBLIC:
         return None
     token = request.cookies.get(COOKIE)
@@ -90,6 +116,8 @@ def _gate() -> Response | None:
     g.console_session = session
     g.principal = session.principal
     bind_tenant(session.principal.tenant_id)
+    # A console page costs the key what an API request costs (429 past its limit).
+    spend_key_budget(session.principal)
     if request.method == "POST" and not tokens_match(
         session.csrf_token, request.form.get("csrf_token")
     ):

@@ -15,8 +15,14 @@ LOGIN_COOKIE = "tally_console_login"
 COOKIE_PATH = "/console"
 
 
-def tokens_match(expected: str, given: str | None) -> bool:
-    return given is not None and hmac.compare_digest(expected.encode(), given.encode())
+def tokens_match(expected: str | None, given: str | None) -> bool:
+    """Whether a form's CSRF token is the one expected; an empty or missing token on either
+    side never matches (two absent tokens are not a proof of anything)."""
+    if not expected or not given:
+        return False
+    return hmac.compare_digest(
+        expected.encode("utf-8", "surrogatepass"), given.encode("utf-8", "surrogatepass")
+    )
 
 
 def set_cookie(response: Response, name: str, value: str, *, max_age: int | None) -> None:

@@ -18,9 +18,9 @@ from ledger.console_sessions import end_session, start_session
 from ledger.db import bind_tenant
 from ledger.keys import authenticate
 
-# Failed sign-ins per client address per minute before the form refuses to look keys up
-# (keys are 256-bit, so guessing is hopeless anyway: this keeps a script from hammering the
-# database). Successful sign-ins are not counted: a team behind one address is not locked out.
+# Failed sign-ins per client address per minute; past them a wrong key is answered 429
+# (keys are 256-bit, so guessing is hopeless anyway: this slows a script down). Successful
+# sign-ins are not counted and never refused: a team behind one address is not locked out.
 SIGN_IN_FAILURES = Policy("console-sign-in-failures", 20, 60)
 
 
@@ -59,23 +59,24 @@ def sign_in() -> Response:
             "csrf_token_invalid",
             "The sign-in form is out of date or did not come from this console; reload it.",
         )
-    limiter = tally().limiter
-    address = uuid.uuid5(uuid.NAMESPACE_URL, f"console:{request.remote_addr}")
-    budget = limiter.hit(SIGN_IN_FAILURES, address, cost=0)  # a look, not a count
-    if budget.remaining <= 0:  # this window's failures are used up
-        raise ApiProblem(
-            429,
-            "too_many_sign_in_failures",
-            f"Too many failed sign-ins from this address; retry in {budget.reset_seconds} s.",
-            headers={"Retry-After": str(budget.reset_seconds)},
-        )
+    # The key first: a valid key always signs in, however many failures its address has
+    # had (a team behind one proxy is never locked out by someone else's typos or script).
     api_key = request.form.get("api_key", "").strip()
     principal = None
     if api_key:
         with request_unit_of_work() as work:
             principal = authenticate(work, api_key)
     if principal is None:
-        limiter.hit(SIGN_IN_FAILURES, address)
+        limiter = tally().limiter
+        address = uuid.uuid5(uuid.NAMESPACE_URL, f"console:{request.remote_addr}")
+        failure = limiter.hit(SIGN_IN_FAILURES, address)
+        if not failure.allowed:  # this window's failures are used up
+            raise ApiProblem(
+                429,
+                "too_many_sign_in_failures",
+                f"Too many failed sign-ins from this address; retry in {failure.reset_seconds} s.",
+                headers={"Retry-After": str(failure.reset_seconds)},
+            )
         return _login_form(401, "That API key is unknown or revoked.")
     bind_tenant(principal.tenant_id)
     with request_unit_of_work() as work:
