@@ -8,6 +8,7 @@ from typing import Any
 from flask import Flask, Response
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from api import console, database, metrics
 from api.combiner import SubmissionCombiner
@@ -96,5 +97,12 @@ def create_app(
     console.init_app(app)
     app.before_request(guard_request)
     app.after_request(add_rate_limit_headers)
+    if settings.trusted_proxies:
+        # Each trusted hop appends the address it saw and the scheme it was reached by;
+        # request.remote_addr and request.is_secure then describe the browser's request
+        # (per-address limits, the Secure cookie). Without trusted proxies anyone could
+        # send those headers, so they are not read at all.
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
 
     return app

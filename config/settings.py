@@ -126,6 +126,13 @@ class Settings:
     # long without a request, and in any case this long after sign-in.
     console_idle_seconds: int = env("TALLY_CONSOLE_IDLE_SECONDS", 1800)
     console_max_seconds: int = env("TALLY_CONSOLE_MAX_SECONDS", 43200)
+    # How many reverse proxies in front of the API to believe: each adds its hop to
+    # X-Forwarded-For and X-Forwarded-Proto. 0 ignores those headers, which anyone can send.
+    trusted_proxies: int = env("TALLY_TRUSTED_PROXIES", 0)
+
+    def __post_init__(self) -> None:
+        if self.trusted_proxies < 0:
+            raise SettingsError("TALLY_TRUSTED_PROXIES must be 0 or more proxy hops")
 
     @classmethod
     def from_env(cls) -> Settings:

@@ -21,6 +21,7 @@ from ledger.keys import authenticate
 # Failed sign-ins per client address per minute; past them a wrong key is answered 429
 # (keys are 256-bit, so guessing is hopeless anyway: this slows a script down). Successful
 # sign-ins are not counted and never refused: a team behind one address is not locked out.
+# The address is the client's as the trusted proxies name it (TALLY_TRUSTED_PROXIES).
 SIGN_IN_FAILURES = Policy("console-sign-in-failures", 20, 60)
 
 
