@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from api import console, database, metrics
+from api.auth_failures import AuthFailures
 from api.combiner import SubmissionCombiner
 from api.context import Tally
 from api.docs import init_app as init_docs
@@ -84,6 +85,7 @@ def create_app(
             storage_url(settings.rate_limit_storage_url, settings.broker_url),
             flush_seconds=settings.rate_limit_flush_seconds,
         ),
+        auth_failures=AuthFailures(settings.auth_failures_per_minute),
     )
     register_problem_handlers(app)
     database.init_app(app)

@@ -7,8 +7,9 @@ from flask import g, request
 from api.context import tally
 from api.database import request_unit_of_work
 from api.problems import ApiProblem
+from api.rate_limits import Decision
 from ledger.db import bind_tenant
-from ledger.keys import Principal, authenticate_hash, hash_api_key
+from ledger.keys import Principal, authenticate_hash, hash_api_key, well_formed_api_key
 
 
 def current_principal() -> Principal:
@@ -20,14 +21,15 @@ def current_principal() -> Principal:
 
 
 def authenticate_request(*, confirm: bool) -> None:
-    """Resolve the bearer key to a principal, or answer 401.
+    """Resolve the bearer key to a principal, or answer 401 (429 for an address past its
+    failed authentications).
 
     A key looked up recently comes from the process's cache (api/key_cache.py) unless
     `confirm`: then the database says whether it is live now. Submissions need no
-    confirmation here because their insert confirms the key itself.
+    confirmation here because their insert confirms the key itself. A key not shaped like
+    an issued one is refused without a query.
     """
     header = request.headers.get("Authorization", "")
-    scheme, _, key = header.partition(" ")
     if not header:
         raise ApiProblem(
             401,
@@ -35,24 +37,38 @@ def authenticate_request(*, confirm: bool) -> None:
             "Send Authorization: Bearer <api key>.",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    if scheme.lower() != "bearer" or not key.strip():
+    context = tally()
+    scheme, _, key = header.partition(" ")
+    key = key.strip()
+    bearer = scheme.lower() == "bearer" and bool(key)
+    key_hash = hash_api_key(key) if bearer and well_formed_api_key(key) else None
+    cached = context.keys.get(key_hash) if key_hash is not None else None
+    failures = context.auth_failures
+    address = request.remote_addr or ""
+    # A key this process has found live lately passes from anywhere: a flood from an
+    # operator's own address must not lock its working clients out.
+    if cached is None:
+        budget = failures.check(address)
+        if not budget.allowed:
+            raise _too_many_failures(budget)
+    if not bearer:
+        failures.count(address)
         raise ApiProblem(
             401,
             "invalid_authorization",
             "Authorization must be 'Bearer <api key>'.",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    key_hash = hash_api_key(key.strip())
-    cache = tally().keys
-    principal = None if confirm else cache.get(key_hash)
-    if principal is None:
+    principal = None if confirm else cached
+    if principal is None and key_hash is not None:
         # A unit of work of its own: the lookup stamps the key's last use, and the tenant's
         # transactions begin afresh, bound to the tenant (ledger/db.py, `bind_tenant`).
         with request_unit_of_work() as work:
             principal = authenticate_hash(work, key_hash)
         if principal is not None:
-            cache.put(key_hash, principal)
+            context.keys.put(key_hash, principal)
     if principal is None:
+        failures.count(address)
         raise ApiProblem(
             401,
             "invalid_api_key",
@@ -61,3 +77,13 @@ def authenticate_request(*, confirm: bool) -> None:
         )
     g.principal = principal
     bind_tenant(principal.tenant_id)
+
+
+def _too_many_failures(budget: Decision) -> ApiProblem:
+    return ApiProblem(
+        429,
+        "too_many_auth_failures",
+        f"Too many failed authentications from this address ({budget.policy.quota} a"
+        f" minute); retry after {budget.reset_seconds} s.",
+        headers={"Retry-After": str(budget.reset_seconds), **budget.headers()},
+    )

@@ -1,6 +1,6 @@
 """What the app holds per process: the engine, the task publisher, the long-poll waiter,
-the API key cache,
-the submission combiner, the rate limiter."""
+the API key cache, the submission combiner, the rate limiter and the count of failed
+authentications per address."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from flask import current_app
 from sqlalchemy import Engine
 
+from api.auth_failures import AuthFailures
 from api.combiner import SubmissionCombiner
 from api.key_cache import KeyCache
 from api.rate_limits import RateLimiter
@@ -26,6 +27,7 @@ class Tally:
     keys: KeyCache
     combiner: SubmissionCombiner
     limiter: RateLimiter
+    auth_failures: AuthFailures
 
 
 def tally() -> Tally:

@@ -27,7 +27,7 @@ BEARER_AUTH = "bearerAuth"
 # unreachable.
 AUTHENTICATED: dict[int, tuple[str, ...]] = {
     401: ("missing_api_key", "invalid_authorization", "invalid_api_key"),
-    429: ("rate_limited",),
+    429: ("rate_limited", "too_many_auth_failures"),
     503: ("database_unavailable",),
 }
 # The request guard refuses any non-JSON body on these methods, before the view runs.

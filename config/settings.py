@@ -129,10 +129,15 @@ class Settings:
     # How many reverse proxies in front of the API to believe: each adds its hop to
     # X-Forwarded-For and X-Forwarded-Proto. 0 ignores those headers, which anyone can send.
     trusted_proxies: int = env("TALLY_TRUSTED_PROXIES", 0)
+    # Failed authentications per client address per minute (counted in each API process)
+    # before the address is answered 429 without a key lookup.
+    auth_failures_per_minute: int = env("TALLY_AUTH_FAILURES_PER_MINUTE", 100)
 
     def __post_init__(self) -> None:
         if self.trusted_proxies < 0:
             raise SettingsError("TALLY_TRUSTED_PROXIES must be 0 or more proxy hops")
+        if self.auth_failures_per_minute < 1:
+            raise SettingsError("TALLY_AUTH_FAILURES_PER_MINUTE must be 1 or more")
 
     @classmethod
     def from_env(cls) -> Settings:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -19,6 +20,10 @@ from ledger.errors import ApiKeyNotFound, InvalidRequest, TenantNotFound
 from ledger.vocabulary import Scope
 
 API_KEY_PREFIX = "tally_"
+# What `issue_api_key` makes: the prefix and secrets.token_urlsafe(32), 256 bits in 43
+# base64url characters without padding. The last character carries the final 4 bits
+# followed by 2 zero bits, so it is one of 16. Anything else is no key: refused unread.
+WELL_FORMED_KEY = re.compile(re.escape(API_KEY_PREFIX) + r"[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]")
 # Every change to a key row (a revocation is one) is notified here with the key's id
 # (migration 0004), so that API processes drop it from their caches.
 KEY_CHANGES_CHANNEL = "tally_api_keys"
@@ -79,8 +84,16 @@ def hash_api_key(api_key: str) -> str:
     return hashlib.sha256(api_key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def well_formed_api_key(api_key: str) -> bool:
+    """Whether the text has the exact shape of an issued key (checked before any lookup)."""
+    return WELL_FORMED_KEY.fullmatch(api_key) is not None
+
+
 def authenticate(work: UnitOfWork, api_key: str) -> Principal | None:
-    """The principal of a live API key, or None for an unknown or revoked one."""
+    """The principal of a live API key, or None for an unknown, revoked or malformed one
+    (a malformed one without a query)."""
+    if not well_formed_api_key(api_key):
+        return None
     return authenticate_hash(work, hash_api_key(api_key))
 
 

@@ -16,7 +16,7 @@ from api.problems import ApiProblem
 from api.rate_limits import Policy
 from ledger.console_sessions import end_session, start_session
 from ledger.db import bind_tenant
-from ledger.keys import authenticate
+from ledger.keys import authenticate, well_formed_api_key
 
 # Failed sign-ins per client address per minute; past them a wrong key is answered 429
 # (keys are 256-bit, so guessing is hopeless anyway: this slows a script down). Successful
@@ -62,9 +62,10 @@ def sign_in() -> Response:
         )
     # The key first: a valid key always signs in, however many failures its address has
     # had (a team behind one proxy is never locked out by someone else's typos or script).
+    # A key not shaped like an issued one costs no query.
     api_key = request.form.get("api_key", "").strip()
     principal = None
-    if api_key:
+    if well_formed_api_key(api_key):
         with request_unit_of_work() as work:
             principal = authenticate(work, api_key)
     if principal is None:
