@@ -22,6 +22,21 @@ from psycopg.types.numeric import NumericBinaryLoader
 # 18-decimal asset still holds about 1.7 * 10**20 whole units.
 MAX_AMOUNT = 2**127 - 1
 
+# Fields of the API's JSON (requests and answers) that carry money. `Tally-Amounts: string`
+# renders them as decimal strings and accepts them as such (docs/api.md#amounts).
+MONEY_FIELDS = frozenset(
+    {
+        "amount",
+        "available",
+        "balance",
+        "balance_after",
+        "captured_amount",
+        "credit_limit",
+        "pending",
+        "to_balance_after",
+    }
+)
+
 
 class IntegralNumericLoader(Loader):
     """`numeric` as `int` when it is a whole number (every money column, and sums of them),
