@@ -38,19 +38,22 @@ MONEY_FIELDS = frozenset(
 )
 
 
+DOT = ord(".")
+
+
 class IntegralNumericLoader(Loader):
     """`numeric` as `int` when it is a whole number (every money column, and sums of them),
     as `Decimal` otherwise (an average, a ratio): money never passes through Decimal."""
 
     def load(self, data: Any) -> int | Decimal:
-        # Text format: a whole number has no '.', and NaN or Infinity fail int().
-        raw = bytes(data)
-        if b"." not in raw:
+        # Text format: a whole number has no '.', and NaN or Infinity fail int(). The
+        # buffer psycopg hands over (a memoryview) holds ints, and int() reads it as it is.
+        if DOT not in data:
             try:
-                return int(raw)
+                return int(data)
             except ValueError:
                 pass
-        return Decimal(raw.decode())
+        return Decimal(bytes(data).decode())
 
 
 class IntegralNumericBinaryLoader(Loader):

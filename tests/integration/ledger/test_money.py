@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import Engine, text
@@ -42,6 +43,22 @@ def system_balance(engine: Engine, tenant_id: uuid.UUID, owner: str, asset: str 
             ),
             {"t": tenant_id, "a": asset, "o": owner},
         ).scalar_one()
+
+
+def test_numeric_loads_as_int_when_whole_and_as_decimal_otherwise(engine):
+    with engine.connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT CAST(:big AS numeric(1000,0)), CAST(-12 AS numeric(39,0)),"
+                " sum(x), CAST(2.50 AS numeric), CAST('NaN' AS numeric),"
+                " ARRAY[CAST(1 AS numeric), :big] FROM generate_series(1, 3) x"
+            ),
+            {"big": -(2**200)},
+        ).one()
+
+    assert row == (-(2**200), -12, 6, Decimal("2.50"), row[4], [1, -(2**200)])
+    assert [type(value) for value in (row[0], row[1], row[2])] == [int, int, int]
+    assert isinstance(row[3], Decimal) and row[4].is_nan()
 
 
 def test_one_batch_of_520_top_ups_of_2_53_leaves_top_ups_still_applying(engine, tenant):
