@@ -7,9 +7,9 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from ledger.money import MAX_AMOUNT
 from ledger.transaction_request import (
     ASSET_CODE,
-    MAX_AMOUNT,
     MAX_HOLD_SECONDS,
     MAX_TEXT,
     UNSTORABLE,
@@ -23,18 +23,26 @@ from ledger.vocabulary import (
     TransactionType,
 )
 
+NOT_MINOR_UNITS = (
+    "Not a valid integer of minor units: send a JSON integer, or with the header"
+    ' Tally-Amounts: string, a decimal string of one such as "12345".'
+)
+
 
 class MinorUnits(fields.Integer):
-    """An amount in the asset's smallest unit: a JSON integer, never a float, string or bool."""
+    """An amount in the asset's smallest unit: a JSON integer (or, with `Tally-Amounts:
+    string`, a decimal string of one), never a float or bool; 1..MAX_AMOUNT (signed: a
+    non-zero integer within ±MAX_AMOUNT)."""
 
     def __init__(self, *, signed: bool = False, **kwargs: Any) -> None:
-        super().__init__(strict=True, **kwargs)
+        super().__init__(strict=True, error_messages={"invalid": NOT_MINOR_UNITS}, **kwargs)
         self.signed = signed
-        if "description" not in self.metadata:
-            self.metadata = {
-                **self.metadata,
-                "description": "Integer amount in the asset's smallest unit (e.g. cents).",
-            }
+        bounds = {"minimum": -MAX_AMOUNT if signed else 1, "maximum": MAX_AMOUNT}
+        self.metadata = {
+            "description": "Integer amount in the asset's smallest unit (e.g. cents).",
+            **self.metadata,
+            **bounds,
+        }
 
     def _validated(self, value: Any) -> int:
         if isinstance(value, bool):

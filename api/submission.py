@@ -15,7 +15,7 @@ from api.auth import current_principal
 from api.context import tally
 from api.database import release_request_connection, request_unit_of_work
 from api.long_poll import ASYNC_LONG_POLL, LONG_POLL, LongPoll
-from api.respond import json_response, render_json
+from api.respond import json_response, render_json, wants_string_amounts
 from ledger.db import tenant_scope
 from ledger.intake import Result, accept_transactions, sole_submission
 from ledger.queries import get_transaction
@@ -82,10 +82,13 @@ def answer_after_wait(
         return latest["status"] in TERMINAL_STATUSES
 
     if request.environ.get(ASYNC_LONG_POLL):
-        # Parked on the server's event loop: no thread waits (api/server.py).
+        # Parked on the server's event loop: no thread waits (api/server.py), and no
+        # request to ask how amounts are wanted when it answers.
+        string_amounts = wants_string_amounts()
+
         def render() -> tuple[bytes, bool]:
             final = is_final()
-            return render_json(latest), final
+            return render_json(latest, string_amounts=string_amounts), final
 
         request.environ[LONG_POLL] = LongPoll(view["id"], timeout, render, release)
         return json_response(view, status, headers)

@@ -26,6 +26,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from config.database_urls import sqlalchemy_url
+from ledger.money import register_money_loader
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -85,6 +86,8 @@ def make_engine(
         # per batch of 50, mostly the outbox's JSON payloads) and the API's single-row
         # insert (a fifth of its CPU). The binary form costs a tenth of that.
         dbapi_connection.adapters.register_dumper(list, ListBinaryDumper)
+        # Money columns are numeric: load them as int, not Decimal (ledger/money.py).
+        register_money_loader(dbapi_connection)
         if role is not None:
             dbapi_connection.execute(f"SET ROLE {role}")
             dbapi_connection.commit()

@@ -63,8 +63,8 @@ INSERT_HOLDS = text(
     SELECT h.*, :now, :now
     FROM unnest(CAST(:ids AS uuid[]), CAST(:tenant_ids AS uuid[]), CAST(:seqs AS bigint[]),
                 CAST(:account_ids AS bigint[]), CAST(:destination_ids AS bigint[]),
-                CAST(:amounts AS bigint[]), CAST(:statuses AS text[]),
-                CAST(:expires_ats AS timestamptz[]), CAST(:captured_amounts AS bigint[]),
+                CAST(:amounts AS numeric[]), CAST(:statuses AS text[]),
+                CAST(:expires_ats AS timestamptz[]), CAST(:captured_amounts AS numeric[]),
                 CAST(:captured_bys AS uuid[]), CAST(:voided_bys AS uuid[]),
                 CAST(:released_ats AS timestamptz[])) AS h
     """
@@ -75,7 +75,7 @@ UPDATE_HOLDS = text(
     SET status = v.status, captured_amount = v.captured_amount, captured_by = v.captured_by,
         voided_by = v.voided_by, released_at = v.released_at, updated_at = :now
     FROM unnest(CAST(:ids AS uuid[]), CAST(:statuses AS text[]),
-                CAST(:captured_amounts AS bigint[]), CAST(:captured_bys AS uuid[]),
+                CAST(:captured_amounts AS numeric[]), CAST(:captured_bys AS uuid[]),
                 CAST(:voided_bys AS uuid[]), CAST(:released_ats AS timestamptz[]))
       AS v(id, status, captured_amount, captured_by, voided_by, released_at)
     WHERE h.transaction_id = v.id

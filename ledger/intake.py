@@ -64,7 +64,7 @@ INSERT_TRANSACTIONS = text(
         FROM unnest(
             CAST(:types AS text[]), CAST(:reference_ids AS text[]),
             CAST(:request_hashes AS text[]), CAST(:asset_codes AS text[]),
-            CAST(:amounts AS bigint[]), CAST(:user_ids AS text[]), CAST(:to_user_ids AS text[]),
+            CAST(:amounts AS numeric[]), CAST(:user_ids AS text[]), CAST(:to_user_ids AS text[]),
             CAST(:original_transaction_ids AS uuid[]), CAST(:payment_methods AS text[]),
             CAST(:bonus_types AS text[]), CAST(:item_ids AS text[]), CAST(:reasons AS text[]),
             CAST(:metadata AS jsonb[]), CAST(:expires_ats AS timestamptz[]),

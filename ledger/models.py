@@ -18,6 +18,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Numeric,
     SmallInteger,
     Text,
     UniqueConstraint,
@@ -26,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from ledger.money import MAX_AMOUNT
 from ledger.vocabulary import (
     WEBHOOK_TEST_EVENT,
     AccountStatus,
@@ -51,6 +53,11 @@ def _in(column: str, values: Iterable[str]) -> str:
 
 
 UUID_DEFAULT = text("gen_random_uuid()")
+# Money (ledger/money.py): amounts, wallet balances, pending amounts and credit limits are
+# bounded to ±MAX_AMOUNT by CHECK constraints; a system account's balance (and an entry's
+# balance after, which may be one) has no ceiling, so it is stored as wide as PostgreSQL goes.
+MONEY = Numeric(39, 0)
+UNBOUNDED_MONEY = Numeric(1000, 0)
 NOW = text("now()")
 
 
@@ -124,9 +131,9 @@ class Account(Base):
     owner: Mapped[str] = mapped_column(Text)
     is_system: Mapped[bool] = mapped_column(Boolean)
     status: Mapped[str] = mapped_column(Text, server_default=text("'active'"))
-    credit_limit: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
-    balance: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
-    pending: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    credit_limit: Mapped[int] = mapped_column(MONEY, server_default=text("0"))
+    balance: Mapped[int] = mapped_column(UNBOUNDED_MONEY, server_default=text("0"))
+    pending: Mapped[int] = mapped_column(MONEY, server_default=text("0"))
     version: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
@@ -145,7 +152,14 @@ class Account(Base):
         ),
         CheckConstraint("length(owner) BETWEEN 1 AND 128", name="owner_length"),
         CheckConstraint("credit_limit >= 0", name="credit_limit_non_negative"),
+        CheckConstraint(f"credit_limit <= {MAX_AMOUNT}", name="credit_limit_within_limit"),
         CheckConstraint("pending >= 0", name="pending_non_negative"),
+        CheckConstraint(f"pending <= {MAX_AMOUNT}", name="pending_within_limit"),
+        # System accounts have no ceiling either: they never block on their own size.
+        CheckConstraint(
+            f"is_system OR balance BETWEEN {-MAX_AMOUNT} AND {MAX_AMOUNT}",
+            name="wallet_balance_within_limit",
+        ),
         # Invariant 4: a wallet never goes below its credit limit. System accounts are
         # the other side of every movement and have no floor.
         CheckConstraint("is_system OR balance >= -credit_limit", name="within_credit_limit"),
@@ -169,7 +183,7 @@ class Transaction(Base):
     # Null only on a capture or void whose hold does not exist (it is rejected), and on a
     # capture that takes the whole hold until it is applied.
     asset_code: Mapped[str | None] = mapped_column(Text)
-    amount: Mapped[int | None] = mapped_column(BigInteger)
+    amount: Mapped[int | None] = mapped_column(MONEY)
     user_id: Mapped[str | None] = mapped_column(Text)
     to_user_id: Mapped[str | None] = mapped_column(Text)
     original_transaction_id: Mapped[uuid.UUID | None] = mapped_column(UUID)
@@ -208,8 +222,7 @@ class Transaction(Base):
             name="wallet_named",
         ),
         CheckConstraint("(type = 'hold') = (expires_at IS NOT NULL)", name="expiry_for_holds"),
-        # 2**53 - 1: amounts stay exact in every JSON client (transaction_request.MAX_AMOUNT).
-        CheckConstraint("abs(amount) <= 9007199254740991", name="amount_within_limit"),
+        CheckConstraint(f"abs(amount) <= {MAX_AMOUNT}", name="amount_within_limit"),
         CheckConstraint(
             "(status = 'queued') = (completed_at IS NULL)", name="completed_when_final"
         ),
@@ -274,13 +287,14 @@ class Entry(Base):
     tenant_id: Mapped[uuid.UUID] = mapped_column(UUID)
     transaction_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("transactions.id"))
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
-    amount: Mapped[int] = mapped_column(BigInteger)
-    balance_after: Mapped[int] = mapped_column(BigInteger)
+    amount: Mapped[int] = mapped_column(MONEY)
+    balance_after: Mapped[int] = mapped_column(UNBOUNDED_MONEY)
     account_version: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
 
     __table_args__ = (
         CheckConstraint("amount <> 0", name="amount_non_zero"),
+        CheckConstraint(f"abs(amount) <= {MAX_AMOUNT}", name="amount_within_limit"),
         UniqueConstraint("account_id", "account_version"),
         Index(None, "transaction_id"),
     )
@@ -299,9 +313,9 @@ class Hold(Base):
     seq: Mapped[int] = mapped_column(BigInteger)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
     destination_account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
-    amount: Mapped[int] = mapped_column(BigInteger)
+    amount: Mapped[int] = mapped_column(MONEY)
     status: Mapped[str] = mapped_column(Text, server_default=text("'held'"))
-    captured_amount: Mapped[int | None] = mapped_column(BigInteger)
+    captured_amount: Mapped[int | None] = mapped_column(MONEY)
     captured_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("transactions.id"))
     voided_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("transactions.id"))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -312,6 +326,7 @@ class Hold(Base):
     __table_args__ = (
         CheckConstraint(_in("status", HoldStatus), name="status_known"),
         CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint(f"amount <= {MAX_AMOUNT}", name="amount_within_limit"),
         CheckConstraint(
             "(status = 'captured') = (captured_by IS NOT NULL AND captured_amount IS NOT NULL)",
             name="captured_when_captured",

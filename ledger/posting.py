@@ -112,14 +112,14 @@ WRITE_BATCH = text(
         SELECT e.tenant_id, e.transaction_id, e.account_id, e.amount, e.balance_after,
                e.account_version, :now
         FROM unnest(CAST(:entry_tenant_ids AS uuid[]), CAST(:entry_transaction_ids AS uuid[]),
-                    CAST(:entry_account_ids AS bigint[]), CAST(:entry_amounts AS bigint[]),
-                    CAST(:entry_balances AS bigint[]), CAST(:entry_versions AS bigint[]))
+                    CAST(:entry_account_ids AS bigint[]), CAST(:entry_amounts AS numeric[]),
+                    CAST(:entry_balances AS numeric[]), CAST(:entry_versions AS bigint[]))
           AS e(tenant_id, transaction_id, account_id, amount, balance_after, account_version)
     ), moved_accounts AS (
         UPDATE accounts a
         SET balance = v.balance, pending = v.pending, version = v.version, updated_at = :now
-        FROM unnest(CAST(:account_ids AS bigint[]), CAST(:account_balances AS bigint[]),
-                    CAST(:account_pendings AS bigint[]), CAST(:account_versions AS bigint[]))
+        FROM unnest(CAST(:account_ids AS bigint[]), CAST(:account_balances AS numeric[]),
+                    CAST(:account_pendings AS numeric[]), CAST(:account_versions AS bigint[]))
           AS v(id, balance, pending, version)
         WHERE a.id = v.id
     )
@@ -127,7 +127,7 @@ WRITE_BATCH = text(
     SET status = v.status, result_code = v.code, result_message = v.message,
         amount = coalesce(v.amount, t.amount), completed_at = :now, updated_at = :now
     FROM unnest(CAST(:ids AS uuid[]), CAST(:statuses AS text[]), CAST(:codes AS text[]),
-                CAST(:messages AS text[]), CAST(:amounts AS bigint[]))
+                CAST(:messages AS text[]), CAST(:amounts AS numeric[]))
       AS v(id, status, code, message, amount)
     WHERE t.id = v.id
     """

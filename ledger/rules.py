@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from ledger.codes import RejectionCode
+from ledger.money import MAX_AMOUNT
 from ledger.vocabulary import (
     AccountStatus,
     HoldStatus,
@@ -22,9 +23,6 @@ from ledger.vocabulary import (
     TransactionStatus,
     TransactionType,
 )
-
-# Stored balances are 64-bit; keep clear of the edge so sums over a few accounts cannot wrap.
-MAX_BALANCE = 2**62
 
 # Which system account sits on the other side of a wallet, per type (transfers have none).
 SYSTEM_ACCOUNT_OF: dict[TransactionType, SystemAccount] = {
@@ -248,7 +246,7 @@ class Book:
             raise Rejected(RejectionCode.SAME_WALLET)
         self._check_open(wallet, destination)
         self._check_spendable(wallet, txn.amount)
-        if wallet.pending + txn.amount > MAX_BALANCE:
+        if wallet.pending + txn.amount > MAX_AMOUNT:
             raise Rejected(RejectionCode.BALANCE_LIMIT_EXCEEDED)
         self._reserve(wallet, txn.amount)
         hold = HoldState(
@@ -357,7 +355,11 @@ class Book:
 
     @staticmethod
     def _check_limits(debit: AccountState, credit: AccountState, amount: int) -> None:
-        if credit.balance + amount > MAX_BALANCE or debit.balance - amount < -MAX_BALANCE:
+        """A wallet stays within ±MAX_AMOUNT; a system account has no ceiling, or one busy
+        asset would block every wallet's top-ups once @topup had taken in enough."""
+        if (not credit.is_system and credit.balance + amount > MAX_AMOUNT) or (
+            not debit.is_system and debit.balance - amount < -MAX_AMOUNT
+        ):
             raise Rejected(RejectionCode.BALANCE_LIMIT_EXCEEDED)
 
     @staticmethod

@@ -11,10 +11,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ledger.errors import InvalidRequest
+from ledger.money import MAX_AMOUNT
 from ledger.vocabulary import HOLD_ACTIONS, TransactionType
 
-# Amounts beyond 2**53 - 1 lose precision in JavaScript clients reading our JSON.
-MAX_AMOUNT = 2**53 - 1
 # fullmatch, not match: `$` would also accept a trailing newline ("alice\n" is not "alice").
 ASSET_CODE = re.compile(r"[A-Z0-9_]{1,32}")
 # No whitespace, no NUL (PostgreSQL text cannot hold it), no unpaired surrogate (not

@@ -13,7 +13,7 @@ from ledger import audit
 from ledger.audit import OPERATOR, Actor
 from ledger.db import UnitOfWork
 from ledger.errors import InvalidRequest, WalletClosed, WalletNotFound
-from ledger.transaction_request import MAX_AMOUNT
+from ledger.money import MAX_AMOUNT
 from ledger.vocabulary import AccountStatus
 
 
@@ -153,7 +153,7 @@ UPDATE_WALLET = text(
     """
     UPDATE accounts AS a
     SET status = coalesce(CAST(:status AS text), a.status),
-        credit_limit = coalesce(CAST(:credit_limit AS bigint), a.credit_limit),
+        credit_limit = coalesce(CAST(:credit_limit AS numeric), a.credit_limit),
         version = a.version + 1, updated_at = now()
     FROM (
         SELECT id, status, credit_limit FROM accounts

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from config.database_urls import libpq_url
+from ledger.money import register_money_loader
 from tally.bench.workloads import ASSET, FUNDING, MAX_AMOUNT, seed_tenant
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ RAW_ENTRIES = """
 """
 RAW_BALANCES = """
     UPDATE accounts a SET balance = v.balance, version = v.version, updated_at = now()
-    FROM (VALUES (%s::bigint, %s::bigint, %s::bigint), (%s, %s, %s)) AS v(id, balance, version)
+    FROM (VALUES (%s::bigint, %s::numeric, %s::bigint), (%s, %s, %s)) AS v(id, balance, version)
     WHERE a.id = v.id
 """
 
@@ -58,6 +59,8 @@ def run_raw(job: RawJob) -> float:
     import psycopg
 
     with psycopg.connect(job.url) as conn:
+        # Balances come back as Tally's own connections load them: int, not Decimal.
+        register_money_loader(conn)
         delay = job.start_at - time.time()
         if delay > 0:
             time.sleep(delay)

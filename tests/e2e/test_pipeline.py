@@ -226,6 +226,33 @@ def test_submission_with_wait_answers_with_the_outcome(stack, tenant) -> None:
     assert rejected.json()["result"]["code"] == "insufficient_funds"
 
 
+def test_amounts_beyond_64_bits_go_through_the_pipeline_and_long_polls_exactly(
+    stack, tenant
+) -> None:
+    client = stack.client(tenant.api_key)
+    big = 2**100 + 7
+
+    applied = client.post("/wallets/topup?wait=10", body("ines", big))
+    as_strings = client.post(
+        "/wallets/spend?wait=10",
+        body("ines", str(big - 1)),
+        headers={"Tally-Amounts": "string"},
+    )
+    polled = client.get(
+        f"/transactions/{as_strings.json()['id']}",
+        params={"wait": 10},
+        headers={"Tally-Amounts": "string"},
+    )
+
+    assert applied.status_code == 202, applied.text
+    assert (applied.json()["status"], applied.json()["balance_after"]) == ("applied", big)
+    assert as_strings.status_code == 202, as_strings.text
+    assert as_strings.json()["status"] == "applied"
+    assert (as_strings.json()["amount"], as_strings.json()["balance_after"]) == (str(big - 1), "1")
+    assert polled.json()["amount"] == str(big - 1)
+    assert balance_of(client, "ines")["balance"] == 1
+
+
 def test_resubmission_replays_the_original_transaction(stack, tenant) -> None:
     client = stack.client(tenant.api_key)
     payload = body("ivan", 70, payment_method="card", metadata={"order": 17})

@@ -83,3 +83,64 @@ def test_downgrade_to_base_removes_everything_and_upgrade_rebuilds_it(empty_data
 
     upgrade(empty_database)
     assert schema_differences(empty_database) == []
+
+
+def _money_rows(database_url: str, topup: int) -> None:
+    """A tenant whose @topup took in `topup` for alice, as the ledger would write it."""
+    engine = create_engine(sqlalchemy_url(database_url))
+    with engine.begin() as conn:
+        tenant = conn.execute(
+            text("INSERT INTO tenants (name) VALUES ('money') RETURNING id")
+        ).scalar_one()
+        conn.execute(
+            text(
+                "INSERT INTO assets (tenant_id, code, name, decimal_places)"
+                " VALUES (:t, 'WEI', 'Wei', 18)"
+            ),
+            {"t": tenant},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO accounts (tenant_id, asset_code, owner, is_system, balance)"
+                " VALUES (:t, 'WEI', '@topup', true, :b), (:t, 'WEI', 'alice', false, :a)"
+            ),
+            {"t": tenant, "b": -topup, "a": topup},
+        )
+    engine.dispose()
+
+
+def _column_type(database_url: str, table: str, column: str) -> str:
+    engine = create_engine(sqlalchemy_url(database_url))
+    with engine.connect() as conn:
+        found = conn.execute(
+            text(
+                "SELECT format_type(atttypid, atttypmod) FROM pg_attribute"
+                " WHERE attrelid = CAST(:table AS regclass) AND attname = :column"
+            ),
+            {"table": table, "column": column},
+        ).scalar_one()
+    engine.dispose()
+    return found
+
+
+def test_money_128_downgrades_to_bigint_when_the_money_fits_and_upgrades_again(empty_database):
+    upgrade(empty_database)
+    _money_rows(empty_database, 10 * 10**18 // 2)
+
+    command.downgrade(alembic_config(empty_database), "0006")
+    assert _column_type(empty_database, "accounts", "balance") == "bigint"
+    assert _column_type(empty_database, "transactions", "amount") == "bigint"
+
+    upgrade(empty_database)
+    assert _column_type(empty_database, "accounts", "balance") == "numeric(1000,0)"
+    assert _column_type(empty_database, "entries", "amount") == "numeric(39,0)"
+    assert schema_differences(empty_database) == []
+
+
+def test_money_128_refuses_to_downgrade_money_bigint_cannot_hold(empty_database):
+    upgrade(empty_database)
+    _money_rows(empty_database, 2**100)
+
+    with pytest.raises(RuntimeError, match="beyond"):
+        command.downgrade(alembic_config(empty_database), "0006")
+    assert _column_type(empty_database, "accounts", "balance") == "numeric(1000,0)"

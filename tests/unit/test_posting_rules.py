@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger.codes import RejectionCode
+from ledger.money import MAX_AMOUNT
 from ledger.rules import (
-    MAX_BALANCE,
     SYSTEM_ACCOUNT_OF,
     AccountKey,
     AccountState,
@@ -31,7 +31,6 @@ from ledger.rules import (
     Original,
     Proposal,
 )
-from ledger.transaction_request import MAX_AMOUNT
 from ledger.vocabulary import AccountStatus, SystemAccount, TransactionStatus, TransactionType
 
 T = TypeVar("T")
@@ -104,7 +103,7 @@ def copy_accounts(accounts: dict[AccountKey, AccountState]) -> dict[AccountKey, 
 AMOUNT_SIZES = st.integers(0, 19)
 SMALL_AMOUNTS = st.integers(1, 500)
 ACCEPTED_AMOUNTS = st.integers(1, MAX_AMOUNT)
-HUGE_AMOUNTS = st.integers(MAX_BALANCE - 1_000, MAX_BALANCE)
+HUGE_AMOUNTS = st.integers(MAX_AMOUNT - 1_000, MAX_AMOUNT)
 WALLET_EXISTS = st.sampled_from([True, True, True, False])
 WALLET_STATUSES = st.sampled_from(["active"] * 6 + ["frozen", "closed"])
 CREDIT_LIMITS = st.sampled_from([0, 0, 100, 10_000, MAX_AMOUNT])
@@ -138,7 +137,7 @@ UNKNOWN_IDS = st.builds(uuid.UUID, int=st.integers(50_000, 60_000))
 
 
 def draw_amount(draw: st.DrawFn) -> int:
-    """Mostly small, sometimes anything intake accepts, now and then near MAX_BALANCE."""
+    """Mostly small, sometimes anything intake accepts, now and then near MAX_AMOUNT."""
     size = draw(AMOUNT_SIZES)
     if size < 14:
         return draw(SMALL_AMOUNTS)
@@ -458,9 +457,9 @@ def test_no_wallet_goes_below_its_credit_limit_and_frozen_or_closed_wallets_are_
     for step in applied(steps):
         for line, key in zip(step.judgement.lines, line_keys(step), strict=True):
             before, after = step.before[key], step.after[key]
-            assert -MAX_BALANCE <= after.balance <= MAX_BALANCE
             if before.is_system:
                 continue
+            assert -MAX_AMOUNT <= after.balance <= MAX_AMOUNT
             assert after.balance >= -after.credit_limit
             assert before.status != AccountStatus.CLOSED
             if line.amount < 0:
@@ -539,7 +538,10 @@ def broken_rules(
     available = debited.balance - debited.pending + debited.credit_limit
     if not debited.is_system and available < amount:
         broken.add(RejectionCode.INSUFFICIENT_FUNDS)
-    if credited.balance + amount > MAX_BALANCE or debited.balance - amount < -MAX_BALANCE:
+    # Only a wallet has a ceiling; system accounts grow without bound.
+    if (not credited.is_system and credited.balance + amount > MAX_AMOUNT) or (
+        not debited.is_system and debited.balance - amount < -MAX_AMOUNT
+    ):
         broken.add(RejectionCode.BALANCE_LIMIT_EXCEEDED)
     if proposal.type == "refund":
         named = proposal.original_transaction_id
@@ -821,12 +823,20 @@ def test_refunds_beyond_their_spend_are_refund_exceeds_original() -> None:
     assert balance(book, "ann") == 70
 
 
-def test_a_balance_beyond_max_balance_either_way_is_balance_limit_exceeded() -> None:
-    book = ledger_book(wallet("ann", MAX_BALANCE - 5), wallet("bob"))
+def test_a_wallet_balance_beyond_max_amount_is_balance_limit_exceeded() -> None:
+    book = ledger_book(wallet("ann", MAX_AMOUNT - 5), wallet("bob"))
 
     assert book.judge(txn(TOPUP, "ann", 6)).code == RejectionCode.BALANCE_LIMIT_EXCEEDED
     assert book.judge(txn(TOPUP, "ann", 5)).status == APPLIED
-    assert balance(book, "@topup") == -MAX_BALANCE
-    # bob's wallet has room; @topup, the account money enters through, has none.
-    assert book.judge(txn(TOPUP, "bob", 1)).code == RejectionCode.BALANCE_LIMIT_EXCEEDED
-    assert (balance(book, "ann"), balance(book, "bob")) == (MAX_BALANCE, 0)
+    assert balance(book, "@topup") == -MAX_AMOUNT
+    assert (balance(book, "ann"), balance(book, "bob")) == (MAX_AMOUNT, 0)
+
+
+def test_a_system_account_never_blocks_on_its_own_size() -> None:
+    book = ledger_book(wallet("ann", MAX_AMOUNT - 5), wallet("bob"))
+    book.judge(txn(TOPUP, "ann", 5))
+
+    # @topup is at -MAX_AMOUNT: bob's top-up still applies, taking it past the ceiling.
+    assert book.judge(txn(TOPUP, "bob", MAX_AMOUNT)).status == APPLIED
+    assert balance(book, "@topup") == -2 * MAX_AMOUNT
+    assert (balance(book, "ann"), balance(book, "bob")) == (MAX_AMOUNT, MAX_AMOUNT)

@@ -9,6 +9,7 @@ from sqlalchemy import Engine, text
 
 from ledger.db import unit_of_work
 from ledger.errors import InvalidRequest, WalletNotFound
+from ledger.money import MAX_AMOUNT
 from ledger.queries import get_balance
 from ledger.verify import verify_ledger
 from ledger.wallets import update_wallet
@@ -163,7 +164,7 @@ def test_wallet_administration_bumps_the_version(engine, tenant):
     [
         ({"status": "deleted"}, "invalid_status"),
         ({"credit_limit": -1}, "invalid_credit_limit"),
-        ({"credit_limit": 2**53}, "invalid_credit_limit"),
+        ({"credit_limit": MAX_AMOUNT + 1}, "invalid_credit_limit"),
         ({"credit_limit": 1.5}, "invalid_credit_limit"),
         ({"credit_limit": True}, "invalid_credit_limit"),
     ],

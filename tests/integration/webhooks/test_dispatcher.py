@@ -67,6 +67,22 @@ def test_an_applied_transaction_is_delivered_signed_with_its_status_view(
     assert [a["status_code"] for a in attempts(engine, delivery["id"])] == [200]
 
 
+def test_an_amount_beyond_64_bits_is_delivered_as_an_exact_json_integer(
+    engine, tenant, receiver, start_dispatcher
+):
+    endpoint = register(engine, tenant.id, receiver.url("main"))
+    start_dispatcher()
+    amount = 2**100 + 7
+
+    view = run(engine, tenant.id, "topup", user_id="ann", amount=amount)
+
+    (request,) = receiver.wait_for_count("main", 1)
+    assert f'"amount":{amount},'.encode() in request.body
+    payload = Webhook(endpoint["secret"]).verify(request.body, request.headers)
+    assert payload["data"]["amount"] == payload["data"]["balance_after"] == amount
+    assert payload["data"] == view
+
+
 def test_failures_are_retried_on_the_schedule_then_the_delivery_fails(
     engine, tenant, receiver, start_dispatcher
 ):
