@@ -22,6 +22,7 @@ from api.schemas import ProblemSchema
 from api.waiter import TransactionWaiter
 from config.settings import API_PROBE_THREADS, Settings
 from ledger.db import API_ROLE, bind_transactions_to_tenant, make_engine
+from ledger.webhooks.secrets import SecretBox
 from worker.publisher import Publisher
 
 
@@ -38,8 +39,13 @@ class ProblemApi(Api):
 def create_app(
     settings: Settings | None = None, test_config: dict[str, Any] | None = None
 ) -> Flask:
-    """Build the API app; engines and broker connections are made here, never at import."""
+    """Build the API app; engines and broker connections are made here, never at import.
+
+    Refuses to build (SettingsError) without TALLY_WEBHOOK_SECRET_KEYS: registering or
+    rotating an endpoint seals its secret, so a missing key is found at start, not by a
+    tenant."""
     settings = settings or Settings.from_env()
+    secret_box = SecretBox(settings.require_webhook_secret_keys())
     app = Flask(__name__)
     app.config.update(
         API_TITLE="Tally",
@@ -83,6 +89,7 @@ def create_app(
             storage_url(settings.rate_limit_storage_url, settings.broker_url),
             flush_seconds=settings.rate_limit_flush_seconds,
         ),
+        secret_box=secret_box,
     )
     register_problem_handlers(app)
     database.init_app(app)

@@ -1,6 +1,5 @@
 """What the app holds per process: the engine, the task publisher, the long-poll waiter,
-the API key cache,
-the submission combiner, the rate limiter."""
+the API key cache, the submission combiner, the rate limiter, the webhook secret box."""
 
 from __future__ import annotations
 
@@ -14,6 +13,7 @@ from api.key_cache import KeyCache
 from api.rate_limits import RateLimiter
 from api.waiter import TransactionWaiter
 from config.settings import Settings
+from ledger.webhooks.secrets import SecretBox
 from worker.publisher import Publisher
 
 
@@ -26,6 +26,7 @@ class Tally:
     keys: KeyCache
     combiner: SubmissionCombiner
     limiter: RateLimiter
+    secret_box: SecretBox
 
 
 def tally() -> Tally:

@@ -7,6 +7,7 @@ empty; the others keep their defaults.
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -19,6 +20,7 @@ DEFAULT_WEBHOOK_RETRY_SCHEDULE = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
 # `TALLY_API_THREADS` that serve everything else: a health check never waits in line
 # behind the requests that keep those busy.
 API_PROBE_THREADS = 2
+FERNET_KEY_BYTES = 32
 
 
 class SettingsError(ValueError):
@@ -62,6 +64,21 @@ def _schedule(name: str, raw: str) -> tuple[int, ...]:
     return steps
 
 
+def _fernet_keys(name: str, raw: str) -> tuple[str, ...]:
+    keys = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for number, key in enumerate(keys, 1):
+        try:
+            decoded = base64.urlsafe_b64decode(key.encode("ascii"))
+        except (ValueError, UnicodeEncodeError):
+            decoded = b""
+        if len(decoded) != FERNET_KEY_BYTES:
+            raise SettingsError(
+                f"{name}: key {number} is not a Fernet key (32 url-safe base64 bytes;"
+                " `tally webhook-secrets new-key` makes one)"
+            )
+    return keys
+
+
 PARSERS: dict[str, Callable[[str, str], Any]] = {
     "str": _text,
     "str | None": _text,
@@ -69,6 +86,7 @@ PARSERS: dict[str, Callable[[str, str], Any]] = {
     "float": _number,
     "int": _int,
     "tuple[int, ...]": _schedule,
+    "tuple[str, ...]": _fernet_keys,
 }
 
 
@@ -100,6 +118,9 @@ class Settings:
     webhook_timeout_seconds: float = env("TALLY_WEBHOOK_TIMEOUT_SECONDS", 5.0)
     webhook_secret_overlap_seconds: int = env("TALLY_WEBHOOK_SECRET_OVERLAP_SECONDS", 86_400)
     webhook_concurrency: int = env("TALLY_WEBHOOK_CONCURRENCY", 32)
+    # Fernet keys that seal webhook secrets at rest, newest first: the first seals, every
+    # one opens (docs/security.md#webhook-secrets-at-rest).
+    webhook_secret_keys: tuple[str, ...] = env("TALLY_WEBHOOK_SECRET_KEYS", ())
     # The serving layer (api/server.py): Flask threads per API process, and how long a
     # client may take to send its headers and its body before it is cut off.
     api_threads: int = env("TALLY_API_THREADS", 32)
@@ -143,6 +164,15 @@ class Settings:
         if not self.database_url:
             raise SettingsError("DATABASE_URL is not set (tally dev starts an embedded one)")
         return sqlalchemy_url(self.database_url)
+
+    def require_webhook_secret_keys(self) -> tuple[str, ...]:
+        """The keys that seal and open webhook secrets; fails clearly when none is set."""
+        if not self.webhook_secret_keys:
+            raise SettingsError(
+                "TALLY_WEBHOOK_SECRET_KEYS is not set: webhook secrets are sealed with it"
+                " (`tally webhook-secrets new-key` makes a key)"
+            )
+        return self.webhook_secret_keys
 
     def require_broker_url(self) -> str:
         """The Celery broker URL; fails clearly when it is not set."""

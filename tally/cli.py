@@ -127,6 +127,33 @@ def cmd_requeue(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_webhook_secrets_new_key(args: argparse.Namespace, settings: Settings) -> int:
+    from ledger.webhooks.secrets import new_key
+
+    print(new_key())
+    return 0
+
+
+def cmd_webhook_secrets_reseal(args: argparse.Namespace, settings: Settings) -> int:
+    from ledger.webhooks.endpoints import reseal_secrets
+    from ledger.webhooks.secrets import SecretBox
+
+    box = SecretBox(settings.require_webhook_secret_keys())
+    with command_unit_of_work(settings) as work:
+        report = reseal_secrets(work, box)
+    print(
+        json.dumps({"resealed": report.resealed, "unreadable": [str(i) for i in report.unreadable]})
+    )
+    if report.unreadable:
+        names = ", ".join(str(endpoint_id) for endpoint_id in report.unreadable)
+        print(
+            f"tally: no key in TALLY_WEBHOOK_SECRET_KEYS opens the secrets of: {names}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def _uuid(value: str) -> uuid.UUID:
     try:
         return uuid.UUID(value)
@@ -200,6 +227,23 @@ def build_parser() -> argparse.ArgumentParser:
     requeue = add("requeue", cmd_requeue, "put a failed transaction back in the queue")
     requeue.add_argument("--tenant", required=True, type=_uuid)
     requeue.add_argument("transaction_id", type=_uuid)
+
+    secrets = commands.add_parser(
+        "webhook-secrets", help="manage the keys that seal webhook secrets at rest"
+    ).add_subparsers(dest="webhook_secrets_command", required=True)
+    add(
+        "new-key",
+        cmd_webhook_secrets_new_key,
+        "print a new key for TALLY_WEBHOOK_SECRET_KEYS",
+        secrets,
+    )
+    add(
+        "reseal",
+        cmd_webhook_secrets_reseal,
+        "seal every webhook secret again under the first key of TALLY_WEBHOOK_SECRET_KEYS"
+        " (after adding a new key); exits 1 naming the endpoints no key opens",
+        secrets,
+    )
 
     _add_runtime_commands(commands, add)
     return parser

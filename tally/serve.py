@@ -40,8 +40,10 @@ def run_api(args: argparse.Namespace, settings: Settings) -> int:
     from granian.http import HTTP1Settings
     from granian.server import Server
 
+    # Refused here, before any granian worker starts (each would fail and be respawned).
     settings.require_database_url()
     settings.require_broker_url()
+    settings.require_webhook_secret_keys()
     # Each granian worker builds its app from the environment (api.server.create_server).
     if args.threads is not None:
         os.environ["TALLY_API_THREADS"] = str(args.threads)

@@ -15,6 +15,7 @@ from sqlalchemy import create_engine, inspect, text
 from config.database_urls import sqlalchemy_url
 from ledger.models import Base
 from tally.migrate import alembic_config, upgrade
+from tests.conftest import secret_box
 
 
 @pytest.fixture
@@ -83,3 +84,66 @@ def test_downgrade_to_base_removes_everything_and_upgrade_rebuilds_it(empty_data
 
     upgrade(empty_database)
     assert schema_differences(empty_database) == []
+
+
+def clear_endpoint(database_url: str) -> tuple[str, str]:
+    """A tenant and an endpoint with a secret in clear, as before 0008; (endpoint id, secret)."""
+    secret = "whsec_" + "A" * 43 + "="
+    engine = create_engine(sqlalchemy_url(database_url))
+    try:
+        with engine.begin() as conn:
+            tenant = conn.execute(
+                text("INSERT INTO tenants (name) VALUES ('before-0008') RETURNING id")
+            ).scalar_one()
+            endpoint = conn.execute(
+                text(
+                    "INSERT INTO webhook_endpoints (tenant_id, url, event_types, secret)"
+                    " VALUES (:tenant, 'http://127.0.0.1:9/h', ARRAY['transaction.applied'],"
+                    " :secret) RETURNING id"
+                ),
+                {"tenant": tenant, "secret": secret},
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    return str(endpoint), secret
+
+
+def endpoint_columns(database_url: str, endpoint_id: str) -> dict:
+    engine = create_engine(sqlalchemy_url(database_url))
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(
+                text("SELECT * FROM webhook_endpoints WHERE id = :id"), {"id": endpoint_id}
+            )
+            return dict(row.mappings().one())
+    finally:
+        engine.dispose()
+
+
+def test_0008_seals_existing_secrets_and_its_downgrade_opens_them(empty_database):
+    upgrade(empty_database, "0006")
+    endpoint_id, secret = clear_endpoint(empty_database)
+
+    upgrade(empty_database, "0008_webhook_secrets_sealed")
+
+    sealed = endpoint_columns(empty_database, endpoint_id)
+    assert "secret" not in sealed
+    assert secret not in str(sealed)
+    assert secret_box().open(sealed["secret_sealed"]) == secret
+
+    command.downgrade(alembic_config(empty_database), "0006")
+
+    assert endpoint_columns(empty_database, endpoint_id)["secret"] == secret
+
+
+def test_0008_refuses_to_run_without_a_key_when_there_are_secrets_to_seal(
+    empty_database, monkeypatch
+):
+    upgrade(empty_database, "0006")
+    endpoint_id, secret = clear_endpoint(empty_database)
+    monkeypatch.delenv("TALLY_WEBHOOK_SECRET_KEYS")
+
+    with pytest.raises(RuntimeError, match="TALLY_WEBHOOK_SECRET_KEYS is not set"):
+        upgrade(empty_database, "0008_webhook_secrets_sealed")
+
+    assert endpoint_columns(empty_database, endpoint_id)["secret"] == secret
