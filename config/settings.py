@@ -13,13 +13,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from config.database_urls import sqlalchemy_url
+from config.database_urls import login_as, sqlalchemy_url
 
 DEFAULT_WEBHOOK_RETRY_SCHEDULE = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
 # Threads per API process that serve `GET /api/v1/health` alone, beside the
 # `TALLY_API_THREADS` that serve everything else: a health check never waits in line
 # behind the requests that keep those busy.
 API_PROBE_THREADS = 2
+# The roles the API's connections and its /metrics log in as (migrations 0005 and 0009).
+API_ROLE = "tally_api"
+MONITOR_ROLE = "tally_monitor"
 FERNET_KEY_BYTES = 32
 
 
@@ -98,6 +101,12 @@ def env(name: str, default: Any) -> Any:
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None = env("DATABASE_URL", None)
+    # The API's and the metrics' own logins (docs/security.md#roles-and-logins); unset,
+    # each is DATABASE_URL with the role as user and the password of the next settings.
+    api_database_url: str | None = env("TALLY_API_DATABASE_URL", None)
+    api_db_password: str | None = env("TALLY_API_DB_PASSWORD", None)
+    monitor_database_url: str | None = env("TALLY_MONITOR_DATABASE_URL", None)
+    monitor_db_password: str | None = env("TALLY_MONITOR_DB_PASSWORD", None)
     broker_url: str | None = env("BROKER_URL", None)
     queue: str = env("TALLY_QUEUE", "tally")
     metrics_token: str | None = env("TALLY_METRICS_TOKEN", None)
@@ -164,6 +173,20 @@ class Settings:
         if not self.database_url:
             raise SettingsError("DATABASE_URL is not set (tally dev starts an embedded one)")
         return sqlalchemy_url(self.database_url)
+
+    def require_api_database_url(self) -> str:
+        """The SQLAlchemy URL the API logs in with: TALLY_API_DATABASE_URL, else
+        DATABASE_URL as the `tally_api` role with TALLY_API_DB_PASSWORD."""
+        if self.api_database_url:
+            return sqlalchemy_url(self.api_database_url)
+        return login_as(self.require_database_url(), API_ROLE, self.api_db_password)
+
+    def require_monitor_database_url(self) -> str:
+        """The SQLAlchemy URL /metrics reads with: TALLY_MONITOR_DATABASE_URL, else
+        DATABASE_URL as the `tally_monitor` role with TALLY_MONITOR_DB_PASSWORD."""
+        if self.monitor_database_url:
+            return sqlalchemy_url(self.monitor_database_url)
+        return login_as(self.require_database_url(), MONITOR_ROLE, self.monitor_db_password)
 
     def require_webhook_secret_keys(self) -> tuple[str, ...]:
         """The keys that seal and open webhook secrets; fails clearly when none is set."""

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.exc import OperationalError
 
 from config.settings import Settings, SettingsError
+from ledger.db import LoginRefused
 from ledger.errors import LedgerError
 from ledger.vocabulary import Scope
 
@@ -40,10 +41,15 @@ def command_unit_of_work(settings: Settings, *, publishes: bool = False) -> Iter
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from tally.migrate import upgrade
+    from config.settings import API_ROLE, MONITOR_ROLE
+    from tally.migrate import set_login_passwords, upgrade
 
-    upgrade(settings.require_database_url())
+    database_url = settings.require_database_url()
+    upgrade(database_url)
     print("database is at the latest schema")
+    passwords = {API_ROLE: settings.api_db_password, MONITOR_ROLE: settings.monitor_db_password}
+    for role in set_login_passwords(database_url, passwords):
+        print(f"{role} can log in with its password from the environment")
     return 0
 
 
@@ -318,6 +324,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LedgerError as error:
         print(f"tally: {error.message} ({error.code})", file=sys.stderr)
         return 1
+    except LoginRefused as error:
+        print(f"tally: {error}", file=sys.stderr)
+        return 2
     except OperationalError as error:
         print(f"tally: cannot reach the database: {error.orig}", file=sys.stderr)
         return 2

@@ -12,7 +12,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 
-from config.database_urls import sqlalchemy_url
+from config.database_urls import login_as, sqlalchemy_url
 from ledger.models import Base
 from tally.migrate import alembic_config, upgrade
 from tests.conftest import secret_box
@@ -147,3 +147,54 @@ def test_0008_refuses_to_run_without_a_key_when_there_are_secrets_to_seal(
         upgrade(empty_database, "0008_webhook_secrets_sealed")
 
     assert endpoint_columns(empty_database, endpoint_id)["secret"] == secret
+
+
+def test_0009_lets_the_api_and_monitor_roles_log_in_and_its_downgrade_keeps_the_login(
+    empty_database,
+):
+    upgrade(empty_database)
+
+    for role in ("tally_api", "tally_monitor"):
+        engine = create_engine(sqlalchemy_url(login_as(empty_database, role)))
+        try:
+            with engine.connect() as conn:
+                assert conn.execute(text("SELECT current_user")).scalar_one() == role
+        finally:
+            engine.dispose()
+    assert set(connect_grants(empty_database)) >= {"tally_api", "tally_monitor"}
+
+    command.downgrade(alembic_config(empty_database), "0008_webhook_secrets_sealed")
+
+    assert not {"tally_api", "tally_monitor"} & set(connect_grants(empty_database))
+    # Roles are the cluster's: other databases may rely on their login.
+    assert roles_that_can_log_in(empty_database) >= {"tally_api", "tally_monitor"}
+
+
+def connect_grants(database_url: str) -> list[str]:
+    """The roles granted CONNECT on the database by name (PUBLIC's default aside)."""
+    engine = create_engine(sqlalchemy_url(database_url))
+    try:
+        with engine.connect() as conn:
+            return list(
+                conn.execute(
+                    text(
+                        "SELECT a.grantee::regrole::text FROM pg_database d,"
+                        " aclexplode(d.datacl) a"
+                        " WHERE d.datname = current_database() AND a.privilege_type = 'CONNECT'"
+                        " AND a.grantee <> 0"
+                    )
+                ).scalars()
+            )
+    finally:
+        engine.dispose()
+
+
+def roles_that_can_log_in(database_url: str) -> set[str]:
+    engine = create_engine(sqlalchemy_url(database_url))
+    try:
+        with engine.connect() as conn:
+            return set(
+                conn.execute(text("SELECT rolname FROM pg_roles WHERE rolcanlogin")).scalars()
+            )
+    finally:
+        engine.dispose()
