@@ -12,6 +12,7 @@ from api.app import create_app
 from config.database_urls import login_as
 from config.settings import Settings
 from ledger.db import LoginRefused, check_api_login, make_engine, refuse_unsafe_logins
+from tally.migrate import set_login_passwords
 from tests.conftest import WEBHOOK_SECRET_KEYS
 
 
@@ -92,3 +93,32 @@ def test_every_connection_is_checked_even_when_the_database_was_away_at_start(
             pass
     finally:
         owners_login.dispose()
+
+
+@pytest.fixture
+def throwaway_login(engine: Engine) -> Iterator[str]:
+    """A login role of this test's own: the shared roles' passwords are the cluster's."""
+    name = f"tally_test_password_{uuid.uuid4().hex[:8]}"
+    with engine.begin() as conn:
+        conn.execute(text(f"CREATE ROLE {name} LOGIN"))
+    try:
+        yield name
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f"DROP ROLE {name}"))
+
+
+def test_migrate_sets_the_passwords_it_is_given_and_leaves_the_others(
+    database_url: str, engine: Engine, throwaway_login: str
+):
+    untouched = f"{throwaway_login}_absent"
+
+    changed = set_login_passwords(database_url, {throwaway_login: "it's:a%secret", untouched: None})
+
+    assert changed == [throwaway_login]
+    with engine.connect() as conn:
+        stored = conn.execute(
+            text("SELECT rolpassword FROM pg_authid WHERE rolname = :name"),
+            {"name": throwaway_login},
+        ).scalar_one()
+    assert stored is not None and stored.startswith(("SCRAM-SHA-256$", "md5"))
