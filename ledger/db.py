@@ -46,9 +46,8 @@ ACTS_AS = "SELECT current_user, pg_has_role(current_user, %s, 'USAGE')"
 # a superuser, one with BYPASSRLS, or the tables' owner (its policy sees every row).
 UNSAFE_ROLES = """
     SELECT r.rolname, r.rolsuper, r.rolbypassrls
-    FROM pg_roles r, pg_class t
-    WHERE t.oid = CAST(%s AS regclass)
-      AND pg_has_role(current_user, r.oid, 'MEMBER')
+    FROM pg_roles r LEFT JOIN pg_class t ON t.oid = to_regclass(%s)
+    WHERE pg_has_role(current_user, r.oid, 'MEMBER')
       AND (r.rolsuper OR r.rolbypassrls OR r.oid = t.relowner)
     ORDER BY r.rolname
 """
