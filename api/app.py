@@ -3,10 +3,12 @@ here, never at import time."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import Flask, Response
 from flask_smorest import Api
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -23,8 +25,17 @@ from api.routes import assets, audit, health, keys, transactions, wallets, webho
 from api.schemas import ProblemSchema
 from api.waiter import TransactionWaiter
 from config.settings import API_PROBE_THREADS, Settings
-from ledger.db import API_ROLE, bind_transactions_to_tenant, make_engine
+from ledger.db import (
+    LoginRefused,
+    bind_transactions_to_tenant,
+    check_api_login,
+    make_engine,
+    refuse_unsafe_logins,
+)
+from ledger.webhooks.secrets import SecretBox
 from worker.publisher import Publisher
+
+log = logging.getLogger(__name__)
 
 
 class ProblemApi(Api):
@@ -40,8 +51,13 @@ class ProblemApi(Api):
 def create_app(
     settings: Settings | None = None, test_config: dict[str, Any] | None = None
 ) -> Flask:
-    """Build the API app; engines and broker connections are made here, never at import."""
+    """Build the API app; engines and broker connections are made here, never at import.
+
+    Refuses to build (LoginRefused) when its database login could undo row-level security,
+    and (SettingsError) without TALLY_WEBHOOK_SECRET_KEYS: registering or rotating an
+    endpoint seals its secret, so a missing key is found at start, not by a tenant."""
     settings = settings or Settings.from_env()
+    secret_box = SecretBox(settings.require_webhook_secret_keys())
     app = Flask(__name__)
     app.config.update(
         API_TITLE="Tally",
@@ -53,7 +69,8 @@ def create_app(
         JSON_SORT_KEYS=False,
     )
     app.config.update(test_config or {})
-    database_url = settings.require_database_url()
+    # The API's own login, never the owner's (docs/security.md#roles-and-logins).
+    database_url = settings.require_api_database_url()
     # A connection per Flask thread (the health probes' included): an overflow connection
     # would be opened and closed per request (a PostgreSQL backend started each time).
     engine = make_engine(
@@ -62,8 +79,17 @@ def create_app(
         max_overflow=4,
         pre_ping=False,
         generic_plans=True,
-        role=API_ROLE,
     )
+    refuse_unsafe_logins(engine)
+    try:
+        check_api_login(engine)
+    except OperationalError as error:
+        # The app builds without the database (it answers 503 until it is back); every
+        # connection it opens later is checked all the same.
+        log.warning("could not check the API's database login now: %s", error.orig)
+    except LoginRefused:
+        engine.dispose()
+        raise
     bind_transactions_to_tenant(engine)
     app.extensions["tally"] = Tally(
         settings=settings,
@@ -86,6 +112,7 @@ def create_app(
             flush_seconds=settings.rate_limit_flush_seconds,
         ),
         auth_failures=AuthFailures(settings.auth_failures_per_minute),
+        secret_box=secret_box,
     )
     register_problem_handlers(app)
     database.init_app(app)

@@ -1,6 +1,6 @@
 """What the app holds per process: the engine, the task publisher, the long-poll waiter,
-the API key cache, the submission combiner, the rate limiter and the count of failed
-authentications per address."""
+the API key cache, the submission combiner, the rate limiter, the count of failed
+authentications per address and the webhook secret box."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from api.key_cache import KeyCache
 from api.rate_limits import RateLimiter
 from api.waiter import TransactionWaiter
 from config.settings import Settings
+from ledger.webhooks.secrets import SecretBox
 from worker.publisher import Publisher
 
 
@@ -28,6 +29,7 @@ class Tally:
     combiner: SubmissionCombiner
     limiter: RateLimiter
     auth_failures: AuthFailures
+    secret_box: SecretBox
 
 
 def tally() -> Tally:

@@ -47,7 +47,7 @@ from api.problems import ApiProblem
 from api.waiter import TransactionWaiter
 from config.settings import Settings
 from ledger import stats
-from ledger.db import MONITOR_ROLE, make_engine
+from ledger.db import make_engine
 from ledger.vocabulary import TransactionStatus
 
 log = logging.getLogger(__name__)
@@ -187,9 +187,9 @@ class LedgerCollector(Collector):
         return [deliveries, attempts]
 
 
-def monitor_engine(database_url: str) -> Engine:
-    """A small engine whose connections are the `tally_monitor` role."""
-    return make_engine(database_url, pool_size=1, max_overflow=1, role=MONITOR_ROLE)
+def monitor_engine(monitor_database_url: str) -> Engine:
+    """A small engine on the `tally_monitor` login (Settings.require_monitor_database_url)."""
+    return make_engine(monitor_database_url, pool_size=1, max_overflow=1)
 
 
 def _token_matches(token: str) -> bool:
@@ -206,7 +206,8 @@ def init_app(app: Flask, settings: Settings, waiter: TransactionWaiter | None = 
     ProcessCollector(registry=registry)
     registry.register(
         LedgerCollector(
-            monitor_engine(settings.require_database_url()), settings.metrics_cache_seconds
+            monitor_engine(settings.require_monitor_database_url()),
+            settings.metrics_cache_seconds,
         )
     )
     requests = Histogram(

@@ -14,3 +14,10 @@ def sqlalchemy_url(url: str) -> str:
 def libpq_url(url: str) -> str:
     """The plain libpq form of a (possibly SQLAlchemy-style) PostgreSQL URL."""
     return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def login_as(url: str, user: str, password: str | None = None) -> str:
+    """The same server and database as `url`, logged in as `user` (with `password`)."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(username=user, password=password).render_as_string(hide_password=False)

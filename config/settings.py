@@ -7,18 +7,23 @@ empty; the others keep their defaults.
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from config.database_urls import sqlalchemy_url
+from config.database_urls import login_as, sqlalchemy_url
 
 DEFAULT_WEBHOOK_RETRY_SCHEDULE = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
 # Threads per API process that serve `GET /api/v1/health` alone, beside the
 # `TALLY_API_THREADS` that serve everything else: a health check never waits in line
 # behind the requests that keep those busy.
 API_PROBE_THREADS = 2
+# The roles the API's connections and its /metrics log in as (migrations 0005 and 0009).
+API_ROLE = "tally_api"
+MONITOR_ROLE = "tally_monitor"
+FERNET_KEY_BYTES = 32
 
 
 class SettingsError(ValueError):
@@ -62,6 +67,21 @@ def _schedule(name: str, raw: str) -> tuple[int, ...]:
     return steps
 
 
+def _fernet_keys(name: str, raw: str) -> tuple[str, ...]:
+    keys = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for number, key in enumerate(keys, 1):
+        try:
+            decoded = base64.urlsafe_b64decode(key.encode("ascii"))
+        except (ValueError, UnicodeEncodeError):
+            decoded = b""
+        if len(decoded) != FERNET_KEY_BYTES:
+            raise SettingsError(
+                f"{name}: key {number} is not a Fernet key (32 url-safe base64 bytes;"
+                " `tally webhook-secrets new-key` makes one)"
+            )
+    return keys
+
+
 PARSERS: dict[str, Callable[[str, str], Any]] = {
     "str": _text,
     "str | None": _text,
@@ -69,6 +89,7 @@ PARSERS: dict[str, Callable[[str, str], Any]] = {
     "float": _number,
     "int": _int,
     "tuple[int, ...]": _schedule,
+    "tuple[str, ...]": _fernet_keys,
 }
 
 
@@ -80,6 +101,12 @@ def env(name: str, default: Any) -> Any:
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None = env("DATABASE_URL", None)
+    # The API's and the metrics' own logins (docs/security.md#roles-and-logins); unset,
+    # each is DATABASE_URL with the role as user and the password of the next settings.
+    api_database_url: str | None = env("TALLY_API_DATABASE_URL", None)
+    api_db_password: str | None = env("TALLY_API_DB_PASSWORD", None)
+    monitor_database_url: str | None = env("TALLY_MONITOR_DATABASE_URL", None)
+    monitor_db_password: str | None = env("TALLY_MONITOR_DB_PASSWORD", None)
     broker_url: str | None = env("BROKER_URL", None)
     queue: str = env("TALLY_QUEUE", "tally")
     metrics_token: str | None = env("TALLY_METRICS_TOKEN", None)
@@ -100,6 +127,9 @@ class Settings:
     webhook_timeout_seconds: float = env("TALLY_WEBHOOK_TIMEOUT_SECONDS", 5.0)
     webhook_secret_overlap_seconds: int = env("TALLY_WEBHOOK_SECRET_OVERLAP_SECONDS", 86_400)
     webhook_concurrency: int = env("TALLY_WEBHOOK_CONCURRENCY", 32)
+    # Fernet keys that seal webhook secrets at rest, newest first: the first seals, every
+    # one opens (docs/security.md#webhook-secrets-at-rest).
+    webhook_secret_keys: tuple[str, ...] = env("TALLY_WEBHOOK_SECRET_KEYS", ())
     # The serving layer (api/server.py): Flask threads per API process, and how long a
     # client may take to send its headers and its body before it is cut off.
     api_threads: int = env("TALLY_API_THREADS", 32)
@@ -155,6 +185,29 @@ class Settings:
         if not self.database_url:
             raise SettingsError("DATABASE_URL is not set (tally dev starts an embedded one)")
         return sqlalchemy_url(self.database_url)
+
+    def require_api_database_url(self) -> str:
+        """The SQLAlchemy URL the API logs in with: TALLY_API_DATABASE_URL, else
+        DATABASE_URL as the `tally_api` role with TALLY_API_DB_PASSWORD."""
+        if self.api_database_url:
+            return sqlalchemy_url(self.api_database_url)
+        return login_as(self.require_database_url(), API_ROLE, self.api_db_password)
+
+    def require_monitor_database_url(self) -> str:
+        """The SQLAlchemy URL /metrics reads with: TALLY_MONITOR_DATABASE_URL, else
+        DATABASE_URL as the `tally_monitor` role with TALLY_MONITOR_DB_PASSWORD."""
+        if self.monitor_database_url:
+            return sqlalchemy_url(self.monitor_database_url)
+        return login_as(self.require_database_url(), MONITOR_ROLE, self.monitor_db_password)
+
+    def require_webhook_secret_keys(self) -> tuple[str, ...]:
+        """The keys that seal and open webhook secrets; fails clearly when none is set."""
+        if not self.webhook_secret_keys:
+            raise SettingsError(
+                "TALLY_WEBHOOK_SECRET_KEYS is not set: webhook secrets are sealed with it"
+                " (`tally webhook-secrets new-key` makes a key)"
+            )
+        return self.webhook_secret_keys
 
     def require_broker_url(self) -> str:
         """The Celery broker URL; fails clearly when it is not set."""

@@ -26,6 +26,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from config.database_urls import sqlalchemy_url
+from config.settings import API_ROLE
 from ledger.money import register_money_loader
 
 log = logging.getLogger(__name__)
@@ -33,10 +34,70 @@ T = TypeVar("T")
 # Sends committed transaction ids to the workers; False if the broker would not take them.
 Publish = Callable[[Sequence[str]], object]
 
-# The API's role: it neither owns the tables nor bypasses row-level security (migration
-# 0005); the metrics' role may count and read nothing else.
-API_ROLE = "tally_api"
-MONITOR_ROLE = "tally_monitor"
+# A table every migrated database has: its owner is the service role the API must not reach.
+OWNED_TABLE = "transactions"
+
+
+class LoginRefused(RuntimeError):
+    """The API's database login could undo row-level security."""
+
+
+ACTS_AS = "SELECT current_user, pg_has_role(current_user, %s, 'USAGE')"
+# Roles the login is, or can become with SET ROLE, that would lift row-level security:
+# a superuser, one with BYPASSRLS, or the tables' owner (its policy sees every row).
+UNSAFE_ROLES = """
+    SELECT r.rolname, r.rolsuper, r.rolbypassrls
+    FROM pg_roles r LEFT JOIN pg_class t ON t.oid = to_regclass(%s)
+    WHERE pg_has_role(current_user, r.oid, 'MEMBER')
+      AND (r.rolsuper OR r.rolbypassrls OR r.oid = t.relowner)
+    ORDER BY r.rolname
+"""
+
+
+def login_fault(dbapi_connection: psycopg.Connection[Any], role: str) -> str | None:
+    """Why this connection's login must not serve `role`'s queries, or None: it does not act
+    as `role`, or it is or can become a superuser, a role that bypasses row-level security,
+    or the tables' owner (from there `RESET ROLE` or `SET ROLE` undoes tenant isolation)."""
+    try:
+        row = dbapi_connection.execute(ACTS_AS, [role]).fetchone()
+        assert row is not None
+        user, acts_as_role = row
+        if not acts_as_role:
+            return f"the API logs in as {user}, which does not act as {role}"
+        unsafe = dbapi_connection.execute(UNSAFE_ROLES, [OWNED_TABLE]).fetchall()
+    finally:
+        dbapi_connection.rollback()
+    for name, superuser, bypass in unsafe:
+        what = "a superuser" if superuser else "BYPASSRLS" if bypass else "the tables' owner"
+        how = "is" if name == user else f"can SET ROLE to {name}, which is"
+        return (
+            f"the API logs in as {user}, which {how} {what}: row-level security would not"
+            " hold (give it its own login, docs/security.md#roles-and-logins)"
+        )
+    return None
+
+
+def refuse_unsafe_logins(engine: Engine, role: str = API_ROLE) -> None:
+    """Check every connection `engine` opens (login_fault) and refuse it, LoginRefused,
+    when its login could undo row-level security: nothing runs on such a connection, even
+    if the database was out of reach when the process started."""
+
+    @event.listens_for(engine, "connect")
+    def _check(dbapi_connection: Any, _record: Any) -> None:
+        fault = login_fault(dbapi_connection, role)
+        if fault is not None:
+            raise LoginRefused(fault)
+
+
+def check_api_login(engine: Engine) -> None:
+    """Refuse (LoginRefused) an API login that could undo row-level security; the
+    database must answer (OperationalError otherwise)."""
+    with engine.connect() as conn:
+        dbapi_connection = conn.connection.dbapi_connection
+        assert dbapi_connection is not None
+        fault = login_fault(dbapi_connection, API_ROLE)  # type: ignore[arg-type]
+    if fault is not None:
+        raise LoginRefused(fault)
 
 
 def make_engine(
@@ -47,7 +108,6 @@ def make_engine(
     statement_timeout_ms: int = 30_000,
     pre_ping: bool = True,
     generic_plans: bool = False,
-    role: str | None = None,
 ) -> Engine:
     """An engine for the ledger database; created by the edges, never at import time.
 
@@ -60,8 +120,6 @@ def make_engine(
     looks cheaper than the generic one, as it always does for the intake insert (one row
     of `unnest` against an estimate of many): about 2 ms of server CPU per submission,
     ten times its execution.
-
-    With `role`, every connection takes that role (`SET ROLE`) as soon as it is made.
     """
     options = f"-c statement_timeout={statement_timeout_ms}"
     if generic_plans:
@@ -88,9 +146,6 @@ def make_engine(
         dbapi_connection.adapters.register_dumper(list, ListBinaryDumper)
         # Money columns are numeric: load them as int, not Decimal (ledger/money.py).
         register_money_loader(dbapi_connection)
-        if role is not None:
-            dbapi_connection.execute(f"SET ROLE {role}")
-            dbapi_connection.commit()
 
     return engine
 
@@ -210,7 +265,7 @@ def tenant_scope(tenant_id: uuid.UUID) -> Iterator[None]:
 def bind_transactions_to_tenant(engine: Engine) -> None:
     """Begin every transaction of `engine` bound to the current tenant (`bind_tenant`), so
     that row-level security shows it that tenant's rows alone, and none before one is
-    bound. For an engine whose connections run as API_ROLE."""
+    bound. For an engine whose connections log in as the API's role."""
 
     @event.listens_for(engine, "begin")
     def _bind(conn: Connection) -> None:

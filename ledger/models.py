@@ -374,9 +374,11 @@ class WebhookEndpoint(Base):
     event_types: Mapped[list[str]] = mapped_column(ARRAY(Text))
     enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
     disabled_reason: Mapped[str | None] = mapped_column(Text)
-    # HMAC needs the key itself, so secrets are stored as issued: this table is sensitive.
-    secret: Mapped[str] = mapped_column(Text)
-    previous_secret: Mapped[str | None] = mapped_column(Text)
+    # HMAC needs the secret itself, so it cannot be hashed: it is sealed with Fernet under
+    # keys kept outside the database (ledger/webhooks/secrets.py); these columns hold only
+    # the sealed tokens, never a whsec_ secret.
+    secret_sealed: Mapped[str] = mapped_column(Text)
+    previous_secret_sealed: Mapped[str | None] = mapped_column(Text)
     previous_secret_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
@@ -395,9 +397,13 @@ class WebhookEndpoint(Base):
             + "]::text[]",
             name="event_types_known",
         ),
-        CheckConstraint("starts_with(secret, 'whsec_')", name="secret_format"),
         CheckConstraint(
-            "(previous_secret IS NULL) = (previous_secret_expires_at IS NULL)",
+            "starts_with(secret_sealed, 'gAAAAA') AND (previous_secret_sealed IS NULL"
+            " OR starts_with(previous_secret_sealed, 'gAAAAA'))",
+            name="secrets_sealed",
+        ),
+        CheckConstraint(
+            "(previous_secret_sealed IS NULL) = (previous_secret_expires_at IS NULL)",
             name="previous_secret_expiry",
         ),
         CheckConstraint("enabled = (disabled_reason IS NULL)", name="reason_when_disabled"),

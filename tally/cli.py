@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.exc import OperationalError
 
 from config.settings import Settings, SettingsError
+from ledger.db import LoginRefused
 from ledger.errors import LedgerError
 from ledger.vocabulary import Scope
 
@@ -40,10 +41,15 @@ def command_unit_of_work(settings: Settings, *, publishes: bool = False) -> Iter
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from tally.migrate import upgrade
+    from config.settings import API_ROLE, MONITOR_ROLE
+    from tally.migrate import set_login_passwords, upgrade
 
-    upgrade(settings.require_database_url())
+    database_url = settings.require_database_url()
+    upgrade(database_url)
     print("database is at the latest schema")
+    passwords = {API_ROLE: settings.api_db_password, MONITOR_ROLE: settings.monitor_db_password}
+    for role in set_login_passwords(database_url, passwords):
+        print(f"{role} can log in with its password from the environment")
     return 0
 
 
@@ -127,6 +133,33 @@ def cmd_requeue(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_webhook_secrets_new_key(args: argparse.Namespace, settings: Settings) -> int:
+    from ledger.webhooks.secrets import new_key
+
+    print(new_key())
+    return 0
+
+
+def cmd_webhook_secrets_reseal(args: argparse.Namespace, settings: Settings) -> int:
+    from ledger.webhooks.endpoints import reseal_secrets
+    from ledger.webhooks.secrets import SecretBox
+
+    box = SecretBox(settings.require_webhook_secret_keys())
+    with command_unit_of_work(settings) as work:
+        report = reseal_secrets(work, box)
+    print(
+        json.dumps({"resealed": report.resealed, "unreadable": [str(i) for i in report.unreadable]})
+    )
+    if report.unreadable:
+        names = ", ".join(str(endpoint_id) for endpoint_id in report.unreadable)
+        print(
+            f"tally: no key in TALLY_WEBHOOK_SECRET_KEYS opens the secrets of: {names}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def _uuid(value: str) -> uuid.UUID:
     try:
         return uuid.UUID(value)
@@ -201,6 +234,23 @@ def build_parser() -> argparse.ArgumentParser:
     requeue.add_argument("--tenant", required=True, type=_uuid)
     requeue.add_argument("transaction_id", type=_uuid)
 
+    secrets = commands.add_parser(
+        "webhook-secrets", help="manage the keys that seal webhook secrets at rest"
+    ).add_subparsers(dest="webhook_secrets_command", required=True)
+    add(
+        "new-key",
+        cmd_webhook_secrets_new_key,
+        "print a new key for TALLY_WEBHOOK_SECRET_KEYS",
+        secrets,
+    )
+    add(
+        "reseal",
+        cmd_webhook_secrets_reseal,
+        "seal every webhook secret again under the first key of TALLY_WEBHOOK_SECRET_KEYS"
+        " (after adding a new key); exits 1 naming the endpoints no key opens",
+        secrets,
+    )
+
     _add_runtime_commands(commands, add)
     return parser
 
@@ -274,6 +324,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LedgerError as error:
         print(f"tally: {error.message} ({error.code})", file=sys.stderr)
         return 1
+    except LoginRefused as error:
+        print(f"tally: {error}", file=sys.stderr)
+        return 2
     except OperationalError as error:
         print(f"tally: cannot reach the database: {error.orig}", file=sys.stderr)
         return 2

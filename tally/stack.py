@@ -76,6 +76,37 @@ def health_status(base_url: str, timeout: float = 5.0) -> int | None:
         return None
 
 
+# --- environments -------------------------------------------------------------------------------
+
+WEBHOOK_SECRET_KEYS = "TALLY_WEBHOOK_SECRET_KEYS"
+
+
+def stack_environment(
+    database_url: str, broker_url: str, overrides: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment of a stack's `tally` children: this process's, with the stack's
+    database and broker, private webhook targets allowed, then `overrides`.
+
+    Without TALLY_WEBHOOK_SECRET_KEYS in either, a new key is made up: right only for a
+    stack whose database lives no longer than the run (bench, chaos); `tally dev` keeps its
+    key in its data directory and passes it.
+    """
+    env = dict(os.environ)
+    env.update(
+        {
+            "DATABASE_URL": database_url,
+            "BROKER_URL": broker_url,
+            "TALLY_WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",
+        }
+    )
+    env.update(overrides or {})
+    if not env.get(WEBHOOK_SECRET_KEYS):
+        from ledger.webhooks.secrets import new_key
+
+        env[WEBHOOK_SECRET_KEYS] = new_key()
+    return env
+
+
 # --- process groups -----------------------------------------------------------------------------
 
 

@@ -20,6 +20,19 @@ from ledger.db import make_engine, unit_of_work
 from ledger.tenants import provision_tenant
 from ledger.verify import verify_ledger
 from ledger.vocabulary import Scope
+from ledger.webhooks.secrets import SecretBox, new_key
+
+# One key seals webhook secrets for the whole run: every process the tests spawn inherits
+# it (tally.stack.stack_environment copies os.environ), and in-process apps and dispatchers
+# take it from Settings (test_settings). Set before any test builds settings.
+WEBHOOK_SECRET_KEYS = (new_key(),)
+os.environ["TALLY_WEBHOOK_SECRET_KEYS"] = ",".join(WEBHOOK_SECRET_KEYS)
+
+
+def secret_box() -> SecretBox:
+    """The run's webhook secret box (the key of every spawned process too)."""
+    return SecretBox(WEBHOOK_SECRET_KEYS)
+
 
 REQUIRE_BACKENDS = os.environ.get("TALLY_TEST_REQUIRE_BACKENDS", "").lower() in {"1", "true", "yes"}
 

@@ -42,6 +42,7 @@ from ledger.webhooks.dispatch import (
     record_attempt,
     seconds_until_next_due,
 )
+from ledger.webhooks.secrets import SecretBox
 from ledger.webhooks.signing import webhook_headers
 from worker.webhook_http import post_webhook
 
@@ -67,6 +68,8 @@ class WebhookDispatcher:
         self.settings = settings
         self.engine = engine
         self.send = send
+        # Without keys it could sign nothing: it refuses to start (SettingsError).
+        self.box = SecretBox(settings.require_webhook_secret_keys())
         self.capacity = max(1, settings.webhook_concurrency)
         self.share = max(1, min(PER_ENDPOINT, self.capacity // 4))
         self.tenant_share = max(1, int(self.capacity * TENANT_SHARE))
@@ -109,6 +112,7 @@ class WebhookDispatcher:
                 tenant_room_for=tenant_room_for,
                 full_tenants=[t for t, left in tenant_room.items() if left <= 0],
                 lease_seconds=self.lease_seconds,
+                box=self.box,
             )
         with self._lock:
             for delivery in claimed:
@@ -152,6 +156,11 @@ class WebhookDispatcher:
         """Sign and send one attempt; an exception is the attempt's error, never raised."""
         attempted_at = datetime.now(UTC)
         started = time.monotonic()
+        if delivery.unsignable is not None:
+            # Sealed under a key this dispatcher lacks: nothing is sent, and the schedule
+            # retries, so restoring the key lets the delivery through.
+            log.error("webhook delivery %s: %s", delivery.id, delivery.unsignable)
+            return AttemptResult(attempted_at, 0, error=delivery.unsignable)
         try:
             headers = webhook_headers(
                 delivery.message_id, delivery.secrets, delivery.body, int(time.time())

@@ -136,6 +136,7 @@ def rotate(endpoint_id: str) -> tuple[str, int]:
             principal().tenant_id,
             _uuid(endpoint_id, "webhook endpoint"),
             overlap_seconds=tally().settings.webhook_secret_overlap_seconds,
+            box=tally().secret_box,
             actor=principal().actor,
         )
     # Shown this once, in this answer (never stored in clear, never in a URL).

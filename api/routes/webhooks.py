@@ -67,6 +67,7 @@ class WebhookEndpoints(MethodView):
                 url=body["url"],
                 event_types=body.get("event_types"),
                 description=body.get("description"),
+                box=ctx.secret_box,
                 allow_private=ctx.settings.webhook_allow_private_targets,
                 actor=current_principal().actor,
             )
@@ -144,6 +145,7 @@ class RotateSecret(MethodView):
                 overlap_seconds=body.get(
                     "overlap_seconds", ctx.settings.webhook_secret_overlap_seconds
                 ),
+                box=ctx.secret_box,
                 actor=current_principal().actor,
             )
         return json_response(endpoint)

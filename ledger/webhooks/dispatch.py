@@ -25,6 +25,7 @@ from ledger.db import UnitOfWork
 from ledger.transaction_request import UNSTORABLE
 from ledger.vocabulary import DeliveryStatus
 from ledger.webhooks.endpoints import disable_gone_endpoint
+from ledger.webhooks.secrets import SecretBox, SecretUnreadable
 from ledger.webhooks.signing import event_body, message_id
 
 # A receiver's Retry-After is honoured, within reason.
@@ -89,9 +90,9 @@ LOAD_CLAIMED = text(
     SELECT d.id, d.tenant_id, d.endpoint_id, d.event_id, d.event_type, d.attempts,
            coalesce(e.payload, d.payload) AS data,
            coalesce(e.created_at, d.created_at) AS occurred_at,
-           w.url, w.enabled, w.secret,
-           CASE WHEN w.previous_secret_expires_at > now() THEN w.previous_secret END
-             AS previous_secret
+           w.url, w.enabled, w.secret_sealed,
+           CASE WHEN w.previous_secret_expires_at > now() THEN w.previous_secret_sealed END
+             AS previous_secret_sealed
     FROM webhook_deliveries d
     JOIN webhook_endpoints w ON w.id = d.endpoint_id
     LEFT JOIN events e ON e.id = d.event_id
@@ -139,6 +140,8 @@ class ClaimedDelivery:
     enabled: bool
     secrets: tuple[str, ...]
     body: bytes
+    # Why it cannot be signed (its secret does not open with the configured keys), if so.
+    unsignable: str | None = None
 
 
 @dataclass(frozen=True)
@@ -165,10 +168,12 @@ def claim_due(
     room_for: Callable[[uuid.UUID], int],
     full: Collection[uuid.UUID],
     lease_seconds: float,
+    box: SecretBox,
     tenant_room_for: Callable[[uuid.UUID], int] | None = None,
     full_tenants: Collection[uuid.UUID] = (),
 ) -> list[ClaimedDelivery]:
-    """Lease up to `limit` due deliveries, tenants taking turns.
+    """Lease up to `limit` due deliveries, tenants taking turns, with their endpoints'
+    secrets opened from `box`.
 
     At most `room_for(endpoint)` per endpoint and `tenant_room_for(tenant)` per tenant;
     `full` and `full_tenants` have no room left at all.
@@ -210,9 +215,14 @@ def claim_due(
     conn.execute(LEASE, {"ids": chosen, "lease": lease_seconds})
     claimed = []
     for row in conn.execute(LOAD_CLAIMED, {"ids": chosen}).mappings():
-        secrets: tuple[str, ...] = (row["secret"],)
-        if row["previous_secret"] is not None:
-            secrets += (row["previous_secret"],)
+        sealed = [row["secret_sealed"]]
+        if row["previous_secret_sealed"] is not None:
+            sealed.append(row["previous_secret_sealed"])
+        unsignable = None
+        try:
+            secrets = tuple(box.open(token) for token in sealed)
+        except SecretUnreadable as error:
+            secrets, unsignable = (), f"the endpoint's signing secret cannot be opened: {error}"
         claimed.append(
             ClaimedDelivery(
                 id=row["id"],
@@ -224,6 +234,7 @@ def claim_due(
                 enabled=row["enabled"],
                 secrets=secrets,
                 body=event_body(row["event_type"], row["occurred_at"], row["data"]),
+                unsignable=unsignable,
             )
         )
     return claimed

@@ -1,9 +1,11 @@
-"""Webhook endpoints of a tenant: register, list, change, delete, rotate the secret."""
+"""Webhook endpoints of a tenant: register, list, change, delete, rotate the secret; and,
+for the operator, sealing every secret again under a new key."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, RowMapping, text
@@ -16,6 +18,7 @@ from ledger.transaction_request import UNSTORABLE
 from ledger.views import iso
 from ledger.vocabulary import EventType
 from ledger.webhooks.errors import EndpointNotFound, TooManyEndpoints
+from ledger.webhooks.secrets import SecretBox, SecretUnreadable
 from ledger.webhooks.signing import generate_secret
 from ledger.webhooks.targets import check_url
 
@@ -111,10 +114,12 @@ def create_endpoint(
     url: str,
     event_types: Iterable[str] | None = None,
     description: str | None = None,
+    box: SecretBox,
     allow_private: bool = False,
     actor: Actor = OPERATOR,
 ) -> dict[str, Any]:
-    """Register an endpoint; the answer carries its secret, shown this once."""
+    """Register an endpoint; the answer carries its secret, shown this once (the table
+    keeps it sealed in `box`)."""
     conn = work.connection
     url = check_url(url, allow_private=allow_private).url
     types = _event_types(event_types)
@@ -138,8 +143,9 @@ def create_endpoint(
         conn.execute(
             text(
                 f"""
-                INSERT INTO webhook_endpoints (tenant_id, url, description, event_types, secret)
-                VALUES (:tenant_id, :url, :description, :event_types, :secret)
+                INSERT INTO webhook_endpoints
+                    (tenant_id, url, description, event_types, secret_sealed)
+                VALUES (:tenant_id, :url, :description, :event_types, :secret_sealed)
                 RETURNING {COLUMNS}
                 """
             ),
@@ -148,7 +154,7 @@ def create_endpoint(
                 "url": url,
                 "description": description,
                 "event_types": types,
-                "secret": secret,
+                "secret_sealed": box.seal(secret),
             },
         )
         .mappings()
@@ -290,9 +296,11 @@ def rotate_secret(
     endpoint_id: uuid.UUID,
     *,
     overlap_seconds: int,
+    box: SecretBox,
     actor: Actor = OPERATOR,
 ) -> dict[str, Any]:
-    """Issue a new secret; the old one keeps signing alongside it for `overlap_seconds`."""
+    """Issue a new secret (kept sealed in `box`); the old one keeps signing alongside it
+    for `overlap_seconds`."""
     conn = work.connection
     if not 0 <= overlap_seconds <= MAX_OVERLAP_SECONDS:
         raise InvalidRequest(
@@ -307,15 +315,16 @@ def rotate_secret(
             text(
                 f"""
                 UPDATE webhook_endpoints
-                SET previous_secret = CASE WHEN CAST(:overlap AS integer) > 0 THEN secret END,
+                SET previous_secret_sealed = CASE WHEN CAST(:overlap AS integer) > 0
+                        THEN secret_sealed END,
                     previous_secret_expires_at = CASE WHEN CAST(:overlap AS integer) > 0
                         THEN now() + make_interval(secs => :overlap) END,
-                    secret = :secret, updated_at = now()
+                    secret_sealed = :secret_sealed, updated_at = now()
                 WHERE id = :id
                 RETURNING {COLUMNS}
                 """
             ),
-            {"id": endpoint_id, "secret": secret, "overlap": overlap_seconds},
+            {"id": endpoint_id, "secret_sealed": box.seal(secret), "overlap": overlap_seconds},
         )
         .mappings()
         .one()
@@ -354,3 +363,40 @@ def disable_gone_endpoint(conn: Connection, endpoint_id: uuid.UUID, reason: str)
             _target(endpoint_id),
             {"reason": reason},
         )
+
+
+@dataclass(frozen=True)
+class ResealReport:
+    """What `reseal_secrets` did: how many endpoints it sealed again, which it could not open."""
+
+    resealed: int
+    unreadable: list[uuid.UUID]
+
+
+def reseal_secrets(work: UnitOfWork, box: SecretBox) -> ResealReport:
+    """Seal every endpoint's secrets (deleted endpoints' too) again under the box's first key,
+    so that older keys can be retired; endpoints no key opens are left as they are."""
+    conn = work.connection
+    rows = conn.execute(
+        text(
+            "SELECT id, secret_sealed, previous_secret_sealed FROM webhook_endpoints"
+            " ORDER BY id FOR UPDATE"
+        )
+    ).all()
+    resealed, unreadable = 0, []
+    for endpoint_id, sealed, previous in rows:
+        try:
+            new_sealed = box.reseal(sealed)
+            new_previous = box.reseal(previous) if previous is not None else None
+        except SecretUnreadable:
+            unreadable.append(endpoint_id)
+            continue
+        conn.execute(
+            text(
+                "UPDATE webhook_endpoints"
+                " SET secret_sealed = :sealed, previous_secret_sealed = :previous WHERE id = :id"
+            ),
+            {"id": endpoint_id, "sealed": new_sealed, "previous": new_previous},
+        )
+        resealed += 1
+    return ResealReport(resealed, unreadable)

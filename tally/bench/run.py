@@ -22,7 +22,14 @@ from tally.bench.monitor import ProcessMonitor
 from tally.bench.phases import Bench
 from tally.bench.raw_sql import raw_baseline
 from tally.bench.report import print_summary
-from tally.stack import Children, StackError, delete_queue, free_port, scratch_database
+from tally.stack import (
+    Children,
+    StackError,
+    delete_queue,
+    free_port,
+    scratch_database,
+    stack_environment,
+)
 
 STARTUP_TIMEOUT_SECONDS = 60.0
 
@@ -147,14 +154,15 @@ def _bench(
     report: dict[str, Any],
 ) -> bool:
     queue = f"tally-bench-{uuid.uuid4().hex[:8]}"
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=database_url,
-        BROKER_URL=broker_url,
-        TALLY_QUEUE=queue,
-        TALLY_LOG_LEVEL=env.get("TALLY_LOG_LEVEL", "WARNING"),
-        # The latency measurement's webhook receiver listens on 127.0.0.1.
-        TALLY_WEBHOOK_ALLOW_PRIVATE_TARGETS="true",
+    # The latency measurement's webhook receiver listens on 127.0.0.1 (private targets
+    # are allowed).
+    env = stack_environment(
+        database_url,
+        broker_url,
+        {
+            "TALLY_QUEUE": queue,
+            "TALLY_LOG_LEVEL": os.environ.get("TALLY_LOG_LEVEL", "WARNING"),
+        },
     )
     bench = Bench(args, database_url, broker_url)
     bench.seed()

@@ -18,8 +18,10 @@ from pathlib import Path
 import psutil
 import pytest
 import requests
+from standardwebhooks.webhooks import Webhook
 
 from tally.stack import free_port, scratch_database, terminate
+from tally.webhook_receiver import WebhookReceiver
 
 STARTUP_TIMEOUT = 90.0
 STOP_TIMEOUT = 60.0
@@ -204,20 +206,61 @@ def test_dev_runs_the_stack_on_configured_backends_and_stops_cleanly_on_ctrl_c(
 
 
 def test_dev_embeds_postgres_and_redis_and_reuses_its_tenant_after_a_restart(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "BROKER_URL"}}
+    # No webhook key from the environment: `tally dev` makes one and keeps it.
+    unset = {"DATABASE_URL", "BROKER_URL", "TALLY_WEBHOOK_SECRET_KEYS"}
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     data_dir = tmp_path / "dev"
 
-    with dev_stack(data_dir, env) as dev:
-        first = dev.wait_ready()
-        assert topup(first["API"], first["API key"], "bob", 300)["status"] == "applied"
-        postgres = embedded_postgres(data_dir)
-        processes = [*dev.descendants(), postgres, *postgres.children(), embedded_redis(data_dir)]
-        assert dev.interrupt() == 0, dev.output()
-        assert still_running(processes) == []
+    with WebhookReceiver() as receiver:
+        with dev_stack(data_dir, env) as dev:
+            first = dev.wait_ready()
+            assert topup(first["API"], first["API key"], "bob", 300)["status"] == "applied"
+            endpoint = register_endpoint(first["API"], first["API key"], receiver.url("dev"))
+            postgres = embedded_postgres(data_dir)
+            processes = [
+                *dev.descendants(),
+                postgres,
+                *postgres.children(),
+                embedded_redis(data_dir),
+            ]
+            assert dev.interrupt() == 0, dev.output()
+            assert still_running(processes) == []
+        key_file = data_dir / "webhook-secret.key"
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        key = key_file.read_text()
 
-    with dev_stack(data_dir, env) as dev:
-        second = dev.wait_ready()
-        assert (second["tenant id"], second["API key"]) == (first["tenant id"], first["API key"])
-        assert topup(second["API"], second["API key"], "bob", 200)["status"] == "applied"
-        assert balance(second["API"], second["API key"], "bob") == 500
-        assert dev.interrupt() == 0, dev.output()
+        with dev_stack(data_dir, env) as dev:
+            second = dev.wait_ready()
+            assert (second["tenant id"], second["API key"]) == (
+                first["tenant id"],
+                first["API key"],
+            )
+            assert topup(second["API"], second["API key"], "bob", 200)["status"] == "applied"
+            assert balance(second["API"], second["API key"], "bob") == 500
+            # The secret sealed before the restart still opens and signs.
+            send_test_event(second["API"], second["API key"], endpoint["id"])
+            (request,) = receiver.wait_for_count("dev", 1)
+            assert Webhook(endpoint["secret"]).verify(request.body, request.headers)
+            assert dev.interrupt() == 0, dev.output()
+        assert key_file.read_text() == key
+
+
+def register_endpoint(api: str, api_key: str, url: str) -> dict[str, str]:
+    response = requests.post(
+        f"{api}/webhook-endpoints",
+        json={"url": url},
+        headers={"Authorization": f"Bearer {api_key}"},
+        timeout=30,
+    )
+    assert response.status_code == 201, response.text
+    created: dict[str, str] = response.json()
+    return created
+
+
+def send_test_event(api: str, api_key: str, endpoint_id: str) -> None:
+    response = requests.post(
+        f"{api}/webhook-endpoints/{endpoint_id}/test",
+        headers={"Authorization": f"Bearer {api_key}"},
+        timeout=30,
+    )
+    assert response.status_code == 202, response.text

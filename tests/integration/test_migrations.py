@@ -12,9 +12,10 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 
-from config.database_urls import sqlalchemy_url
+from config.database_urls import login_as, sqlalchemy_url
 from ledger.models import Base
 from tally.migrate import alembic_config, upgrade
+from tests.conftest import secret_box
 
 
 @pytest.fixture
@@ -144,3 +145,117 @@ def test_money_128_refuses_to_downgrade_money_bigint_cannot_hold(empty_database)
     with pytest.raises(RuntimeError, match="beyond"):
         command.downgrade(alembic_config(empty_database), "0006")
     assert _column_type(empty_database, "accounts", "balance") == "numeric(1000,0)"
+
+
+def clear_endpoint(database_url: str) -> tuple[str, str]:
+    """A tenant and an endpoint with a secret in clear, as before 0008; (endpoint id, secret)."""
+    secret = "whsec_" + "A" * 43 + "="
+    engine = create_engine(sqlalchemy_url(database_url))
+    try:
+        with engine.begin() as conn:
+            tenant = conn.execute(
+                text("INSERT INTO tenants (name) VALUES ('before-0008') RETURNING id")
+            ).scalar_one()
+            endpoint = conn.execute(
+                text(
+                    "INSERT INTO webhook_endpoints (tenant_id, url, event_types, secret)"
+                    " VALUES (:tenant, 'http://127.0.0.1:9/h', ARRAY['transaction.applied'],"
+                    " :secret) RETURNING id"
+                ),
+                {"tenant": tenant, "secret": secret},
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    return str(endpoint), secret
+
+
+def endpoint_columns(database_url: str, endpoint_id: str) -> dict:
+    engine = create_engine(sqlalchemy_url(database_url))
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(
+                text("SELECT * FROM webhook_endpoints WHERE id = :id"), {"id": endpoint_id}
+            )
+            return dict(row.mappings().one())
+    finally:
+        engine.dispose()
+
+
+def test_0008_seals_existing_secrets_and_its_downgrade_opens_them(empty_database):
+    upgrade(empty_database, "0006")
+    endpoint_id, secret = clear_endpoint(empty_database)
+
+    upgrade(empty_database, "0008_webhook_secrets_sealed")
+
+    sealed = endpoint_columns(empty_database, endpoint_id)
+    assert "secret" not in sealed
+    assert secret not in str(sealed)
+    assert secret_box().open(sealed["secret_sealed"]) == secret
+
+    command.downgrade(alembic_config(empty_database), "0007_money_128")
+
+    assert endpoint_columns(empty_database, endpoint_id)["secret"] == secret
+
+
+def test_0008_refuses_to_run_without_a_key_when_there_are_secrets_to_seal(
+    empty_database, monkeypatch
+):
+    upgrade(empty_database, "0006")
+    endpoint_id, secret = clear_endpoint(empty_database)
+    monkeypatch.delenv("TALLY_WEBHOOK_SECRET_KEYS")
+
+    with pytest.raises(RuntimeError, match="TALLY_WEBHOOK_SECRET_KEYS is not set"):
+        upgrade(empty_database, "0008_webhook_secrets_sealed")
+
+    assert endpoint_columns(empty_database, endpoint_id)["secret"] == secret
+
+
+def test_0009_lets_the_api_and_monitor_roles_log_in_and_its_downgrade_keeps_the_login(
+    empty_database,
+):
+    upgrade(empty_database)
+
+    for role in ("tally_api", "tally_monitor"):
+        engine = create_engine(sqlalchemy_url(login_as(empty_database, role)))
+        try:
+            with engine.connect() as conn:
+                assert conn.execute(text("SELECT current_user")).scalar_one() == role
+        finally:
+            engine.dispose()
+    assert set(connect_grants(empty_database)) >= {"tally_api", "tally_monitor"}
+
+    command.downgrade(alembic_config(empty_database), "0008_webhook_secrets_sealed")
+
+    assert not {"tally_api", "tally_monitor"} & set(connect_grants(empty_database))
+    # Roles are the cluster's: other databases may rely on their login.
+    assert roles_that_can_log_in(empty_database) >= {"tally_api", "tally_monitor"}
+
+
+def connect_grants(database_url: str) -> list[str]:
+    """The roles granted CONNECT on the database by name (PUBLIC's default aside)."""
+    engine = create_engine(sqlalchemy_url(database_url))
+    try:
+        with engine.connect() as conn:
+            return list(
+                conn.execute(
+                    text(
+                        "SELECT a.grantee::regrole::text FROM pg_database d,"
+                        " aclexplode(d.datacl) a"
+                        " WHERE d.datname = current_database() AND a.privilege_type = 'CONNECT'"
+                        " AND a.grantee <> 0"
+                    )
+                ).scalars()
+            )
+    finally:
+        engine.dispose()
+
+
+def roles_that_can_log_in(database_url: str) -> set[str]:
+    engine = create_engine(sqlalchemy_url(database_url))
+    try:
+        with engine.connect() as conn:
+            return set(
+                conn.execute(text("SELECT rolname FROM pg_roles WHERE rolcanlogin")).scalars()
+            )
+    finally:
+        engine.dispose()

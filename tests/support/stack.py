@@ -4,7 +4,6 @@ as subprocesses, started and stopped through the toolkit `tally dev` and `tally 
 from __future__ import annotations
 
 import itertools
-import os
 import signal
 import threading
 import time
@@ -21,7 +20,7 @@ from sqlalchemy import Engine
 
 from ledger import measurements
 from tally.load_client import API, Connection, Response, bearer
-from tally.stack import Children, StackError, delete_queue, free_port
+from tally.stack import Children, StackError, delete_queue, free_port, stack_environment
 
 STARTUP_TIMEOUT = 30.0
 STOP_TIMEOUT = 30.0
@@ -137,14 +136,14 @@ METRICS_TOKEN = "test-metrics-token"
 
 
 def stack_env(database_url: str, broker_url: str, **extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
+    """A test stack's environment (tally.stack.stack_environment): the run's webhook secret
+    key comes from tests/conftest.py through os.environ."""
+    return stack_environment(
+        database_url,
+        broker_url,
         {
-            "DATABASE_URL": database_url,
-            "BROKER_URL": broker_url,
             "TALLY_RELAY_AGE_SECONDS": "1",
             "TALLY_RELAY_INTERVAL_SECONDS": "0.5",
-            "TALLY_WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",
             "TALLY_LOG_LEVEL": "WARNING",
             "TALLY_METRICS_TOKEN": METRICS_TOKEN,
             # Each scrape reads the ledger afresh: tests compare scrapes before and after.
@@ -154,10 +153,9 @@ def stack_env(database_url: str, broker_url: str, **extra: str) -> dict[str, str
             "TALLY_RATE_LIMIT_PER_SECOND": "1000000",
             # Test runs may share a broker: each stack gets a queue of its own.
             "TALLY_QUEUE": f"tally-test-{uuid.uuid4().hex[:10]}",
-        }
+            **extra,
+        },
     )
-    env.update(extra)
-    return env
 
 
 def start_api_degraded(stack: Stack) -> None:

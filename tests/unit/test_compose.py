@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 import yaml
+from sqlalchemy.engine import make_url
 
+from config.settings import Settings
 from tally.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -149,3 +152,66 @@ def test_postgres_archives_its_wal_to_a_volume_of_its_own(services, compose):
     entrypoint = " ".join(postgres["entrypoint"])
     assert f"-o postgres -g postgres -m 700 {archive} {base_backups}" in entrypoint
     assert 'exec docker-entrypoint.sh "$$@"' in entrypoint
+
+
+def required(name: str) -> re.Pattern[str]:
+    """`${NAME:?message}`: compose refuses to start while NAME is unset or empty."""
+    return re.compile(r"\$\{" + name + r":\?[^}]+\}")
+
+
+def test_webhook_secret_keys_are_required_by_the_processes_that_seal_or_open_secrets(services):
+    for name in ("api", "webhooks", "migrate"):
+        env = environment_of(services[name])
+        assert required("TALLY_WEBHOOK_SECRET_KEYS").fullmatch(
+            env.get("TALLY_WEBHOOK_SECRET_KEYS", "")
+        ), name
+    for name in ("worker", "relay"):
+        assert "TALLY_WEBHOOK_SECRET_KEYS" not in environment_of(services[name]), name
+
+
+def test_the_api_logs_in_as_its_own_role_with_a_required_password(services):
+    """RLS holds against the API's own SQL only if its login is neither the owner nor a
+    superuser (docs/security.md#roles-and-logins)."""
+    env = environment_of(services["api"])
+    assert required("TALLY_API_DB_PASSWORD").fullmatch(env["TALLY_API_DB_PASSWORD"])
+    assert required("TALLY_MONITOR_DB_PASSWORD").fullmatch(env["TALLY_MONITOR_DB_PASSWORD"])
+    assert "TALLY_API_DATABASE_URL" not in env
+    settings = Settings(
+        database_url=env["DATABASE_URL"],
+        api_db_password="from-the-environment",
+        monitor_db_password="from-the-environment",
+    )
+    api_login = make_url(settings.require_api_database_url())
+    assert (api_login.username, api_login.host, api_login.database) == (
+        "tally_api",
+        "postgres",
+        "tally",
+    )
+    assert make_url(settings.require_monitor_database_url()).username == "tally_monitor"
+    # The API is never handed the owner's credentials.
+    assert make_url(env["DATABASE_URL"]).username is None
+    assert make_url(env["DATABASE_URL"]).password is None
+
+
+def test_migrate_sets_the_logins_passwords(services):
+    env = environment_of(services["migrate"])
+    assert required("TALLY_API_DB_PASSWORD").fullmatch(env["TALLY_API_DB_PASSWORD"])
+    assert required("TALLY_MONITOR_DB_PASSWORD").fullmatch(env["TALLY_MONITOR_DB_PASSWORD"])
+
+
+def test_tally_owns_the_database_and_is_not_a_superuser(services):
+    postgres_env = environment_of(services["postgres"])
+    # The image makes POSTGRES_USER a superuser: the owner must be another role.
+    assert postgres_env["POSTGRES_USER"] != "tally"
+    for name in ("migrate", "worker", "relay", "webhooks"):
+        assert make_url(environment_of(services[name])["DATABASE_URL"]).username == "tally", name
+    init_dir = next(
+        volume.split(":")[0]
+        for volume in services["postgres"]["volumes"]
+        if ":/docker-entrypoint-initdb.d" in volume
+    )
+    init_sql = " ".join(path.read_text() for path in sorted((ROOT / init_dir).glob("*.sql")))
+    create = re.search(r"CREATE ROLE tally ([^;]+);", init_sql)
+    assert create is not None
+    assert "CREATEROLE" in create.group(1) and "SUPERUSER" not in create.group(1)
+    assert "ALTER DATABASE tally OWNER TO tally" in init_sql

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from api.server import LongPoll, TallyServer
 from api.waiter import LoopEvent
 from config.settings import Settings
+from tests.conftest import WEBHOOK_SECRET_KEYS
 
 
 class Waiter:
@@ -33,7 +34,9 @@ class Client:
 def test_a_notification_during_the_read_wakes_the_wait_that_follows() -> None:
     waiter = Waiter()
     app = SimpleNamespace(extensions={"tally": SimpleNamespace(waiter=waiter)})
-    server = TallyServer(app, Settings(database_url=None, broker_url=None))  # type: ignore[arg-type]
+    server = TallyServer(
+        app, Settings(webhook_secret_keys=WEBHOOK_SECRET_KEYS, database_url=None, broker_url=None)
+    )  # type: ignore[arg-type]
     reads: list[str] = []
 
     def render() -> tuple[bytes, bool]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import shutil
 import subprocess
 import tempfile
@@ -32,7 +31,14 @@ from tally.bench.chaos.verdict import (
 from tally.bench.errors import BenchError
 from tally.bench.workloads import seed_tenant
 from tally.load_client import API, Connection, Prober, bearer
-from tally.stack import Children, StackError, delete_queue, free_port, scratch_database
+from tally.stack import (
+    Children,
+    StackError,
+    delete_queue,
+    free_port,
+    scratch_database,
+    stack_environment,
+)
 from tally.webhook_receiver import EndpointNotRegistered, WebhookReceiver
 
 STARTUP_TIMEOUT_SECONDS = 60.0
@@ -119,15 +125,15 @@ def _chaos(
     rate = args.rate or 300.0
     tenant_id, api_key = _seed(database_url)
     queue_name = f"tally-chaos-{uuid.uuid4().hex[:8]}"
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=database_url,
-        BROKER_URL=broker.url,
-        TALLY_QUEUE=queue_name,
-        TALLY_LOG_LEVEL="WARNING",
-        TALLY_WEBHOOK_ALLOW_PRIVATE_TARGETS="true",
-        TALLY_WEBHOOK_RETRY_SCHEDULE=CHAOS_WEBHOOK_SCHEDULE,
-        TALLY_RELAY_AGE_SECONDS="2",
+    env = stack_environment(
+        database_url,
+        broker.url,
+        {
+            "TALLY_QUEUE": queue_name,
+            "TALLY_LOG_LEVEL": "WARNING",
+            "TALLY_WEBHOOK_RETRY_SCHEDULE": CHAOS_WEBHOOK_SCHEDULE,
+            "TALLY_RELAY_AGE_SECONDS": "2",
+        },
     )
     children = Children(env, log_dir=work_dir)
     port = free_port()

@@ -18,7 +18,7 @@ from werkzeug.test import TestResponse
 
 from api.app import create_app
 from config.settings import Settings
-from tests.conftest import TenantFixture
+from tests.conftest import WEBHOOK_SECRET_KEYS, TenantFixture
 
 
 def _drop_queue(broker_url: str, queue: str) -> None:
@@ -33,6 +33,7 @@ def _drop_queue(broker_url: str, queue: str) -> None:
 def app(database_url: str, redis_url: str) -> Iterator[Flask]:
     queue = f"tally-test-api-{uuid.uuid4().hex[:10]}"
     settings = Settings(
+        webhook_secret_keys=WEBHOOK_SECRET_KEYS,
         database_url=database_url,
         broker_url=redis_url,
         queue=queue,

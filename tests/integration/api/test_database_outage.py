@@ -10,6 +10,7 @@ from flask import Flask
 
 from api.app import create_app
 from config.settings import Settings
+from tests.conftest import WEBHOOK_SECRET_KEYS
 from tests.support.stack import free_port
 
 # Shaped like an issued key, so that authentication looks it up (a malformed one is refused
@@ -21,6 +22,7 @@ WELL_FORMED_KEY = "tally_" + "A" * 43
 def app_without_database(redis_url: str) -> Iterator[Flask]:
     # Nothing listens on this port; engines connect lazily, so the app still builds.
     settings = Settings(
+        webhook_secret_keys=WEBHOOK_SECRET_KEYS,
         database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/tally",
         broker_url=redis_url,
         queue=f"tally-test-nodb-{uuid.uuid4().hex[:10]}",
@@ -76,6 +78,7 @@ def test_a_connection_the_database_dropped_is_a_503_even_before_the_first_statem
 
     app = create_app(
         Settings(
+            webhook_secret_keys=WEBHOOK_SECRET_KEYS,
             database_url=database_url,
             broker_url=redis_url,
             queue=f"tally-test-drop-{uuid.uuid4().hex[:10]}",
@@ -117,6 +120,7 @@ def test_a_connection_the_database_drops_after_the_view_has_answered_is_no_500(
 
     app = create_app(
         Settings(
+            webhook_secret_keys=WEBHOOK_SECRET_KEYS,
             database_url=database_url,
             broker_url=redis_url,
             queue=f"tally-test-late-drop-{uuid.uuid4().hex[:10]}",

@@ -38,6 +38,7 @@ from ledger.posting import _count_failed_attempt
 from ledger.tenants import create_tenant, set_rate_limit
 from ledger.vocabulary import HoldStatus, TransactionType
 from ledger.webhooks.endpoints import MAX_ENDPOINTS_PER_TENANT
+from tests.conftest import WEBHOOK_SECRET_KEYS
 from tests.integration.api.conftest import NO_KEY, Api
 from tests.integration.ledger.helpers import apply, run, submit
 
@@ -613,6 +614,7 @@ def _unused_port() -> int:
 def app_without_database(redis_url: str) -> Iterator[Flask]:
     # Nothing listens on that port; engines connect lazily, so the app still builds.
     settings = Settings(
+        webhook_secret_keys=WEBHOOK_SECRET_KEYS,
         database_url=f"postgresql://postgres@127.0.0.1:{_unused_port()}/tally",
         broker_url=redis_url,
         queue=f"tally-test-contract-{uuid.uuid4().hex[:10]}",

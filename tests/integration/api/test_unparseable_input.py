@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import WEBHOOK_SECRET_KEYS
 from tests.integration.api.conftest import Api
 
 TOPUP_WITH_HUGE_AMOUNT = (
@@ -59,6 +60,7 @@ def test_metrics_ask_for_the_token_when_one_is_set(database_url, redis_url):
 
     app = create_app(
         Settings(
+            webhook_secret_keys=WEBHOOK_SECRET_KEYS,
             database_url=database_url,
             broker_url=redis_url,
             queue="metrics-token-test",

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, text
 from ledger.db import unit_of_work
 from ledger.queries import get_balance
 from ledger.webhooks.endpoints import create_endpoint
-from tests.conftest import TenantFixture
+from tests.conftest import TenantFixture, secret_box
 from tests.integration.console.conftest import Console, applied, failed
 from tests.integration.ledger.helpers import status
 
@@ -51,7 +51,9 @@ def audit_actions(engine: Engine, tenant: TenantFixture) -> list[tuple[str, str,
 @pytest.fixture
 def endpoint(engine: Engine, tenant: TenantFixture) -> dict:
     with unit_of_work(engine) as work:
-        return create_endpoint(work, tenant.id, url="http://127.0.0.1:9/hooks", allow_private=True)
+        return create_endpoint(
+            work, tenant.id, box=secret_box(), url="http://127.0.0.1:9/hooks", allow_private=True
+        )
 
 
 def test_a_read_key_sees_no_action_and_a_forged_post_is_refused(

@@ -11,7 +11,7 @@ from ledger.assets import create_asset
 from ledger.db import unit_of_work
 from ledger.keys import issue_api_key
 from ledger.tenants import create_tenant
-from tests.conftest import TenantFixture
+from tests.conftest import TenantFixture, secret_box
 from tests.integration.console.conftest import Console, applied, failed
 from tests.integration.ledger.helpers import status
 
@@ -94,7 +94,11 @@ def test_another_tenants_webhook_endpoint_is_not_found(
 
     with unit_of_work(engine) as work:
         endpoint = create_endpoint(
-            work, other_tenant.id, url="http://127.0.0.1:9/hooks", allow_private=True
+            work,
+            other_tenant.id,
+            box=secret_box(),
+            url="http://127.0.0.1:9/hooks",
+            allow_private=True,
         )
 
     assert admin.get(f"/webhooks/{endpoint['id']}").status_code == 404

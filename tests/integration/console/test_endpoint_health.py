@@ -12,7 +12,7 @@ from ledger.db import unit_of_work
 from ledger.webhooks.deliveries import endpoint_health, send_test_event
 from ledger.webhooks.dispatch import AttemptResult, claim_due, record_attempt
 from ledger.webhooks.endpoints import create_endpoint
-from tests.conftest import TenantFixture
+from tests.conftest import TenantFixture, secret_box
 from tests.integration.console.conftest import Console
 
 
@@ -20,8 +20,12 @@ def test_health_counts_attempts_successes_failures_and_backlog(
     admin: Console, engine: Engine, tenant: TenantFixture
 ) -> None:
     with unit_of_work(engine) as work:
-        endpoint = create_endpoint(work, tenant.id, url="http://127.0.0.1:9/h", allow_private=True)
-        other = create_endpoint(work, tenant.id, url="http://127.0.0.1:9/o", allow_private=True)
+        endpoint = create_endpoint(
+            work, tenant.id, box=secret_box(), url="http://127.0.0.1:9/h", allow_private=True
+        )
+        other = create_endpoint(
+            work, tenant.id, box=secret_box(), url="http://127.0.0.1:9/o", allow_private=True
+        )
         for _ in range(3):
             send_test_event(work, tenant.id, uuid.UUID(endpoint["id"]))
         send_test_event(work, tenant.id, uuid.UUID(other["id"]))
@@ -29,7 +33,7 @@ def test_health_counts_attempts_successes_failures_and_backlog(
         claimed = [
             delivery
             for delivery in claim_due(
-                work, limit=100, room_for=lambda _: 100, full=(), lease_seconds=60
+                work, box=secret_box(), limit=100, room_for=lambda _: 100, full=(), lease_seconds=60
             )
             if str(delivery.endpoint_id) == endpoint["id"]
         ][:2]

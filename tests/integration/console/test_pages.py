@@ -12,7 +12,7 @@ from ledger.db import unit_of_work
 from ledger.intake import accept_transactions
 from ledger.transaction_request import TransactionRequest
 from ledger.webhooks.endpoints import create_endpoint
-from tests.conftest import TenantFixture
+from tests.conftest import TenantFixture, secret_box
 from tests.integration.console.conftest import Console, applied, failed
 
 PAGES = ["/", "/transactions", "/wallets", "/webhooks", "/keys", "/audit"]
@@ -28,7 +28,9 @@ def test_every_page_renders_for_an_empty_tenant(
     assert 'id="no-endpoints"' in admin.text("/webhooks")
     assert 'id="queue-depth">0<' in admin.text("/")
     with unit_of_work(engine) as work:
-        endpoint = create_endpoint(work, tenant.id, url="http://127.0.0.1:9/h", allow_private=True)
+        endpoint = create_endpoint(
+            work, tenant.id, box=secret_box(), url="http://127.0.0.1:9/h", allow_private=True
+        )
     assert 'id="no-deliveries"' in admin.text(f"/webhooks/{endpoint['id']}")
 
 

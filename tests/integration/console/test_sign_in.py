@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from ledger.db import unit_of_work
-from tests.conftest import TenantFixture
+from tests.conftest import WEBHOOK_SECRET_KEYS, TenantFixture
 from tests.integration.console.conftest import Console, csrf_of
 
 
@@ -180,6 +180,7 @@ def test_with_the_database_down_pages_answer_503_with_retry_after_not_a_stack_tr
         port = probe.getsockname()[1]
     app = create_app(
         Settings(
+            webhook_secret_keys=WEBHOOK_SECRET_KEYS,
             database_url=f"postgresql://postgres@127.0.0.1:{port}/tally",
             broker_url=redis_url,
             queue=f"tally-test-console-{uuid.uuid4().hex[:10]}",

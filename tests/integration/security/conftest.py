@@ -11,6 +11,7 @@ from flask import Flask
 
 from api.app import create_app
 from config.settings import Settings
+from tests.conftest import WEBHOOK_SECRET_KEYS
 
 # The in-process app and test client of the API tests, for the scope and audit tests.
 from tests.integration.api.conftest import api, app  # noqa: F401
@@ -23,6 +24,7 @@ def make_app(database_url: str, redis_url: str) -> Iterator[Callable[..., Flask]
 
     def build(**changes: Any) -> Flask:
         settings = Settings(
+            webhook_secret_keys=WEBHOOK_SECRET_KEYS,
             database_url=database_url,
             broker_url=redis_url,
             queue=f"tally-test-security-{uuid.uuid4().hex[:10]}",

@@ -8,6 +8,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from api.metrics import monitor_engine
+from config.settings import Settings
 from tests.conftest import TenantFixture
 from tests.integration.ledger.helpers import run
 
@@ -60,7 +61,8 @@ def test_scrapes_within_the_cache_period_reuse_one_reading(
 
 
 def test_the_monitor_role_counts_transactions_and_reads_nothing_else(database_url: str):
-    engine = monitor_engine(database_url)
+    monitor_url = Settings(database_url=database_url).require_monitor_database_url()
+    engine = monitor_engine(monitor_url)
     try:
         with engine.connect() as conn:
             assert conn.execute(text("SELECT current_user")).scalar() == "tally_monitor"

@@ -116,3 +116,44 @@ def test_every_tenant_table_has_row_level_security_enabled_forced_and_a_tenant_p
             ).scalars()
         )
     assert tenant_tables <= protected, tenant_tables - protected
+
+
+def tables_owner(engine: Engine) -> str:
+    with engine.connect() as conn:
+        return str(
+            conn.execute(
+                text("SELECT tableowner FROM pg_tables WHERE tablename = 'transactions'")
+            ).scalar_one()
+        )
+
+
+def test_reset_role_on_the_api_connection_still_sees_only_the_bound_tenant(
+    make_app, two_tenants, engine: Engine
+):
+    """The API logs in as its own role: there is no owner underneath to climb back to."""
+    mine, _theirs = two_tenants
+    api_engine = make_app().extensions["tally"].engine
+
+    with tenant_scope(mine), api_engine.connect() as conn:
+        conn.execute(text("RESET ROLE"))
+        user = conn.execute(text("SELECT current_user")).scalar_one()
+        seen = set(conn.execute(text("SELECT DISTINCT tenant_id FROM transactions")).scalars())
+        tenants = set(conn.execute(text("SELECT id FROM tenants")).scalars())
+
+    assert user == "tally_api"
+    assert seen == {mine}
+    assert tenants == {mine}
+
+
+def test_the_api_connection_cannot_set_role_to_the_owner(make_app, two_tenants, engine: Engine):
+    mine, _theirs = two_tenants
+    api_engine = make_app().extensions["tally"].engine
+    owner = tables_owner(engine)
+
+    with tenant_scope(mine), api_engine.connect() as conn:
+        with pytest.raises(DBAPIError, match="permission denied"):
+            conn.execute(text(f'SET ROLE "{owner}"'))
+        conn.rollback()
+        seen = set(conn.execute(text("SELECT DISTINCT tenant_id FROM transactions")).scalars())
+
+    assert seen == {mine}

@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 
 from config.settings import Settings
 from tally.webhook_receiver import WebhookReceiver
+from tests.conftest import WEBHOOK_SECRET_KEYS
 from worker.webhook_dispatcher import Sender, WebhookDispatcher
 from worker.webhook_http import post_webhook
 
@@ -25,6 +26,7 @@ def receiver() -> Iterator[WebhookReceiver]:
 @pytest.fixture
 def settings(database_url: str) -> Settings:
     return Settings(
+        webhook_secret_keys=WEBHOOK_SECRET_KEYS,
         database_url=database_url,
         broker_url=None,
         webhook_allow_private_targets=True,

@@ -8,6 +8,7 @@ from sqlalchemy import Engine
 
 from ledger.db import unit_of_work
 from ledger.webhooks.endpoints import create_endpoint
+from tests.conftest import secret_box
 
 
 def register(
@@ -16,5 +17,5 @@ def register(
     """An endpoint for the tenant, with its secret."""
     with unit_of_work(engine) as work:
         return create_endpoint(
-            work, tenant_id, url=url, event_types=event_types, allow_private=True
+            work, tenant_id, box=secret_box(), url=url, event_types=event_types, allow_private=True
         )

@@ -11,6 +11,7 @@ from standardwebhooks.webhooks import Webhook
 from ledger.db import unit_of_work
 from ledger.queries import get_transaction
 from ledger.webhooks.dispatch import AttemptResult, claim_due, record_attempt
+from tests.conftest import secret_box
 from tests.integration.ledger.helpers import run
 from tests.integration.webhooks.helpers import register
 from tests.support.stack import eventually
@@ -154,7 +155,12 @@ def test_an_expired_lease_is_claimed_again_and_a_late_result_changes_nothing(
     def claim(lease_seconds):
         with unit_of_work(engine) as work:
             claimed = claim_due(
-                work, limit=1000, room_for=lambda _: 1000, full=[], lease_seconds=lease_seconds
+                work,
+                box=secret_box(),
+                limit=1000,
+                room_for=lambda _: 1000,
+                full=[],
+                lease_seconds=lease_seconds,
             )
         return next((c for c in claimed if c.id == delivery["id"]), None)
 

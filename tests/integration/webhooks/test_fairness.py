@@ -12,6 +12,7 @@ from ledger.db import unit_of_work
 from ledger.tenants import create_tenant
 from ledger.webhooks.dispatch import claim_due
 from tally.webhook_receiver import HANG
+from tests.conftest import secret_box
 from tests.integration.webhooks.helpers import register
 
 BACKLOG = 500
@@ -77,7 +78,9 @@ def test_one_claim_serves_every_tenant_with_due_deliveries(
     (waiting,) = queue_due(engine, quiet_tenant, [quiet], 1, age="1 hour")
 
     with unit_of_work(engine) as work:
-        claimed = claim_due(work, limit=8, room_for=lambda _: 8, full=[], lease_seconds=60)
+        claimed = claim_due(
+            work, box=secret_box(), limit=8, room_for=lambda _: 8, full=[], lease_seconds=60
+        )
 
     assert waiting in {c.id for c in claimed}
 
@@ -90,6 +93,7 @@ def test_a_tenant_is_held_to_its_share_of_the_pool(engine, tenant, quiet_tenant,
     with unit_of_work(engine) as work:
         claimed = claim_due(
             work,
+            box=secret_box(),
             limit=8,
             room_for=lambda _: 8,
             tenant_room_for=lambda t: 3 if t == tenant.id else 8,
@@ -98,6 +102,7 @@ def test_a_tenant_is_held_to_its_share_of_the_pool(engine, tenant, quiet_tenant,
         )
         full = claim_due(
             work,
+            box=secret_box(),
             limit=8,
             room_for=lambda _: 8,
             full=[],

@@ -6,6 +6,7 @@ import pytest
 from ledger.db import unit_of_work
 from ledger.webhooks.endpoints import create_endpoint, get_endpoint
 from ledger.webhooks.targets import TargetRefused, check_url, parse_target, refusal
+from tests.conftest import secret_box
 
 
 @pytest.mark.parametrize(
@@ -88,7 +89,9 @@ def test_ipv4_mapped_addresses_are_judged_by_the_address_they_map_to():
 
 def test_refusing_a_host_name_does_not_reveal_what_it_resolves_to(engine, tenant):
     with unit_of_work(engine) as work, pytest.raises(TargetRefused) as refused:
-        create_endpoint(work, tenant.id, url="http://localhost:8080/hook", allow_private=False)
+        create_endpoint(
+            work, tenant.id, box=secret_box(), url="http://localhost:8080/hook", allow_private=False
+        )
 
     assert refused.value.message == (
         "the host 'localhost' resolves to an address that is not publicly routable"
@@ -100,7 +103,11 @@ def test_refusing_a_host_name_does_not_reveal_what_it_resolves_to(engine, tenant
 def test_a_url_is_stored_and_shown_in_its_normalized_ascii_form(engine, tenant):
     with unit_of_work(engine) as work:
         created = create_endpoint(
-            work, tenant.id, url="HTTP://127.0.0.1:9/hoöks/ü?q=é", allow_private=True
+            work,
+            tenant.id,
+            box=secret_box(),
+            url="HTTP://127.0.0.1:9/hoöks/ü?q=é",
+            allow_private=True,
         )
         shown = get_endpoint(work.connection, tenant.id, uuid.UUID(created["id"]))
 
@@ -109,5 +116,7 @@ def test_a_url_is_stored_and_shown_in_its_normalized_ascii_form(engine, tenant):
 
 def test_a_url_that_cannot_be_normalized_is_refused_at_registration(engine, tenant):
     with unit_of_work(engine) as work, pytest.raises(TargetRefused) as refused:
-        create_endpoint(work, tenant.id, url="http://a..ü.example/hook", allow_private=True)
+        create_endpoint(
+            work, tenant.id, box=secret_box(), url="http://a..ü.example/hook", allow_private=True
+        )
     assert refused.value.code == "webhook_url_refused"
