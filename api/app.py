@@ -9,7 +9,7 @@ from flask import Flask, Response
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 
-from api import console, database, metrics
+from api import console, converters, database, metrics
 from api.combiner import SubmissionCombiner
 from api.context import Tally
 from api.docs import init_app as init_docs
@@ -89,6 +89,7 @@ def create_app(
     # Before the guard: a request refused by authentication is still timed.
     metrics.init_app(app, settings, waiter=app.extensions["tally"].waiter)
     api = ProblemApi(app)
+    converters.init_app(app, api)
     for module in (health, transactions, wallets, assets, webhooks, keys, audit):
         api.register_blueprint(module.blp)
 
