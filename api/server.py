@@ -209,6 +209,10 @@ def wsgi_environ(scope: Any, body: bytes) -> dict[str, Any]:
         ASYNC_LONG_POLL: True,
     }
     for name, value in scope.headers.items():
+        # `Content_Type` would become CONTENT_TYPE too and shadow the real Content-Type (or
+        # any header its twin): headers spelled with `_` are dropped, as nginx and gunicorn do.
+        if "_" in name:
+            continue
         key = name.upper().replace("-", "_")
         if key == "CONTENT_TYPE":
             environ["CONTENT_TYPE"] = value

@@ -1,6 +1,7 @@
 """How `tally api` (granian and the serving layer) reads a request's path and headers, seen
-from a client on the wire: each percent escape is decoded exactly once, and every valid user
-id is reachable through every wallet route and the console.
+from a client on the wire: each percent escape is decoded exactly once, every valid user id
+is reachable through every wallet route and the console, and a header spelled with `_`
+cannot pass for its `-` twin.
 
 Requests go out through http.client or a raw socket, which send the path as written (no
 client-side normalization). No Celery worker runs: the tests apply what they submit with the
@@ -359,3 +360,26 @@ def test_an_awkward_id_round_trips_through_the_console_wallet_page(
     assert back.status == 200 and f"<code>{escape(user_id)}</code>" in back.text
     assert unfrozen.status == 303, unfrozen.body
     assert statuses(engine, awkward_tenant)[user_id] == "active"
+
+
+# --- Finding: a header spelled with `_` shadowing its twin ------------------------------------
+
+
+def test_a_content_type_spelled_with_an_underscore_does_not_pass_the_415_check(
+    server: Server, tenant: TenantFixture
+) -> None:
+    body = json.dumps(
+        {"user_id": "alice", "asset_code": "EUR", "amount": 1, "reference_id": "r-415"}
+    ).encode()
+    request = (
+        b"POST /api/v1/wallets/topup HTTP/1.1\r\nHost: tally\r\n"
+        + f"Authorization: Bearer {tenant.api_key}\r\n".encode()
+        + b"Content-Type: text/plain\r\nContent_Type: application/json\r\n"
+        + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+        + body
+    )
+
+    status, answer = server.raw(request)
+
+    assert status == 415, answer
+    assert json.loads(answer)["code"] == "unsupported_media_type"
