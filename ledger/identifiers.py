@@ -7,7 +7,7 @@ reader can mistake for another id: no `/` (a server sees `%2F` decoded, as a sep
 make two different ids display alike (a soft hyphen, a variation selector, a filler, a tag
 character, a second spelling of the same accented letter). A reference id is only ever text
 in a body or a query, so it keeps its wider rule, without the invisible ones that make two
-keys look alike.
+keys look alike. docs/security.md#user-ids-and-reference-ids has the rule and its reasons.
 """
 
 from __future__ import annotations
