@@ -8,6 +8,7 @@ import re
 import sys
 import unicodedata
 
+import jsonschema_rs
 import pytest
 
 from ledger.errors import InvalidRequest
@@ -198,3 +199,15 @@ def test_the_reference_id_pattern_agrees_with_the_validator_on_the_bmp() -> None
         assert (pattern.fullmatch(value) is not None) == (reference_id_fault(value) is None), (
             f"U+{code_point:04X}"
         )
+
+
+def test_an_ecma_262_validator_reads_the_documented_rule_as_the_validator_does() -> None:
+    # jsonschema_rs (schemathesis's validator) runs patterns with an ECMA-262 engine.
+    schema = {"type": "string", "pattern": user_id_pattern(), "minLength": 1, "maxLength": 128}
+    documented = jsonschema_rs.validator_for(schema, validate_formats=True)
+    samples = [
+        *ACCEPTED, "", ".", "..", "@a", "a/b", "x" * 129, "\U0001f600" * 129, "a\u00ad",
+        "a\U000e0041", "a\ufe0f", "a b", "a\u3164", "a\u200b", "\U0010ffff", "\U000e1000",
+    ]  # fmt: skip
+    for value in samples:
+        assert documented.is_valid(value) == (user_id_fault(value) is None), repr(value)
