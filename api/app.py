@@ -12,7 +12,7 @@ from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from api import console, database, metrics
+from api import console, converters, database, metrics
 from api.auth_failures import AuthFailures
 from api.combiner import SubmissionCombiner
 from api.context import Tally
@@ -119,6 +119,7 @@ def create_app(
     # Before the guard: a request refused by authentication is still timed.
     metrics.init_app(app, settings, waiter=app.extensions["tally"].waiter)
     api = ProblemApi(app)
+    converters.init_app(app, api)
     for module in (health, transactions, wallets, assets, webhooks, keys, audit):
         api.register_blueprint(module.blp)
 

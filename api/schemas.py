@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from ledger.identifiers import (
+    MAX_REFERENCE_ID,
+    MAX_USER_ID,
+    REFERENCE_ID_RULE,
+    USER_ID_RULE,
+    reference_id_fault,
+    reference_id_pattern,
+    user_id_fault,
+    user_id_pattern,
+)
 from ledger.money import MAX_AMOUNT
 from ledger.transaction_request import (
     ASSET_CODE,
     MAX_HOLD_SECONDS,
     MAX_TEXT,
     UNSTORABLE,
-    USER_ID,
 )
 from ledger.vocabulary import (
     HOLD_ACTIONS,
@@ -79,11 +89,52 @@ class FullMatch(validate.Regexp):
         return value
 
 
-def _user_id(**kwargs: Any) -> fields.String:
+class Identifier(validate.Validator):
+    """One of the ledger's identifier rules (ledger/identifiers.py): its refusal says which
+    part of the rule the value breaks."""
+
+    def __init__(self, fault: Callable[[object], str | None]) -> None:
+        self.fault = fault
+
+    def __call__(self, value: Any) -> Any:
+        fault = self.fault(value)
+        if fault is not None:
+            raise ValidationError(f"{fault[0].upper()}{fault[1:]}.")
+        return value
+
+
+def user_id_property(description: str = "") -> dict[str, Any]:
+    """The user-id rule as JSON Schema: its code points as a pattern (Unicode, `u` flag
+    semantics), its length, and what a pattern cannot say in the description."""
+    rule = (
+        f"A wallet owner's id: {USER_ID_RULE} The pattern lists the code points allowed (read"
+        " it with Unicode semantics, the `u` flag)."
+    )
+    return {
+        "pattern": user_id_pattern(),
+        "minLength": 1,
+        "maxLength": MAX_USER_ID,
+        "description": f"{description} {rule}" if description else rule,
+    }
+
+
+def _user_id(*, metadata: dict[str, Any] | None = None, **kwargs: Any) -> fields.String:
     return fields.String(
-        validate=FullMatch(
-            USER_ID, error="Must be 1-128 characters without spaces, not starting with '@'."
-        ),
+        validate=Identifier(user_id_fault),
+        metadata=user_id_property((metadata or {}).get("description", "")),
+        **kwargs,
+    )
+
+
+def _reference_id(**kwargs: Any) -> fields.String:
+    return fields.String(
+        validate=Identifier(reference_id_fault),
+        metadata={
+            "pattern": reference_id_pattern(),
+            "minLength": 1,
+            "maxLength": MAX_REFERENCE_ID,
+            "description": f"The client's idempotency key, unique per tenant: {REFERENCE_ID_RULE}",
+        },
         **kwargs,
     )
 
@@ -102,9 +153,7 @@ class SubmissionSchema(Schema):
     user_id = _user_id(required=True)
     asset_code = _asset_code(required=True)
     amount = MinorUnits(required=True)
-    reference_id = _text(
-        required=True, metadata={"description": "The client's idempotency key, unique per tenant."}
-    )
+    reference_id = _reference_id(required=True)
     metadata = fields.Dict(keys=fields.String(), load_default=dict)
 
 

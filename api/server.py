@@ -18,7 +18,6 @@ what granian leaves to the application:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import io
 import logging
@@ -26,7 +25,6 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote_to_bytes
 
 from flask import Flask
 
@@ -211,6 +209,10 @@ def wsgi_environ(scope: Any, body: bytes) -> dict[str, Any]:
         ASYNC_LONG_POLL: True,
     }
     for name, value in scope.headers.items():
+        # `Content_Type` would become CONTENT_TYPE too and shadow the real Content-Type (or
+        # any header its twin): headers spelled with `_` are dropped, as nginx and gunicorn do.
+        if "_" in name:
+            continue
         key = name.upper().replace("-", "_")
         if key == "CONTENT_TYPE":
             environ["CONTENT_TYPE"] = value
@@ -223,11 +225,13 @@ def wsgi_environ(scope: Any, body: bytes) -> dict[str, Any]:
 
 
 def _wsgi_path(path: str) -> str:
-    """PATH_INFO as WSGI wants it: percent-decoded bytes, as a latin-1 string."""
-    if "%" not in path:
-        with contextlib.suppress(UnicodeEncodeError):
-            return path.encode("utf-8").decode("latin-1")
-    return unquote_to_bytes(path).decode("latin-1")
+    """PATH_INFO as WSGI wants it: the path's UTF-8 bytes as a latin-1 string.
+
+    Granian hands over the path percent-decoded already (`%2561` arrives as `%61`, `%2F` as
+    `/`): decoding it again would let `/wallets/%2561lice9` name the wallet `alice9`, so each
+    escape is decoded once, there, and never here.
+    """
+    return path.encode("utf-8").decode("latin-1")
 
 
 def create_server() -> TallyServer:

@@ -11,18 +11,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ledger.errors import InvalidRequest
+from ledger.identifiers import check_reference_id, check_user_id
 from ledger.money import MAX_AMOUNT
 from ledger.vocabulary import HOLD_ACTIONS, TransactionType
 
 # fullmatch, not match: `$` would also accept a trailing newline ("alice\n" is not "alice").
 ASSET_CODE = re.compile(r"[A-Z0-9_]{1,32}")
-# No whitespace, no NUL (PostgreSQL text cannot hold it), no unpaired surrogate (not
-# encodable as UTF-8), no leading '@' (system accounts).
-# Not in a user id: spaces, control characters, unpaired surrogates, and the invisible
-# format characters that make one id look like another (bidirectional overrides and
-# isolates, zero-width characters, the byte-order mark).
-_NOT_IN_USER_ID = r"\s\x00-\x1f\x7f-\x9f\ud800-\udfff\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff"
-USER_ID = re.compile(f"[^@{_NOT_IN_USER_ID}][^{_NOT_IN_USER_ID}]{{0,127}}")
 MAX_TEXT = 128
 MAX_METADATA_BYTES = 4096
 # Objects and arrays nested deeper are refused: the JSON encoders recurse, and a few hundred
@@ -42,17 +36,6 @@ def check_amount(amount: object, *, signed: bool = False, name: str = "amount") 
         )
         raise InvalidRequest("invalid_amount", f"amount must be {bound}", field=name)
     return amount
-
-
-def check_user_id(value: object, name: str = "user_id") -> str:
-    """A wallet owner id: 1-128 visible characters, not starting with '@' (system accounts)."""
-    if not isinstance(value, str) or not USER_ID.fullmatch(value):
-        raise InvalidRequest(
-            "invalid_user_id",
-            f"{name} must be 1-128 characters without spaces, not starting with '@'",
-            field=name,
-        )
-    return value
 
 
 def check_asset_code(value: object, name: str = "asset_code") -> str:
@@ -150,7 +133,7 @@ class TransactionRequest:
                 "invalid_type", f"type must be one of {', '.join(TransactionType)}", field="type"
             )
         kind = TransactionType(self.type)
-        _check_text(self.reference_id, "reference_id", required=True)
+        check_reference_id(self.reference_id)
         if kind in HOLD_ACTIONS:
             for name in ("user_id", "asset_code", "to_user_id"):
                 if getattr(self, name) is not None:

@@ -13,9 +13,9 @@ from api.console.blueprint import authorize_as, back_with_notice, bp, principal,
 from api.database import request_connection, request_unit_of_work
 from ledger.errors import InvalidRequest
 from ledger.holds import list_holds
+from ledger.identifiers import check_user_id
 from ledger.queries import user_wallets, wallet_history
 from ledger.search import audit_of
-from ledger.transaction_request import check_user_id
 from ledger.vocabulary import AccountStatus, HoldStatus
 from ledger.wallets import freeze_wallet, unfreeze_wallet, update_wallet
 
@@ -38,7 +38,7 @@ def _user(user_id: str) -> str:
     return user_id
 
 
-@bp.get("/wallets/<user_id>")
+@bp.get("/wallets/<user_id:user_id>")
 def wallet(user_id: str) -> tuple[str, int]:
     tenant_id = principal().tenant_id
     _user(user_id)
@@ -83,7 +83,7 @@ def _action(action: str) -> Action:
     return ACTIONS[action]
 
 
-@bp.get("/wallets/<user_id>/<asset_code>/<action>")
+@bp.get("/wallets/<user_id:user_id>/<asset_code>/<action>")
 def confirm_wallet_action(user_id: str, asset_code: str, action: str) -> tuple[str, int]:
     endpoint, method, _, _, _ = _action(action)
     authorize_as(endpoint, method)
@@ -91,7 +91,7 @@ def confirm_wallet_action(user_id: str, asset_code: str, action: str) -> tuple[s
     return render("wallet_confirm.html", user_id=user_id, asset_code=asset_code, action=action)
 
 
-@bp.post("/wallets/<user_id>/<asset_code>/<action>")
+@bp.post("/wallets/<user_id:user_id>/<asset_code>/<action>")
 def wallet_action(user_id: str, asset_code: str, action: str) -> Response:
     endpoint, method, change, changes, notice = _action(action)
     authorize_as(endpoint, method)

@@ -29,8 +29,8 @@ from api.schemas import (
 )
 from api.submission import request_from_body, submit
 from ledger.holds import list_holds
+from ledger.identifiers import check_user_id
 from ledger.queries import get_balance, wallet_history
-from ledger.transaction_request import check_user_id
 from ledger.vocabulary import Scope, TransactionType
 from ledger.wallets import freeze_wallet, unfreeze_wallet, update_wallet
 
@@ -71,7 +71,7 @@ _seed_submission(
 )
 
 
-@blp.route("/<user_id>/balance")
+@blp.route("/<user_id:user_id>/balance")
 class Balance(MethodView):
     @blp.arguments(AssetQuerySchema, location="query")
     @blp.response(200, BalanceSchema)
@@ -103,7 +103,7 @@ def _wallet_page(
     return json_response(page)
 
 
-@blp.route("/<user_id>/transactions")
+@blp.route("/<user_id:user_id>/transactions")
 class History(MethodView):
     @blp.arguments(HistoryQuerySchema, location="query")
     @blp.response(200, HistorySchema)
@@ -115,7 +115,7 @@ class History(MethodView):
         return _wallet_page(wallet_history, user_id, query)
 
 
-@blp.route("/<user_id>/holds")
+@blp.route("/<user_id:user_id>/holds")
 class Holds(MethodView):
     @blp.arguments(HoldsQuerySchema, location="query")
     @blp.response(200, HoldPageSchema)
@@ -148,7 +148,7 @@ def _change_wallet(
     return json_response(balance)
 
 
-@blp.route("/<user_id>/freeze")
+@blp.route("/<user_id:user_id>/freeze")
 class Freeze(MethodView):
     @blp.arguments(WalletActionSchema)
     @blp.response(200, BalanceSchema)
@@ -160,7 +160,7 @@ class Freeze(MethodView):
         return _change_wallet(freeze_wallet, user_id, body)
 
 
-@blp.route("/<user_id>/unfreeze")
+@blp.route("/<user_id:user_id>/unfreeze")
 class Unfreeze(MethodView):
     @blp.requires(Scope.ADMIN)
     @blp.arguments(WalletActionSchema)
@@ -173,7 +173,7 @@ class Unfreeze(MethodView):
         return _change_wallet(unfreeze_wallet, user_id, body)
 
 
-@blp.route("/<user_id>")
+@blp.route("/<user_id:user_id>")
 class Wallet(MethodView):
     @blp.requires(Scope.ADMIN)
     @blp.arguments(WalletChangeSchema)
