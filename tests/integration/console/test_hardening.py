@@ -14,7 +14,7 @@ from werkzeug.test import TestResponse
 from ledger.db import unit_of_work
 from ledger.tenants import set_rate_limit
 from ledger.webhooks.endpoints import create_endpoint
-from tests.conftest import TenantFixture
+from tests.conftest import TenantFixture, secret_box
 from tests.integration.console.conftest import Console, applied, csrf_of
 
 # Apps with settings of their own, closed after each test.
@@ -51,7 +51,9 @@ FORMS = [
 @pytest.fixture
 def endpoint_id(engine: Engine, tenant: TenantFixture) -> str:
     with unit_of_work(engine) as work:
-        made = create_endpoint(work, tenant.id, url="http://127.0.0.1:9/hooks", allow_private=True)
+        made = create_endpoint(
+            work, tenant.id, box=secret_box(), url="http://127.0.0.1:9/hooks", allow_private=True
+        )
     return str(made["id"])
 
 
