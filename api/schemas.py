@@ -479,7 +479,11 @@ class TransactionBatchSchema(Schema):
         fields.Raw(metadata={"type": "object", "description": "A POST /transactions body."}),
         required=True,
         validate=validate.Length(min=1),
-        metadata={"description": f"1 to {MAX_BATCH_ITEMS} transactions, applied in this order."},
+        metadata={
+            "maxItems": MAX_BATCH_ITEMS,
+            "description": f"1 to {MAX_BATCH_ITEMS} transactions, applied in this order"
+            " (more is `413 batch_too_large`).",
+        },
     )
 
 
