@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from api.schemas import AssetQuerySchema, WalletUpdateSchema, storable
+from api.schemas import AssetQuerySchema, WalletUpdateSchema, cursor_field, storable_text
 from ledger.vocabulary import Scope
 
 MAX_REASON = 500
 
 
 def _reason() -> fields.String:
-    return fields.String(
-        validate=[validate.Length(min=1, max=MAX_REASON), storable],
-        metadata={"description": "Why: recorded in the audit trail."},
+    return storable_text(
+        max_length=MAX_REASON, metadata={"description": "Why: recorded in the audit trail."}
     )
 
 
@@ -48,8 +47,8 @@ class ApiKeyWithSecretSchema(ApiKeySchema):
 
 class AuditQuerySchema(Schema):
     limit = fields.Integer(validate=validate.Range(min=1, max=200), load_default=50)
-    cursor = fields.String(validate=validate.Length(max=200))
-    action = fields.String(validate=[validate.Length(min=1, max=100), storable])
+    cursor = cursor_field(max_length=200)
+    action = storable_text(max_length=100)
 
 
 class AuditEventSchema(Schema):

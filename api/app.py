@@ -22,6 +22,7 @@ from api.key_cache import KeyCache
 from api.problems import from_http_exception, register_problem_handlers
 from api.rate_limits import RateLimiter, storage_url
 from api.routes import assets, audit, health, keys, transactions, wallets, webhooks
+from api.routing import RoutedFlask
 from api.schemas import ProblemSchema
 from api.waiter import TransactionWaiter
 from config.settings import API_PROBE_THREADS, Settings
@@ -58,7 +59,7 @@ def create_app(
     endpoint seals its secret, so a missing key is found at start, not by a tenant."""
     settings = settings or Settings.from_env()
     secret_box = SecretBox(settings.require_webhook_secret_keys())
-    app = Flask(__name__)
+    app = RoutedFlask(__name__)
     app.config.update(
         API_TITLE="Tally",
         API_VERSION="v1",

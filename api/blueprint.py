@@ -66,6 +66,21 @@ class Blueprint(flask_smorest.Blueprint):
         # Last: it replaces flask-smorest's JSON error responses, which Tally never sends.
         self._prepare_doc_cbks.append(self._prepare_problem_doc)
 
+    def route(self, rule: str, **options: Any) -> Callable[[View], View]:
+        """flask-smorest's route; a rule with a `<uuid:...>` part also documents the 404
+        `not_found` that routing answers for a path whose id is not a UUID."""
+        register = super().route(rule, **options)
+        if "<uuid:" not in rule:
+            return register
+
+        def decorator(view: View) -> View:
+            for method in getattr(view, "methods", None) or ():
+                handler = getattr(view, method.lower())
+                setattr(view, method.lower(), self.problem(404, "not_found")(handler))
+            return register(view)
+
+        return decorator
+
     @staticmethod
     def problem(status: int, *codes: str) -> Callable[[View], View]:
         """Document that the view answers `status` as problem+json with one of `codes`."""

@@ -8,12 +8,13 @@ statuses every operation of a kind shares are added here, from what the operatio
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from http import HTTPStatus
 from typing import Any
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
+from apispec.ext.marshmallow.common import resolve_schema_instance
 from marshmallow import fields
 
 from api.permissions import REFUSALS
@@ -98,12 +99,28 @@ def _null_or_reference(
     return {"anyOf": branches}
 
 
+def _with_schema_rules(schema2jsonschema: Callable[[Any], dict[str, Any]]) -> Any:
+    """A schema's rules across its fields (`Meta.json_schema_rules`, JSON Schema keywords
+    such as `minProperties` or `allOf`) join its document, as its field rules do."""
+
+    def convert(schema: Any) -> dict[str, Any]:
+        jsonschema = schema2jsonschema(schema)
+        meta = getattr(resolve_schema_instance(schema), "Meta", None)
+        return {**jsonschema, **getattr(meta, "json_schema_rules", {})}
+
+    convert.with_schema_rules = True  # type: ignore[attr-defined]
+    return convert
+
+
 def prepare_document(spec: APISpec, marshmallow_plugin: MarshmallowPlugin) -> None:
-    """Once per document: exact nullable references, the bearer scheme, shared headers."""
+    """Once per document: exact nullable references, schema-wide rules, the bearer scheme,
+    shared headers."""
     converter = marshmallow_plugin.converter
     assert converter is not None, "the marshmallow plugin is initialised with the spec"
     if not hasattr(converter, _null_or_reference.__name__):
         converter.add_attribute_function(_null_or_reference)
+    if not getattr(converter.schema2jsonschema, "with_schema_rules", False):
+        converter.schema2jsonschema = _with_schema_rules(converter.schema2jsonschema)  # type: ignore[method-assign]
     components = spec.components
     if BEARER_AUTH not in components.security_schemes:
         components.security_scheme(

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from ledger.assets import MAX_ASSET_NAME, MAX_DECIMAL_PLACES
 from ledger.identifiers import (
     MAX_REFERENCE_ID,
     MAX_USER_ID,
@@ -19,10 +20,15 @@ from ledger.identifiers import (
     user_id_pattern,
 )
 from ledger.money import MAX_AMOUNT
+from ledger.pagination import CURSOR_ALPHABET
 from ledger.transaction_request import (
     ASSET_CODE,
     MAX_HOLD_SECONDS,
+    MAX_METADATA_BYTES,
+    MAX_METADATA_DEPTH,
     MAX_TEXT,
+    ORIGINAL_TYPES,
+    TO_USER_TYPES,
     UNSTORABLE,
 )
 from ledger.vocabulary import (
@@ -38,6 +44,12 @@ NOT_MINOR_UNITS = (
     ' Tally-Amounts: string, a decimal string of one such as "12345".'
 )
 
+# Portable JSON Schema (ECMA-262 and Python `re` read it alike) for what `storable` refuses
+# in text: NUL. An unpaired surrogate is no Unicode text, so no document value can hold one.
+NUL_FREE = r"^[^\u0000]*$"
+# Cursors are unpadded URL-safe base64 (ledger/pagination.py).
+CURSOR = f"^[{CURSOR_ALPHABET}]*$"
+
 
 class MinorUnits(fields.Integer):
     """An amount in the asset's smallest unit: a JSON integer (or, with `Tally-Amounts:
@@ -47,12 +59,16 @@ class MinorUnits(fields.Integer):
     def __init__(self, *, signed: bool = False, **kwargs: Any) -> None:
         super().__init__(strict=True, error_messages={"invalid": NOT_MINOR_UNITS}, **kwargs)
         self.signed = signed
-        bounds = {"minimum": -MAX_AMOUNT if signed else 1, "maximum": MAX_AMOUNT}
-        self.metadata = {
-            "description": "Integer amount in the asset's smallest unit (e.g. cents).",
-            **self.metadata,
-            **bounds,
-        }
+        # The bounds `_validated` enforces, in the document: non-zero, |amount| <= MAX_AMOUNT.
+        bounds: dict[str, Any] = {"minimum": -MAX_AMOUNT if signed else 1, "maximum": MAX_AMOUNT}
+        if signed:
+            bounds["not"] = {"enum": [0]}
+        self.metadata = {**bounds, **self.metadata}
+        if "description" not in self.metadata:
+            self.metadata = {
+                **self.metadata,
+                "description": "Integer amount in the asset's smallest unit (e.g. cents).",
+            }
 
     def _validated(self, value: Any) -> int:
         if isinstance(value, bool):
@@ -73,6 +89,28 @@ def storable(value: str) -> None:
 def _text(**kwargs: Any) -> fields.String:
     # Also checked before a lookup, not only before an insert: the database refuses NUL.
     return fields.String(validate=[validate.Length(min=1, max=MAX_TEXT), storable], **kwargs)
+
+
+def storable_text(*, max_length: int, min_length: int = 1, **kwargs: Any) -> fields.String:
+    """Text of `min_length`..`max_length` characters the database can store, so documented."""
+    metadata = {"pattern": NUL_FREE, **kwargs.pop("metadata", {})}
+    return fields.String(
+        validate=[validate.Length(min=min_length, max=max_length), storable],
+        metadata=metadata,
+        **kwargs,
+    )
+
+
+def cursor_field(max_length: int) -> fields.String:
+    """A page cursor: only a `next_cursor` this API returned continues a listing."""
+    return fields.String(
+        validate=validate.Length(max=max_length),
+        metadata={
+            "pattern": CURSOR,
+            "description": "A `next_cursor` from the previous page, as it was returned;"
+            " any other value is refused `invalid_cursor`.",
+        },
+    )
 
 
 class FullMatch(validate.Regexp):
@@ -154,19 +192,54 @@ class SubmissionSchema(Schema):
     asset_code = _asset_code(required=True)
     amount = MinorUnits(required=True)
     reference_id = _reference_id(required=True)
-    metadata = fields.Dict(keys=fields.String(), load_default=dict)
+    metadata = fields.Dict(
+        keys=fields.String(),
+        load_default=dict,
+        metadata={
+            "description": f"Any JSON object of at most {MAX_METADATA_BYTES} bytes (compact"
+            f" encoding), nested at most {MAX_METADATA_DEPTH} levels, with no NUL in any string"
+            " (`invalid_metadata`, `metadata_too_large`)."
+        },
+    )
 
 
 class TopupSchema(SubmissionSchema):
-    payment_method = _text()
+    payment_method = storable_text(max_length=MAX_TEXT)
 
 
 class BonusSchema(SubmissionSchema):
-    bonus_type = _text()
+    bonus_type = storable_text(max_length=MAX_TEXT)
 
 
 class SpendSchema(SubmissionSchema):
-    item_id = _text()
+    item_id = storable_text(max_length=MAX_TEXT)
+
+
+def _fields_by_type() -> list[dict[str, Any]]:
+    """Which fields each type takes (ledger/transaction_request.py), as portable JSON Schema:
+    OpenAPI 3.0 has no if/then, so each rule reads "type is not one of these, or ..."."""
+    every = set(TransactionType)
+    rules: list[dict[str, Any]] = []
+
+    def when(types: Iterable[str], then: dict[str, Any]) -> None:
+        others = {"properties": {"type": {"not": {"enum": sorted(map(str, types))}}}}
+        rules.append({"anyOf": [others, then]})
+
+    def absent(*names: str) -> dict[str, Any]:
+        return {"not": {"anyOf": [{"required": [name]} for name in names]}}
+
+    when(every - HOLD_ACTIONS, {"required": ["user_id", "asset_code", "amount"]})
+    when(HOLD_ACTIONS, absent("user_id", "asset_code", "to_user_id"))
+    when({TransactionType.VOID}, absent("amount"))
+    when(every - {TransactionType.ADJUSTMENT}, {"properties": {"amount": {"minimum": 1}}})
+    when(ORIGINAL_TYPES, {"required": ["original_transaction_id"]})
+    when(every - ORIGINAL_TYPES, absent("original_transaction_id"))
+    when({TransactionType.TRANSFER}, {"required": ["to_user_id"]})
+    when(every - TO_USER_TYPES, absent("to_user_id"))
+    when(every - {TransactionType.HOLD}, absent("expires_in", "expires_at"))
+    when({TransactionType.HOLD}, {"not": {"required": ["expires_in", "expires_at"]}})
+    when({TransactionType.ADJUSTMENT}, {"required": ["reason"]})
+    return rules
 
 
 class TransactionSchema(SubmissionSchema):
@@ -176,6 +249,9 @@ class TransactionSchema(SubmissionSchema):
     an `amount`, by default the whole hold); every other type names a wallet, an asset and
     an amount.
     """
+
+    class Meta:
+        json_schema_rules: ClassVar[dict[str, Any]] = {"allOf": _fields_by_type()}
 
     type = fields.String(required=True, validate=validate.OneOf(list(TransactionType)))
     user_id = _user_id(metadata={"description": "Every type but capture and void."})
@@ -194,17 +270,20 @@ class TransactionSchema(SubmissionSchema):
     original_transaction_id = fields.UUID(
         metadata={"description": "Refunds: the spend or capture; captures and voids: the hold."}
     )
-    payment_method = _text()
-    bonus_type = _text()
-    item_id = _text()
-    reason = _text()
+    payment_method = storable_text(max_length=MAX_TEXT)
+    bonus_type = storable_text(max_length=MAX_TEXT)
+    item_id = storable_text(max_length=MAX_TEXT)
+    reason = storable_text(max_length=MAX_TEXT)
     expires_in = fields.Integer(
         strict=True,
         validate=validate.Range(1, MAX_HOLD_SECONDS),
         metadata={"description": "Holds: seconds until the hold expires (default 7 days)."},
     )
     expires_at = fields.AwareDateTime(
-        metadata={"description": "Holds: when the hold expires (at most 30 days ahead)."}
+        metadata={
+            "description": "Holds: when the hold expires, in the future and at most 30 days"
+            " ahead (`invalid_expiry`)."
+        }
     )
 
     # Run beside the field errors, so one answer names every missing field; what counts
@@ -352,7 +431,7 @@ class AssetQuerySchema(Schema):
 
 class HistoryQuerySchema(AssetQuerySchema):
     limit = fields.Integer(validate=validate.Range(min=1, max=200), load_default=50)
-    cursor = fields.String(validate=validate.Length(max=200))
+    cursor = cursor_field(max_length=200)
 
 
 class BalanceSchema(Schema):
@@ -412,8 +491,10 @@ class WalletUpdateSchema(Schema):
 
 class AssetSchema(Schema):
     code = _asset_code(required=True)
-    name = fields.String(required=True, validate=[validate.Length(min=1, max=200), storable])
-    decimal_places = fields.Integer(strict=True, required=True, validate=validate.Range(0, 18))
+    name = storable_text(max_length=MAX_ASSET_NAME, required=True)
+    decimal_places = fields.Integer(
+        strict=True, required=True, validate=validate.Range(0, MAX_DECIMAL_PLACES)
+    )
     # Required in answers only: OpenAPI ignores `required` on a readOnly field in requests.
     created_at = fields.DateTime(dump_only=True, required=True)
 
@@ -453,7 +534,11 @@ class TransactionBatchSchema(Schema):
         fields.Raw(metadata={"type": "object", "description": "A POST /transactions body."}),
         required=True,
         validate=validate.Length(min=1),
-        metadata={"description": f"1 to {MAX_BATCH_ITEMS} transactions, applied in this order."},
+        metadata={
+            "maxItems": MAX_BATCH_ITEMS,
+            "description": f"1 to {MAX_BATCH_ITEMS} transactions, applied in this order"
+            " (more is `413 batch_too_large`).",
+        },
     )
 
 

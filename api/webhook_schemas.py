@@ -3,23 +3,33 @@
 from __future__ import annotations
 
 from datetime import UTC
-from typing import Any
+from typing import Any, ClassVar
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from api.schemas import storable
+from api.schemas import cursor_field, storable_text
 from ledger.vocabulary import WEBHOOK_TEST_EVENT, DeliveryStatus, EventType
 from ledger.webhooks.endpoints import MAX_DESCRIPTION, MAX_OVERLAP_SECONDS
 from ledger.webhooks.targets import MAX_URL_LENGTH
 
 EVENT_TYPES = [str(t) for t in EventType]
+# What ledger.webhooks.targets.parse_target takes, as far as a pattern can say: an http(s)
+# scheme in any case, then no whitespace or control character (Python's `str.isspace`).
+WEBHOOK_URL = (
+    r"^[Hh][Tt][Tt][Pp][Ss]?://"
+    r"[^\u0000-\u0020\u007f\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$"
+)
 DELIVERY_STATUSES = [str(s) for s in DeliveryStatus]
 
 
 def _url(**kwargs: Any) -> fields.String:
-    return fields.String(
-        validate=[validate.Length(min=1, max=MAX_URL_LENGTH), storable],
-        metadata={"description": "http(s) URL that receives the events (public addresses only)."},
+    return storable_text(
+        max_length=MAX_URL_LENGTH,
+        metadata={
+            "pattern": WEBHOOK_URL,
+            "format": "uri",
+            "description": "http(s) URL that receives the events (public addresses only).",
+        },
         **kwargs,
     )
 
@@ -34,9 +44,7 @@ def _event_types(**kwargs: Any) -> fields.List:
 
 
 def _description(**kwargs: Any) -> fields.String:
-    return fields.String(
-        validate=[validate.Length(max=MAX_DESCRIPTION), storable], allow_none=True, **kwargs
-    )
+    return storable_text(min_length=0, max_length=MAX_DESCRIPTION, allow_none=True, **kwargs)
 
 
 class WebhookEndpointCreateSchema(Schema):
@@ -47,6 +55,11 @@ class WebhookEndpointCreateSchema(Schema):
 
 class WebhookEndpointUpdateSchema(Schema):
     """Only the fields sent change."""
+
+    class Meta:
+        json_schema_rules: ClassVar[dict[str, Any]] = {
+            "minProperties": 1
+        }  # what `_not_empty` enforces
 
     url = _url()
     event_types = _event_types()
@@ -98,7 +111,7 @@ class RotateSecretSchema(Schema):
 class DeliveryQuerySchema(Schema):
     status = fields.String(validate=validate.OneOf(DELIVERY_STATUSES))
     limit = fields.Integer(validate=validate.Range(min=1, max=200), load_default=50)
-    cursor = fields.String(validate=validate.Length(max=300))
+    cursor = cursor_field(max_length=300)
 
 
 class WebhookAttemptSchema(Schema):

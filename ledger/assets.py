@@ -17,6 +17,7 @@ from ledger.transaction_request import UNSTORABLE, check_asset_code
 from ledger.vocabulary import SystemAccount
 
 MAX_DECIMAL_PLACES = 18
+MAX_ASSET_NAME = 200
 INSERT_ASSET = text(
     "INSERT INTO assets (tenant_id, code, name, decimal_places)"
     " VALUES (:t, :code, :name, :dp) RETURNING code, name, decimal_places, created_at"
@@ -47,8 +48,10 @@ def create_asset(
             f"decimal_places must be 0..{MAX_DECIMAL_PLACES}",
             field="decimal_places",
         )
-    if not isinstance(name, str) or not 1 <= len(name) <= 200 or UNSTORABLE.search(name):
-        raise InvalidRequest("invalid_name", "name must be 1-200 characters", field="name")
+    if not isinstance(name, str) or not 1 <= len(name) <= MAX_ASSET_NAME or UNSTORABLE.search(name):
+        raise InvalidRequest(
+            "invalid_name", f"name must be 1-{MAX_ASSET_NAME} characters", field="name"
+        )
     conn = work.connection
     params = {"t": tenant_id, "code": code, "name": name, "dp": decimal_places}
     try:

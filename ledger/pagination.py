@@ -11,6 +11,8 @@ from typing import TypeVar
 from ledger.errors import InvalidCursor
 
 MAX_PAGE_SIZE = 200
+# What `encode_cursor` writes: the URL-safe base64 alphabet, as a regex character class.
+CURSOR_ALPHABET = "A-Za-z0-9_-"
 T = TypeVar("T")
 
 

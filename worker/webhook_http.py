@@ -156,6 +156,10 @@ def _post(
             try:
                 connection.request("POST", target.path, body=body, headers=request_headers)
                 response = connection.getresponse()
+                # The cut-off ends the head with an EOF that http.client takes for its
+                # blank line: a head that was still arriving then is a timeout, not an answer.
+                if expired.is_set():
+                    break
                 content = response.read(MAX_RESPONSE_BYTES)
             finally:
                 connection.close()

@@ -14,7 +14,6 @@ from api.blueprint import Blueprint
 from api.context import tally
 from api.database import request_connection, request_unit_of_work
 from api.respond import json_response
-from ledger.errors import ApiKeyNotFound
 from ledger.keys import issue_api_key, list_api_keys, revoke_api_key
 from ledger.vocabulary import Scope
 
@@ -46,20 +45,16 @@ class ApiKeys(MethodView):
             return json_response(list_api_keys(conn, current_principal().tenant_id))
 
 
-@blp.route("/<key_id>")
+@blp.route("/<uuid:key_id>")
 class ApiKey(MethodView):
     @blp.requires(Scope.ADMIN)
     @blp.response(200, ApiKeySchema)
     @blp.problem(404, "api_key_not_found")
-    def delete(self, key_id: str) -> Response:
+    def delete(self, key_id: uuid.UUID) -> Response:
         """Revoke a key: every API process refuses it within a second."""
         principal = current_principal()
-        try:
-            parsed = uuid.UUID(key_id)
-        except ValueError:
-            raise ApiKeyNotFound(f"no API key {key_id!r}") from None
         with request_unit_of_work() as work:
-            key = revoke_api_key(work, principal.tenant_id, parsed, actor=principal.actor)
+            key = revoke_api_key(work, principal.tenant_id, key_id, actor=principal.actor)
         # Other processes hear of it through LISTEN/NOTIFY; this one knows now.
         tally().keys.forget(key["id"])
         return json_response(key)

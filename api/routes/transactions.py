@@ -12,7 +12,6 @@ from api.auth import current_principal
 from api.blueprint import Blueprint
 from api.bulk import submit_batch
 from api.database import request_connection, request_unit_of_work
-from api.problems import ApiProblem
 from api.respond import json_response
 from api.schemas import (
     ReferenceQuerySchema,
@@ -34,15 +33,6 @@ blp = Blueprint(
     url_prefix="/api/v1/transactions",
     description="Submit transactions and follow them to their outcome.",
 )
-
-
-def parse_transaction_id(raw: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise ApiProblem(
-            400, "invalid_transaction_id", f"{raw!r} is not a transaction id (a UUID)."
-        ) from None
 
 
 # Schema instances, not classes: webargs would build (and deep-copy) a schema per request.
@@ -84,39 +74,35 @@ class TransactionBatch(MethodView):
         return submit_batch(body["transactions"])
 
 
-@blp.route("/<transaction_id>")
+@blp.route("/<uuid:transaction_id>")
 class Transaction(MethodView):
     @blp.arguments(WaitQuerySchema, location="query")
     @blp.response(200, TransactionOutSchema)
-    @blp.problem(400, "invalid_transaction_id")
     @blp.problem(404, "transaction_not_found")
-    def get(self, query: dict[str, Any], transaction_id: str) -> Response:
+    def get(self, query: dict[str, Any], transaction_id: uuid.UUID) -> Response:
         """A transaction's status and outcome; `wait` holds the answer until it is final."""
         tenant_id = current_principal().tenant_id
         with request_connection() as conn:
-            view = get_transaction(
-                conn, tenant_id, transaction_id=parse_transaction_id(transaction_id)
-            )
+            view = get_transaction(conn, tenant_id, transaction_id=transaction_id)
         if view is None:
             raise TransactionNotFound(f"no transaction {transaction_id}")
         return answer_after_wait(tenant_id, view, query["wait"])
 
 
-@blp.route("/<transaction_id>/requeue")
+@blp.route("/<uuid:transaction_id>/requeue")
 class Requeue(MethodView):
     @blp.requires(Scope.ADMIN)
     @blp.response(202, TransactionOutSchema)
-    @blp.problem(400, "invalid_transaction_id")
     @blp.problem(404, "transaction_not_found")
     @blp.problem(409, "transaction_not_failed")
-    def post(self, transaction_id: str) -> Response:
+    def post(self, transaction_id: uuid.UUID) -> Response:
         """Put a `failed` transaction back in the queue (admin keys only; audited)."""
         principal = current_principal()
         with request_unit_of_work() as work:
             view = requeue_transaction(
                 work,
                 principal.tenant_id,
-                parse_transaction_id(transaction_id),
+                transaction_id,
                 actor=principal.actor,
             )
         return json_response(view, 202)

@@ -247,8 +247,7 @@ BAD_REQUESTS = [
     row(lambda a: a.post("/wallets/topup", topup(metadata={"note": "x" * (1 << 20)})), 413,
         "body_too_large", "body-over-1-mib"),
     # Paths and query strings
-    row(lambda a: a.get("/transactions/not-a-uuid"), 400, "invalid_transaction_id",
-        "bad-uuid-in-path"),
+    row(lambda a: a.get("/transactions/not-a-uuid"), 404, "not_found", "bad-uuid-in-path"),
     row(lambda a: a.get(f"/transactions/{uuid.uuid4()}"), 404, "transaction_not_found",
         "unknown-transaction"),
     row(lambda a: a.get("/transactions", query_string={"reference_id": "nope"}), 404,

@@ -292,7 +292,7 @@ def transactions(c: Caller, engine: Engine) -> None:
     assert {outcome["status"] for outcome in outcomes} == {"queued", "applied", "rejected"}
     for outcome in outcomes:
         c.get(f"/transactions/{outcome['id']}", expect=200)
-    c.get("/transactions/not-a-uuid", expect=400)
+    c.get("/transactions/not-a-uuid", expect=404)
     c.get(f"/transactions/{uuid.uuid4()}", expect=404)
     c.get(f"/transactions/{applied['id']}", expect=422, query_string={"wait": 31})
 
@@ -300,7 +300,7 @@ def transactions(c: Caller, engine: Engine) -> None:
     _count_failed_attempt(engine, broken.id, RuntimeError("fault"), max_attempts=1)
     c.post(f"/transactions/{broken.id}/requeue", expect=202, key=c.admin)
     c.post(f"/transactions/{broken.id}/requeue", expect=409, key=c.admin)
-    c.post("/transactions/not-a-uuid/requeue", expect=400, key=c.admin)
+    c.post("/transactions/not-a-uuid/requeue", expect=404, key=c.admin)
     c.post(f"/transactions/{uuid.uuid4()}/requeue", expect=404, key=c.admin)
 
     items = [
