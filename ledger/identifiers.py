@@ -3,11 +3,13 @@
 A user id names a wallet in request bodies and in URL paths (`/wallets/{user_id}/...`, the
 console's pages), so it must be one path segment that every client can spell and that no
 reader can mistake for another id: no `/` (a server sees `%2F` decoded, as a separator), not
-`.` or `..` (clients resolve those segments away), and none of the invisible characters that
-make two different ids display alike (a soft hyphen, a variation selector, a filler, a tag
-character, a second spelling of the same accented letter). A reference id is only ever text
-in a body or a query, so it keeps its wider rule, without the invisible ones that make two
-keys look alike. docs/security.md#user-ids-and-reference-ids has the rule and its reasons.
+`.` or `..` (clients resolve those segments away), not a word the wallet routes spell
+themselves (`POST /wallets/topup` is a submission, so no wallet can be `topup`), and none of
+the invisible characters that make two different ids display alike (a soft hyphen, a
+variation selector, a filler, a tag character, a second spelling of the same accented
+letter). A reference id is only ever text in a body or a query, so it keeps its wider rule,
+without the invisible ones that make two keys look alike.
+docs/security.md#user-ids-and-reference-ids has the rule and its reasons.
 """
 
 from __future__ import annotations
@@ -20,9 +22,13 @@ import unicodedata
 from collections.abc import Iterable
 
 from ledger.errors import InvalidRequest
+from ledger.vocabulary import TransactionType
 
 MAX_USER_ID = 128
 MAX_REFERENCE_ID = 128
+# `/wallets/<type>` submits a transaction of that type (api/routes/wallets.py), so a wallet
+# of that name could not be changed at `/wallets/{user_id}`.
+ROUTE_WORDS: tuple[str, ...] = (TransactionType.TOPUP, TransactionType.BONUS, TransactionType.SPEND)
 
 # Default_Ignorable_Code_Point, from Unicode's DerivedCoreProperties.txt: code points a
 # renderer shows as nothing, assigned or reserved for that.
@@ -95,6 +101,8 @@ def user_id_fault(value: object) -> str | None:
         return "must not be '.' or '..' (not addressable in a URL path)"
     if "/" in value:
         return "must not contain '/' (not addressable in a URL path)"
+    if value in ROUTE_WORDS:
+        return f"must not be one of {', '.join(ROUTE_WORDS)} (paths of the wallet routes)"
     for character in value:
         if refused_in_user_id(character):
             return (
@@ -189,14 +197,15 @@ def _without(ranges: list[tuple[int, int]], code_point: int) -> list[tuple[int, 
 def user_id_pattern() -> str:
     """A JSON Schema (ECMA-262, read with Unicode `u` semantics) pattern for the code points
     of a user id: the allowed ones listed (so surrogates are left out without naming them),
-    never `.` or `..`, no leading `@`. Length and NFC are not in it (`minLength`,
-    `maxLength`, the description)."""
+    never `.`, `..` or a word of ROUTE_WORDS, no leading `@`. Length and NFC are not in it
+    (`minLength`, `maxLength`, the description)."""
     allowed = _allowed_in_user_id()
     first = _class(_without(allowed, ord("@")))
     # The group is for schemathesis, which folds minLength/maxLength into a bare quantifier
     # and writes astral code points back as Python-only `\U` escapes (then rejects its own
     # pattern); it leaves a capturing group of two items alone (a `(?:...)` it flattens).
-    return f"^(?!\\.\\.?$)({first}{_class(allowed)}*)$"
+    reserved = "".join(f"(?!{word}$)" for word in ROUTE_WORDS)
+    return f"^(?!\\.\\.?$){reserved}({first}{_class(allowed)}*)$"
 
 
 @functools.cache
@@ -208,7 +217,8 @@ def reference_id_pattern() -> str:
 
 
 USER_ID_RULE = (
-    f"1-{MAX_USER_ID} characters in Unicode NFC, not starting with `@`, not `.` or `..`,"
+    f"1-{MAX_USER_ID} characters in Unicode NFC, not starting with `@`, not `.`, `..`,"
+    f" {', '.join(f'`{word}`' for word in ROUTE_WORDS)},"
     " without `/`, whitespace, control, format or default-ignorable (invisible) characters."
 )
 REFERENCE_ID_RULE = (

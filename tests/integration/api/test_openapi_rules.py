@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from api.schemas import MAX_AMOUNT
+from ledger.identifiers import ROUTE_WORDS
+from ledger.money import MAX_AMOUNT
 from ledger.pagination import encode_cursor
 from ledger.vocabulary import TransactionType
 
@@ -162,3 +163,14 @@ def test_a_method_a_concrete_path_does_not_serve_is_405_even_where_a_template_wo
     assert response.status_code == 405
     assert set(response.allow) == {"POST", "OPTIONS"}
     assert response.get_json()["code"] == "method_not_allowed"
+
+
+def test_every_word_the_wallet_routes_spell_is_refused_as_a_user_id(app):
+    """A literal segment under /wallets/ (a submission route) would hide a wallet of that
+    name from PATCH /wallets/{user_id}: the user-id rule refuses each one."""
+    literal = {
+        rule.rule.removeprefix(f"{PREFIX}/wallets/")
+        for rule in app.url_map.iter_rules()
+        if rule.rule.startswith(f"{PREFIX}/wallets/") and "<" not in rule.rule
+    }
+    assert literal == set(ROUTE_WORDS)
