@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from api.schemas import AssetQuerySchema, WalletUpdateSchema, cursor_field, storable_text
+from api.fields import cursor_field, storable_text
+from api.schemas import AssetQuerySchema, WalletUpdateSchema
 from ledger.vocabulary import Scope
 
 MAX_REASON = 500

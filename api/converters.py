@@ -8,7 +8,7 @@ from flask import Flask
 from flask_smorest import Api
 from werkzeug.routing import BaseConverter
 
-from api.schemas import user_id_property
+from api.fields import user_id_property
 
 
 class UserIdConverter(BaseConverter):

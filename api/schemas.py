@@ -2,34 +2,29 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from ledger.assets import MAX_ASSET_NAME, MAX_DECIMAL_PLACES
-from ledger.identifiers import (
-    MAX_REFERENCE_ID,
-    MAX_USER_ID,
-    REFERENCE_ID_RULE,
-    USER_ID_RULE,
-    reference_id_fault,
-    reference_id_pattern,
-    user_id_fault,
-    user_id_pattern,
+from api.fields import (
+    MinorUnits,
+    asset_code_field,
+    cursor_field,
+    nul_free_text,
+    reference_id_field,
+    storable_text,
+    user_id_field,
 )
+from ledger.assets import MAX_ASSET_NAME, MAX_DECIMAL_PLACES
 from ledger.money import MAX_AMOUNT
-from ledger.pagination import CURSOR_ALPHABET
 from ledger.transaction_request import (
-    ASSET_CODE,
     MAX_HOLD_SECONDS,
     MAX_METADATA_BYTES,
     MAX_METADATA_DEPTH,
     MAX_TEXT,
     ORIGINAL_TYPES,
     TO_USER_TYPES,
-    UNSTORABLE,
 )
 from ledger.vocabulary import (
     HOLD_ACTIONS,
@@ -39,159 +34,14 @@ from ledger.vocabulary import (
     TransactionType,
 )
 
-NOT_MINOR_UNITS = (
-    "Not a valid integer of minor units: send a JSON integer, or with the header"
-    ' Tally-Amounts: string, a decimal string of one such as "12345".'
-)
-
-# Portable JSON Schema (ECMA-262 and Python `re` read it alike) for what `storable` refuses
-# in text: NUL. An unpaired surrogate is no Unicode text, so no document value can hold one.
-NUL_FREE = r"^[^\u0000]*$"
-# Cursors are unpadded URL-safe base64 (ledger/pagination.py).
-CURSOR = f"^[{CURSOR_ALPHABET}]*$"
-
-
-class MinorUnits(fields.Integer):
-    """An amount in the asset's smallest unit: a JSON integer (or, with `Tally-Amounts:
-    string`, a decimal string of one), never a float or bool; 1..MAX_AMOUNT (signed: a
-    non-zero integer within ±MAX_AMOUNT)."""
-
-    def __init__(self, *, signed: bool = False, **kwargs: Any) -> None:
-        super().__init__(strict=True, error_messages={"invalid": NOT_MINOR_UNITS}, **kwargs)
-        self.signed = signed
-        # The bounds `_validated` enforces, in the document: non-zero, |amount| <= MAX_AMOUNT.
-        bounds: dict[str, Any] = {"minimum": -MAX_AMOUNT if signed else 1, "maximum": MAX_AMOUNT}
-        if signed:
-            bounds["not"] = {"enum": [0]}
-        self.metadata = {**bounds, **self.metadata}
-        if "description" not in self.metadata:
-            self.metadata = {
-                **self.metadata,
-                "description": "Integer amount in the asset's smallest unit (e.g. cents).",
-            }
-
-    def _validated(self, value: Any) -> int:
-        if isinstance(value, bool):
-            raise self.make_error("invalid")
-        number = super()._validated(value)
-        if number == 0 or abs(number) > MAX_AMOUNT or (number < 0 and not self.signed):
-            low = -MAX_AMOUNT if self.signed else 1
-            raise ValidationError(f"Must be a non-zero integer between {low} and {MAX_AMOUNT}.")
-        return number
-
-
-def storable(value: str) -> None:
-    """Refuse text PostgreSQL cannot store (NUL) or encode (unpaired surrogates)."""
-    if UNSTORABLE.search(value):
-        raise ValidationError("Must not contain NUL characters or unpaired surrogates.")
-
-
-def _text(**kwargs: Any) -> fields.String:
-    # Also checked before a lookup, not only before an insert: the database refuses NUL.
-    return fields.String(validate=[validate.Length(min=1, max=MAX_TEXT), storable], **kwargs)
-
-
-def storable_text(*, max_length: int, min_length: int = 1, **kwargs: Any) -> fields.String:
-    """Text of `min_length`..`max_length` characters the database can store, so documented."""
-    metadata = {"pattern": NUL_FREE, **kwargs.pop("metadata", {})}
-    return fields.String(
-        validate=[validate.Length(min=min_length, max=max_length), storable],
-        metadata=metadata,
-        **kwargs,
-    )
-
-
-def cursor_field(max_length: int) -> fields.String:
-    """A page cursor: only a `next_cursor` this API returned continues a listing."""
-    return fields.String(
-        validate=validate.Length(max=max_length),
-        metadata={
-            "pattern": CURSOR,
-            "description": "A `next_cursor` from the previous page, as it was returned;"
-            " any other value is refused `invalid_cursor`.",
-        },
-    )
-
-
-class FullMatch(validate.Regexp):
-    """Regexp that must match the whole value (`$` alone would let a trailing newline in)."""
-
-    def __init__(self, regex: re.Pattern[str], error: str) -> None:
-        # Anchored, so the OpenAPI document shows the same whole-value pattern.
-        self.whole: re.Pattern[str] = re.compile(f"^(?:{regex.pattern})$")
-        super().__init__(self.whole, error=error)
-
-    def __call__(self, value: Any) -> Any:
-        if not isinstance(value, str) or self.whole.fullmatch(value) is None:
-            raise ValidationError(self._format_error(value))
-        return value
-
-
-class Identifier(validate.Validator):
-    """One of the ledger's identifier rules (ledger/identifiers.py): its refusal says which
-    part of the rule the value breaks."""
-
-    def __init__(self, fault: Callable[[object], str | None]) -> None:
-        self.fault = fault
-
-    def __call__(self, value: Any) -> Any:
-        fault = self.fault(value)
-        if fault is not None:
-            raise ValidationError(f"{fault[0].upper()}{fault[1:]}.")
-        return value
-
-
-def user_id_property(description: str = "") -> dict[str, Any]:
-    """The user-id rule as JSON Schema: its code points as a pattern (Unicode, `u` flag
-    semantics), its length, and what a pattern cannot say in the description."""
-    rule = (
-        f"A wallet owner's id: {USER_ID_RULE} The pattern lists the code points allowed (read"
-        " it with Unicode semantics, the `u` flag)."
-    )
-    return {
-        "pattern": user_id_pattern(),
-        "minLength": 1,
-        "maxLength": MAX_USER_ID,
-        "description": f"{description} {rule}" if description else rule,
-    }
-
-
-def _user_id(*, metadata: dict[str, Any] | None = None, **kwargs: Any) -> fields.String:
-    return fields.String(
-        validate=Identifier(user_id_fault),
-        metadata=user_id_property((metadata or {}).get("description", "")),
-        **kwargs,
-    )
-
-
-def _reference_id(**kwargs: Any) -> fields.String:
-    return fields.String(
-        validate=Identifier(reference_id_fault),
-        metadata={
-            "pattern": reference_id_pattern(),
-            "minLength": 1,
-            "maxLength": MAX_REFERENCE_ID,
-            "description": f"The client's idempotency key, unique per tenant: {REFERENCE_ID_RULE}",
-        },
-        **kwargs,
-    )
-
-
-def _asset_code(**kwargs: Any) -> fields.String:
-    return fields.String(
-        # marshmallow formats the message with str.format: the quantifier's braces are doubled.
-        validate=FullMatch(ASSET_CODE, error="Must match [A-Z0-9_]{{1,32}}."),
-        **kwargs,
-    )
-
 
 class SubmissionSchema(Schema):
     """Fields every submission shares."""
 
-    user_id = _user_id(required=True)
-    asset_code = _asset_code(required=True)
+    user_id = user_id_field(required=True)
+    asset_code = asset_code_field(required=True)
     amount = MinorUnits(required=True)
-    reference_id = _reference_id(required=True)
+    reference_id = reference_id_field(required=True)
     metadata = fields.Dict(
         keys=fields.String(),
         load_default=dict,
@@ -254,8 +104,8 @@ class TransactionSchema(SubmissionSchema):
         json_schema_rules: ClassVar[dict[str, Any]] = {"allOf": _fields_by_type()}
 
     type = fields.String(required=True, validate=validate.OneOf(list(TransactionType)))
-    user_id = _user_id(metadata={"description": "Every type but capture and void."})
-    asset_code = _asset_code(metadata={"description": "Every type but capture and void."})
+    user_id = user_id_field(metadata={"description": "Every type but capture and void."})
+    asset_code = asset_code_field(metadata={"description": "Every type but capture and void."})
     amount = MinorUnits(
         signed=True,
         metadata={
@@ -264,7 +114,7 @@ class TransactionSchema(SubmissionSchema):
             " a void."
         },
     )
-    to_user_id = _user_id(
+    to_user_id = user_id_field(
         metadata={"description": "Transfers: the target; holds: where a capture pays to."}
     )
     original_transaction_id = fields.UUID(
@@ -311,7 +161,7 @@ class WaitQuerySchema(Schema):
 
 
 class ReferenceQuerySchema(Schema):
-    reference_id = _text(required=True)
+    reference_id = nul_free_text(required=True)
 
 
 # Output schemas only document what the views render (they return JSON already rendered):
@@ -426,7 +276,7 @@ class TransactionOutSchema(Schema):
 
 
 class AssetQuerySchema(Schema):
-    asset_code = _asset_code(required=True)
+    asset_code = asset_code_field(required=True)
 
 
 class HistoryQuerySchema(AssetQuerySchema):
@@ -484,13 +334,13 @@ class HoldPageSchema(Schema):
 class WalletUpdateSchema(Schema):
     """Admin keys only: change a wallet's status or credit limit."""
 
-    asset_code = _asset_code(required=True)
+    asset_code = asset_code_field(required=True)
     status = fields.String(validate=validate.OneOf(list(AccountStatus)))
     credit_limit = fields.Integer(strict=True, validate=validate.Range(min=0, max=MAX_AMOUNT))
 
 
 class AssetSchema(Schema):
-    code = _asset_code(required=True)
+    code = asset_code_field(required=True)
     name = storable_text(max_length=MAX_ASSET_NAME, required=True)
     decimal_places = fields.Integer(
         strict=True, required=True, validate=validate.Range(0, MAX_DECIMAL_PLACES)

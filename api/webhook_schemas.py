@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from api.schemas import cursor_field, storable_text
+from api.fields import cursor_field, storable_text
 from ledger.vocabulary import WEBHOOK_TEST_EVENT, DeliveryStatus, EventType
 from ledger.webhooks.endpoints import MAX_DESCRIPTION, MAX_OVERLAP_SECONDS
 from ledger.webhooks.targets import MAX_URL_LENGTH

@@ -1,4 +1,7 @@
-"""Tables of the ledger. Alembic migrations create them; these mappings mirror them exactly."""
+"""Tables of the ledger. Alembic migrations create them; these mappings mirror them exactly.
+
+The webhook tables are in ledger/webhooks/models.py; ledger/schema.py gathers every table
+(the metadata Alembic and the schema test compare against)."""
 
 from __future__ import annotations
 
@@ -24,14 +27,12 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from ledger.money import MAX_AMOUNT
 from ledger.vocabulary import (
-    WEBHOOK_TEST_EVENT,
     AccountStatus,
-    DeliveryStatus,
     EventType,
     HoldStatus,
     SystemAccount,
@@ -48,7 +49,8 @@ NAMING_CONVENTION = {
 }
 
 
-def _in(column: str, values: Iterable[str]) -> str:
+def in_values(column: str, values: Iterable[str]) -> str:
+    """A CHECK clause: the column holds one of the values."""
     return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
 
 
@@ -145,9 +147,10 @@ class Account(Base):
             name="fk_accounts_asset",
         ),
         UniqueConstraint("tenant_id", "asset_code", "owner"),
-        CheckConstraint(_in("status", AccountStatus), name="status_known"),
+        CheckConstraint(in_values("status", AccountStatus), name="status_known"),
         CheckConstraint(
-            f"is_system = (owner LIKE '@%') AND (NOT is_system OR {_in('owner', SystemAccount)})",
+            "is_system = (owner LIKE '@%')"
+            f" AND (NOT is_system OR {in_values('owner', SystemAccount)})",
             name="owner_kind",
         ),
         CheckConstraint("length(owner) BETWEEN 1 AND 128", name="owner_length"),
@@ -206,8 +209,8 @@ class Transaction(Base):
     __table_args__ = (
         # Invariant 5 and the idempotency key of every submission.
         UniqueConstraint("tenant_id", "reference_id"),
-        CheckConstraint(_in("type", TransactionType), name="type_known"),
-        CheckConstraint(_in("status", TransactionStatus), name="status_known"),
+        CheckConstraint(in_values("type", TransactionType), name="type_known"),
+        CheckConstraint(in_values("status", TransactionStatus), name="status_known"),
         CheckConstraint(
             "(type = 'adjustment' AND amount <> 0) OR (type <> 'adjustment' AND amount > 0)"
             " OR (type IN ('capture', 'void') AND amount IS NULL)",
@@ -324,7 +327,7 @@ class Hold(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
 
     __table_args__ = (
-        CheckConstraint(_in("status", HoldStatus), name="status_known"),
+        CheckConstraint(in_values("status", HoldStatus), name="status_known"),
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint(f"amount <= {MAX_AMOUNT}", name="amount_within_limit"),
         CheckConstraint(
@@ -356,129 +359,9 @@ class Event(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
 
     __table_args__ = (
-        CheckConstraint(_in("type", EventType), name="type_known"),
+        CheckConstraint(in_values("type", EventType), name="type_known"),
         Index(None, "tenant_id", "created_at"),
         Index(None, "transaction_id"),
-    )
-
-
-class WebhookEndpoint(Base):
-    """A tenant's URL that receives signed event callbacks."""
-
-    __tablename__ = "webhook_endpoints"
-
-    id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True, server_default=UUID_DEFAULT)
-    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"))
-    url: Mapped[str] = mapped_column(Text)
-    description: Mapped[str | None] = mapped_column(Text)
-    event_types: Mapped[list[str]] = mapped_column(ARRAY(Text))
-    enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
-    disabled_reason: Mapped[str | None] = mapped_column(Text)
-    # HMAC needs the secret itself, so it cannot be hashed: it is sealed with Fernet under
-    # keys kept outside the database (ledger/webhooks/secrets.py); these columns hold only
-    # the sealed tokens, never a whsec_ secret.
-    secret_sealed: Mapped[str] = mapped_column(Text)
-    previous_secret_sealed: Mapped[str | None] = mapped_column(Text)
-    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
-    # Deleting only marks the row: the outbox's fan-out may be inserting a delivery for it
-    # at that moment, and a vanished foreign key would fail a ledger batch.
-    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-
-    __table_args__ = (
-        CheckConstraint("length(url) BETWEEN 1 AND 2048", name="url_length"),
-        CheckConstraint(
-            "description IS NULL OR length(description) <= 500", name="description_length"
-        ),
-        CheckConstraint(
-            "cardinality(event_types) >= 1 AND event_types <@ ARRAY["
-            + ", ".join(repr(str(t)) for t in EventType)
-            + "]::text[]",
-            name="event_types_known",
-        ),
-        CheckConstraint(
-            "starts_with(secret_sealed, 'gAAAAA') AND (previous_secret_sealed IS NULL"
-            " OR starts_with(previous_secret_sealed, 'gAAAAA'))",
-            name="secrets_sealed",
-        ),
-        CheckConstraint(
-            "(previous_secret_sealed IS NULL) = (previous_secret_expires_at IS NULL)",
-            name="previous_secret_expiry",
-        ),
-        CheckConstraint("enabled = (disabled_reason IS NULL)", name="reason_when_disabled"),
-        CheckConstraint("deleted_at IS NULL OR NOT enabled", name="deleted_is_disabled"),
-        Index(None, "tenant_id"),
-    )
-
-
-class WebhookDelivery(Base):
-    """One event on its way to one endpoint: its schedule, its lease and its outcome."""
-
-    __tablename__ = "webhook_deliveries"
-
-    id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True, server_default=UUID_DEFAULT)
-    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"))
-    endpoint_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhook_endpoints.id"))
-    event_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("events.id"))
-    event_type: Mapped[str] = mapped_column(Text)
-    # Test events have no outbox row: they carry their own data.
-    payload: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
-    status: Mapped[str] = mapped_column(Text, server_default=text("'pending'"))
-    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
-    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
-    last_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    last_status_code: Mapped[int | None] = mapped_column(Integer)
-    last_error: Mapped[str | None] = mapped_column(Text)
-    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
-
-    __table_args__ = (
-        # At most one delivery of an event per endpoint; redeliveries reuse it.
-        UniqueConstraint("endpoint_id", "event_id"),
-        CheckConstraint(_in("status", DeliveryStatus), name="status_known"),
-        CheckConstraint(
-            _in("event_type", (*EventType, WEBHOOK_TEST_EVENT)), name="event_type_known"
-        ),
-        CheckConstraint("(event_id IS NULL) = (payload IS NOT NULL)", name="payload_or_event"),
-        CheckConstraint("attempts >= 0", name="attempts_non_negative"),
-        CheckConstraint(
-            "(status = 'delivered') = (delivered_at IS NOT NULL)", name="delivered_when_done"
-        ),
-        # The dispatcher's scan reads only deliveries still under way.
-        Index(
-            "ix_webhook_deliveries_due",
-            "next_attempt_at",
-            postgresql_where=text("status IN ('pending', 'sending')"),
-        ),
-        Index(None, "endpoint_id", "created_at"),
-        # For the console: an endpoint's backlog and failures, a transaction's deliveries.
-        Index(None, "endpoint_id", "status"),
-        Index(None, "event_id", postgresql_where=text("event_id IS NOT NULL")),
-    )
-
-
-class WebhookAttempt(Base):
-    """One HTTP attempt of a delivery, as the receiver answered it (or failed to)."""
-
-    __tablename__ = "webhook_attempts"
-
-    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
-    delivery_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhook_deliveries.id"))
-    tenant_id: Mapped[uuid.UUID] = mapped_column(UUID)
-    attempt: Mapped[int] = mapped_column(Integer)
-    attempted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    status_code: Mapped[int | None] = mapped_column(Integer)
-    latency_ms: Mapped[int] = mapped_column(Integer)
-    response_body: Mapped[str | None] = mapped_column(Text)
-    error: Mapped[str | None] = mapped_column(Text)
-
-    __table_args__ = (
-        CheckConstraint("attempt >= 1", name="attempt_positive"),
-        CheckConstraint("latency_ms >= 0", name="latency_non_negative"),
-        CheckConstraint("status_code IS NOT NULL OR error IS NOT NULL", name="answer_or_error"),
-        Index(None, "delivery_id"),
     )
 
 

@@ -8,7 +8,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool, text
 
 from config.database_urls import sqlalchemy_url
-from ledger.models import Base
+from ledger.schema import metadata
 
 # Any constant works; it only has to be the same for every migrator of this database.
 MIGRATION_LOCK_ID = 0x7A11_7A11
@@ -29,7 +29,7 @@ with engine.connect() as connection:
     try:
         context.configure(
             connection=connection,
-            target_metadata=Base.metadata,
+            target_metadata=metadata,
             compare_type=True,
             transaction_per_migration=True,
         )

@@ -13,7 +13,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 
 from config.database_urls import login_as, sqlalchemy_url
-from ledger.models import Base
+from ledger.schema import metadata
 from tally.migrate import alembic_config, upgrade
 from tests.conftest import secret_box
 
@@ -39,7 +39,7 @@ def schema_differences(database_url: str) -> list:
     try:
         with engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"compare_type": True})
-            return compare_metadata(context, Base.metadata)
+            return compare_metadata(context, metadata)
     finally:
         engine.dispose()
 
@@ -55,7 +55,7 @@ def tables(database_url: str) -> set[str]:
 def test_upgrade_to_head_builds_every_table_on_an_empty_database(empty_database):
     upgrade(empty_database)
 
-    assert tables(empty_database) == set(Base.metadata.tables) | {"alembic_version"}
+    assert tables(empty_database) == set(metadata.tables) | {"alembic_version"}
     engine = create_engine(sqlalchemy_url(empty_database))
     with engine.connect() as conn:
         head = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
