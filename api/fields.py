@@ -24,7 +24,6 @@ from ledger.money import MAX_AMOUNT
 from ledger.pagination import CURSOR_ALPHABET
 from ledger.transaction_request import (
     ASSET_CODE,
-    MAX_TEXT,
     UNSTORABLE,
 )
 
@@ -75,13 +74,9 @@ def storable(value: str) -> None:
         raise ValidationError("Must not contain NUL characters or unpaired surrogates.")
 
 
-def nul_free_text(**kwargs: Any) -> fields.String:
-    # Also checked before a lookup, not only before an insert: the database refuses NUL.
-    return fields.String(validate=[validate.Length(min=1, max=MAX_TEXT), storable], **kwargs)
-
-
 def storable_text(*, max_length: int, min_length: int = 1, **kwargs: Any) -> fields.String:
-    """Text of `min_length`..`max_length` characters the database can store, so documented."""
+    """Text of `min_length`..`max_length` characters the database can store, so documented.
+    Checked before a lookup too, not only before an insert: the database refuses NUL."""
     metadata = {"pattern": NUL_FREE, **kwargs.pop("metadata", {})}
     return fields.String(
         validate=[validate.Length(min=min_length, max=max_length), storable],

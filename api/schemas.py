@@ -11,7 +11,6 @@ from api.fields import (
     MinorUnits,
     asset_code_field,
     cursor_field,
-    nul_free_text,
     reference_id_field,
     storable_text,
     user_id_field,
@@ -161,7 +160,9 @@ class WaitQuerySchema(Schema):
 
 
 class ReferenceQuerySchema(Schema):
-    reference_id = nul_free_text(required=True)
+    # Any reference id ever stored is found, also one from before the reference-id rule:
+    # only what no stored id can hold (NUL) is refused.
+    reference_id = storable_text(max_length=MAX_TEXT, required=True)
 
 
 # Output schemas only document what the views render (they return JSON already rendered):

@@ -174,3 +174,15 @@ def test_every_word_the_wallet_routes_spell_is_refused_as_a_user_id(app):
         if rule.rule.startswith(f"{PREFIX}/wallets/") and "<" not in rule.rule
     }
     assert literal == set(ROUTE_WORDS)
+
+
+def test_the_reference_id_lookup_declares_that_nul_is_refused(document):
+    """The lookup takes any stored reference id, so its only rule is the database's: no NUL
+    (a schema-valid NUL was refused 422 while the document said nothing)."""
+    [schema] = [
+        schema
+        for route, schema in _parameters(document, "reference_id")
+        if route == f"{PREFIX}/transactions"
+    ]
+    assert re.fullmatch(schema["pattern"], "order-1\u200b")
+    assert not re.fullmatch(schema["pattern"], "order\x00")
