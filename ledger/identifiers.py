@@ -65,6 +65,18 @@ BIDI_CONTROLS: tuple[tuple[int, int], ...] = (
 ZERO_WIDTH: tuple[tuple[int, int], ...] = ((0x200B, 0x200D), (0x2060, 0x2060), (0xFEFF, 0xFEFF))
 
 _IGNORABLE_STARTS = [low for low, _ in DEFAULT_IGNORABLE]
+# The fast paths (every submission checks two ids and a reference): ASCII can break the
+# user-id rule only with a control, a space or `/`; a reference id only with what these
+# tables list, which one compiled class finds.
+_ASCII_REFUSED_IN_USER_ID = re.compile("[\x00-\x20\x7f/]")
+_REFUSED_IN_REFERENCE_ID = re.compile(
+    "["
+    + "".join(
+        f"{re.escape(chr(low))}-{re.escape(chr(high))}"
+        for low, high in ((0, 0), (0xD800, 0xDFFF), *BIDI_CONTROLS, *ZERO_WIDTH)
+    )
+    + "]"
+)
 
 
 def _in_ranges(code_point: int, ranges: Iterable[tuple[int, int]]) -> bool:
@@ -103,6 +115,8 @@ def user_id_fault(value: object) -> str | None:
         return "must not contain '/' (not addressable in a URL path)"
     if value in ROUTE_WORDS:
         return f"must not be one of {', '.join(ROUTE_WORDS)} (paths of the wallet routes)"
+    if value.isascii() and not _ASCII_REFUSED_IN_USER_ID.search(value):
+        return None  # ASCII is in NFC, and no other ASCII code point is refused
     for character in value:
         if refused_in_user_id(character):
             return (
@@ -119,6 +133,8 @@ def reference_id_fault(value: object) -> str | None:
     """Which rule a reference id breaks, as the end of a sentence ("must ..."), or None."""
     if not isinstance(value, str) or not 1 <= len(value) <= MAX_REFERENCE_ID:
         return f"must be 1-{MAX_REFERENCE_ID} characters"
+    if not _REFUSED_IN_REFERENCE_ID.search(value):
+        return None
     for character in value:
         code_point = ord(character)
         if code_point == 0 or 0xD800 <= code_point <= 0xDFFF:
