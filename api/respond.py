@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -34,38 +35,39 @@ def wants_string_amounts() -> bool:
 
 def amounts_as_strings(value: Any) -> Any:
     """A copy of a JSON value with every integer money field rendered as a decimal string."""
-    if isinstance(value, dict):
-        return {
-            key: (
-                str(item)
-                if key in MONEY_FIELDS and isinstance(item, int) and not isinstance(item, bool)
-                else item
-                if key in OPAQUE_FIELDS
-                else amounts_as_strings(item)
-            )
-            for key, item in value.items()
-        }
-    if isinstance(value, list):
-        return [amounts_as_strings(item) for item in value]
-    return value
+    return _money_fields_mapped(value, _as_string)
 
 
 def amounts_from_strings(value: Any) -> Any:
     """A copy of a parsed JSON body with every money field given as a decimal string turned
     into an int. Any other string is left as it is, for the schema to refuse by name."""
+    return _money_fields_mapped(value, _from_string)
+
+
+def _as_string(item: Any) -> Any:
+    return str(item) if isinstance(item, int) and not isinstance(item, bool) else item
+
+
+def _from_string(item: Any) -> Any:
+    return int(item) if isinstance(item, str) and DECIMAL_INTEGER.fullmatch(item) else item
+
+
+def _money_fields_mapped(value: Any, convert: Callable[[Any], Any]) -> Any:
+    """A copy of a JSON value with `convert` applied to every money field's value, at any
+    depth except inside client data (OPAQUE_FIELDS)."""
     if isinstance(value, dict):
         return {
             key: (
-                int(item)
-                if key in MONEY_FIELDS and isinstance(item, str) and DECIMAL_INTEGER.fullmatch(item)
+                convert(item)
+                if key in MONEY_FIELDS
                 else item
                 if key in OPAQUE_FIELDS
-                else amounts_from_strings(item)
+                else _money_fields_mapped(item, convert)
             )
             for key, item in value.items()
         }
     if isinstance(value, list):
-        return [amounts_from_strings(item) for item in value]
+        return [_money_fields_mapped(item, convert) for item in value]
     return value
 
 

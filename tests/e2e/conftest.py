@@ -7,7 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
 
+from ledger.posting import post_transactions
 from tests.conftest import backend_missing
 from tests.support.stack import Stack, stack_env
 
@@ -43,3 +45,12 @@ def stack(
     stack = _start(database_url, broker_url, tmp_path_factory.mktemp("stack-logs"))
     yield stack
     stack.stop()
+
+
+@pytest.fixture(scope="module")
+def nothing_left_queued(engine: Engine) -> Iterator[None]:
+    """For a module whose stack runs no worker: apply whatever a failed test left queued, so
+    no later module's worker finds (and counts) it."""
+    yield
+    while post_transactions(engine, [], fill_to=1000).outcomes:
+        pass

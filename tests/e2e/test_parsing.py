@@ -29,6 +29,9 @@ from ledger.posting import post_transactions
 from tests.conftest import TenantFixture, make_tenant
 from tests.support.stack import Stack, stack_env
 
+# The stack here runs no worker (tests/e2e/conftest.py).
+pytestmark = pytest.mark.usefixtures("nothing_left_queued")
+
 
 @dataclass(frozen=True)
 class Answer:
@@ -108,15 +111,6 @@ def server(
         yield Server(host, int(port))
     finally:
         stack.stop()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def nothing_left_queued(engine: Engine) -> Iterator[None]:
-    """With no worker here, apply whatever a failed test left queued, so no later module's
-    worker finds (and counts) it."""
-    yield
-    while post_transactions(engine, [], fill_to=1000).outcomes:
-        pass
 
 
 def path(user_id: str) -> str:

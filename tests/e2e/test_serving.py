@@ -37,6 +37,9 @@ from tally.stack import descendants
 from tests.conftest import TenantFixture, make_tenant
 from tests.support.stack import METRICS_TOKEN, Stack, stack_env, wait_until
 
+# The stack here runs no worker (tests/e2e/conftest.py).
+pytestmark = pytest.mark.usefixtures("nothing_left_queued")
+
 API_THREADS = 4
 HEADER_TIMEOUT = 1.0
 BODY_TIMEOUT = 1.0
@@ -109,15 +112,6 @@ def apis(
         yield started
     finally:
         stack.stop()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def nothing_left_queued(engine: Engine) -> Iterator[None]:
-    """With no worker here, apply whatever a failed test left queued, so no later module's
-    worker finds (and counts) it."""
-    yield
-    while post_transactions(engine, [], fill_to=1000).outcomes:
-        pass
 
 
 @pytest.fixture
