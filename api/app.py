@@ -29,9 +29,8 @@ from config.settings import API_PROBE_THREADS, Settings
 from ledger.db import (
     LoginRefused,
     bind_transactions_to_tenant,
-    check_api_login,
+    guard_api_login,
     make_engine,
-    refuse_unsafe_logins,
 )
 from ledger.webhooks.secrets import SecretBox
 from worker.publisher import Publisher
@@ -81,9 +80,8 @@ def create_app(
         pre_ping=False,
         generic_plans=True,
     )
-    refuse_unsafe_logins(engine)
     try:
-        check_api_login(engine)
+        guard_api_login(engine)
     except OperationalError as error:
         # The app builds without the database (it answers 503 until it is back); every
         # connection it opens later is checked all the same.

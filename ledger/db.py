@@ -89,15 +89,14 @@ def refuse_unsafe_logins(engine: Engine, role: str = API_ROLE) -> None:
             raise LoginRefused(fault)
 
 
-def check_api_login(engine: Engine) -> None:
-    """Refuse (LoginRefused) an API login that could undo row-level security; the
-    database must answer (OperationalError otherwise)."""
-    with engine.connect() as conn:
-        dbapi_connection = conn.connection.dbapi_connection
-        assert dbapi_connection is not None
-        fault = login_fault(dbapi_connection, API_ROLE)  # type: ignore[arg-type]
-    if fault is not None:
-        raise LoginRefused(fault)
+def guard_api_login(engine: Engine) -> None:
+    """Check every connection `engine` opens (refuse_unsafe_logins), starting with one
+    opened now: LoginRefused for a login that could undo row-level security,
+    OperationalError when the database does not answer (later connections are checked
+    all the same)."""
+    refuse_unsafe_logins(engine)
+    with engine.connect():
+        pass
 
 
 def make_engine(

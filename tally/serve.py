@@ -42,7 +42,7 @@ def run_api(args: argparse.Namespace, settings: Settings) -> int:
     from granian.http import HTTP1Settings
     from granian.server import Server
 
-    from ledger.db import check_api_login, make_engine
+    from ledger.db import guard_api_login, make_engine
 
     # Refused here, before any granian worker starts (each would fail and be respawned):
     # a missing setting, or a database login that could undo row-level security.
@@ -50,7 +50,7 @@ def run_api(args: argparse.Namespace, settings: Settings) -> int:
     settings.require_webhook_secret_keys()
     engine = make_engine(settings.require_api_database_url(), pool_size=1, max_overflow=0)
     try:
-        check_api_login(engine)
+        guard_api_login(engine)
     except OperationalError as error:
         # It may start before the database: each app checks every connection it opens.
         log.warning("could not check the API's database login now: %s", error.orig)

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, text
 from api.app import create_app
 from config.database_urls import login_as
 from config.settings import Settings
-from ledger.db import LoginRefused, check_api_login, make_engine, refuse_unsafe_logins
+from ledger.db import LoginRefused, guard_api_login, make_engine, refuse_unsafe_logins
 from tally.migrate import set_login_passwords
 from tests.conftest import WEBHOOK_SECRET_KEYS
 
@@ -29,7 +29,7 @@ def api_settings(database_url: str, redis_url: str, api_database_url: str) -> Se
 def check(url: str) -> None:
     login = make_engine(url, pool_size=1, max_overflow=0)
     try:
-        check_api_login(login)
+        guard_api_login(login)
     finally:
         login.dispose()
 
