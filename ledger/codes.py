@@ -22,6 +22,7 @@ class RejectionCode(StrEnum):
     HOLD_NOT_ACTIVE = "hold_not_active"
     HOLD_EXPIRED = "hold_expired"
     CAPTURE_EXCEEDS_HOLD = "capture_exceeds_hold"
+    INVALID_SPLITS = "invalid_splits"
 
 
 class FailureCode(StrEnum):
@@ -53,4 +54,5 @@ REJECTION_MESSAGES: dict[RejectionCode, str] = {
     ),
     RejectionCode.HOLD_EXPIRED: "The hold expired before this capture or void.",
     RejectionCode.CAPTURE_EXCEEDS_HOLD: "The capture's amount exceeds the held amount.",
+    RejectionCode.INVALID_SPLITS: "The refund's legs are not legs of the original transaction.",
 }

@@ -32,10 +32,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from ledger.money import MAX_AMOUNT
 from ledger.vocabulary import (
+    SYSTEM_ACCOUNT_NAME,
     AccountStatus,
     EventType,
     HoldStatus,
-    SystemAccount,
     TransactionStatus,
     TransactionType,
 )
@@ -150,7 +150,7 @@ class Account(Base):
         CheckConstraint(in_values("status", AccountStatus), name="status_known"),
         CheckConstraint(
             "is_system = (owner LIKE '@%')"
-            f" AND (NOT is_system OR {in_values('owner', SystemAccount)})",
+            f" AND (NOT is_system OR owner ~ '^{SYSTEM_ACCOUNT_NAME}$')",
             name="owner_kind",
         ),
         CheckConstraint("length(owner) BETWEEN 1 AND 128", name="owner_length"),
@@ -167,6 +167,23 @@ class Account(Base):
         # the other side of every movement and have no floor.
         CheckConstraint("is_system OR balance >= -credit_limit", name="within_credit_limit"),
         CheckConstraint("version >= 0", name="version_non_negative"),
+    )
+
+
+class SystemAccountName(Base):
+    """A system account a tenant defined (`@fees`), beside the built-ins; its accounts, one
+    per asset, are rows of `accounts` like every other."""
+
+    __tablename__ = "system_accounts"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+
+    __table_args__ = (
+        CheckConstraint(f"name ~ '^{SYSTEM_ACCOUNT_NAME}$'", name="name_format"),
+        CheckConstraint("length(description) <= 500", name="description_length"),
     )
 
 
@@ -195,6 +212,18 @@ class Transaction(Base):
     item_id: Mapped[str | None] = mapped_column(Text)
     reason: Mapped[str | None] = mapped_column(Text)
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Legs ({"to_user_id" | "to_account", "amount"}) of a split spend, transfer, hold or
+    # capture, and of a refund: as requested until applied, then as applied.
+    splits: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
+    # A hold's (and its capture's) system account destination, instead of a wallet.
+    to_account: Mapped[str | None] = mapped_column(Text)
+    payout_method: Mapped[str | None] = mapped_column(Text)
+    destination: Mapped[str | None] = mapped_column(Text)
+    # An exchange: what was bought, in which asset.
+    to_asset_code: Mapped[str | None] = mapped_column(Text)
+    to_amount: Mapped[int | None] = mapped_column(MONEY)
+    # A journal entry's postings: [{"from", "to", "asset_code", "amount"}].
+    postings: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
     metadata_: Mapped[dict[str, Any]] = mapped_column(
         "metadata", JSONB, server_default=text("'{}'::jsonb")
     )
@@ -213,15 +242,17 @@ class Transaction(Base):
         CheckConstraint(in_values("status", TransactionStatus), name="status_known"),
         CheckConstraint(
             "(type = 'adjustment' AND amount <> 0) OR (type <> 'adjustment' AND amount > 0)"
-            " OR (type IN ('capture', 'void') AND amount IS NULL)",
+            " OR (type IN ('capture', 'void', 'journal') AND amount IS NULL)",
             name="amount_sign",
         ),
         CheckConstraint(
-            "amount IS NOT NULL OR (type IN ('capture', 'void') AND status <> 'applied')",
+            "amount IS NOT NULL OR type = 'journal'"
+            " OR (type IN ('capture', 'void') AND status <> 'applied')",
             name="amount_when_applied",
         ),
         CheckConstraint(
-            "(user_id IS NOT NULL AND asset_code IS NOT NULL) OR type IN ('capture', 'void')",
+            "(user_id IS NOT NULL AND asset_code IS NOT NULL)"
+            " OR type IN ('capture', 'void', 'journal')",
             name="wallet_named",
         ),
         CheckConstraint("(type = 'hold') = (expires_at IS NOT NULL)", name="expiry_for_holds"),
@@ -235,19 +266,52 @@ class Transaction(Base):
         ),
         CheckConstraint("length(reference_id) BETWEEN 1 AND 128", name="reference_id_length"),
         CheckConstraint(
-            "(type <> 'transfer' OR to_user_id IS NOT NULL)"
-            " AND (to_user_id IS NULL OR type IN ('transfer', 'hold', 'capture', 'refund'))",
+            "(type <> 'transfer' OR to_user_id IS NOT NULL OR splits IS NOT NULL)"
+            " AND (to_user_id IS NULL"
+            " OR type IN ('transfer', 'hold', 'capture', 'refund', 'exchange'))",
             name="to_user_for_transfers_and_holds",
         ),
         CheckConstraint(
             "(type IN ('refund', 'capture', 'void')) = (original_transaction_id IS NOT NULL)",
             name="original_when_named",
         ),
-        CheckConstraint("type <> 'adjustment' OR reason IS NOT NULL", name="adjustment_reason"),
+        CheckConstraint(
+            "type NOT IN ('adjustment', 'journal') OR reason IS NOT NULL",
+            name="adjustment_reason",
+        ),
+        CheckConstraint(
+            "splits IS NULL OR (type IN ('spend', 'transfer', 'hold', 'capture', 'refund')"
+            " AND jsonb_typeof(splits) = 'array')",
+            name="splits_for_split_types",
+        ),
+        CheckConstraint(
+            f"to_account IS NULL OR (type IN ('hold', 'capture')"
+            f" AND to_account ~ '^{SYSTEM_ACCOUNT_NAME}$')",
+            name="to_account_for_holds",
+        ),
+        CheckConstraint(
+            "(payout_method IS NULL AND destination IS NULL) OR type = 'payout'",
+            name="payout_fields",
+        ),
+        CheckConstraint(
+            "(type = 'exchange') = (to_asset_code IS NOT NULL AND to_amount IS NOT NULL)"
+            f" AND (to_amount IS NULL OR to_amount BETWEEN 1 AND {MAX_AMOUNT})",
+            name="exchange_fields",
+        ),
+        CheckConstraint(
+            "(type = 'journal') = (postings IS NOT NULL)"
+            " AND (postings IS NULL OR jsonb_typeof(postings) = 'array')",
+            name="postings_for_journals",
+        ),
         ForeignKeyConstraint(
             ["tenant_id", "asset_code"],
             ["assets.tenant_id", "assets.code"],
             name="fk_transactions_asset",
+        ),
+        ForeignKeyConstraint(
+            ["tenant_id", "to_asset_code"],
+            ["assets.tenant_id", "assets.code"],
+            name="fk_transactions_to_asset",
         ),
         # The relay's scan and the worker's claim read only the queued rows.
         Index(
@@ -315,7 +379,8 @@ class Hold(Base):
     # The hold transaction's `seq`: the order of the wallet's holds list.
     seq: Mapped[int] = mapped_column(BigInteger)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
-    destination_account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    # NULL for a hold that splits: its transaction's `splits` name the destinations.
+    destination_account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
     amount: Mapped[int] = mapped_column(MONEY)
     status: Mapped[str] = mapped_column(Text, server_default=text("'held'"))
     captured_amount: Mapped[int | None] = mapped_column(MONEY)

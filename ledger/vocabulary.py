@@ -20,6 +20,9 @@ class TransactionType(StrEnum):
     HOLD = "hold"
     CAPTURE = "capture"
     VOID = "void"
+    PAYOUT = "payout"
+    EXCHANGE = "exchange"
+    JOURNAL = "journal"
 
 
 # Captures and voids name a hold; intake copies its wallet onto them.
@@ -83,12 +86,16 @@ class DeliveryStatus(StrEnum):
 
 
 class SystemAccount(StrEnum):
-    """The per-tenant, per-asset accounts money enters, leaves and is adjusted through."""
+    """The built-in per-tenant, per-asset accounts money enters, leaves, is adjusted and
+    exchanged through. A tenant may define more (ledger/system_accounts.py); every system
+    account's name matches SYSTEM_ACCOUNT_NAME."""
 
     TOPUP = "@topup"
     BONUS = "@bonus"
     REVENUE = "@revenue"
     ADJUSTMENTS = "@adjustments"
+    PAYOUTS = "@payouts"
+    EXCHANGE = "@exchange"
 
 
 class Scope(StrEnum):
@@ -104,3 +111,8 @@ class Scope(StrEnum):
 
     def allows(self, needed: Scope) -> bool:
         return self.rank >= needed.rank
+
+
+# What a system account may be called: `@` and 1-32 of [a-z0-9_]. User ids never start with
+# `@`, so one owner column names both kinds of account.
+SYSTEM_ACCOUNT_NAME = r"@[a-z0-9_]{1,32}"
