@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 
 from ledger.codes import RejectionCode
 from ledger.money import MAX_AMOUNT
+from ledger.proposals import SYSTEM_ACCOUNT_OF
 from ledger.rules import (
-    SYSTEM_ACCOUNT_OF,
     AccountKey,
     AccountState,
     Book,
