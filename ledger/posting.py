@@ -8,11 +8,11 @@ never undoes a neighbour. A batch of one is the one-at-a-time path; both share e
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, RowMapping, text
@@ -21,20 +21,29 @@ from sqlalchemy.exc import OperationalError
 from ledger.codes import REJECTION_MESSAGES, FailureCode, RejectionCode
 from ledger.db import retry_on_conflict, unit_of_work
 from ledger.events import write_transaction_events
-from ledger.holds import LOCK_HOLDS, write_hold_events, write_holds
+from ledger.holds import write_hold_events, write_holds
+from ledger.legs import legs_to_json
+from ledger.posting_book import open_book
 from ledger.rules import (
     AccountKey,
     AccountState,
-    Book,
     HoldState,
-    Original,
     Proposal,
     from_row,
 )
 from ledger.views import transaction_view
-from ledger.vocabulary import HOLD_ACTIONS, HoldStatus, TransactionStatus, TransactionType
+from ledger.vocabulary import (
+    HOLD_ACTIONS,
+    HoldStatus,
+    TransactionStatus,
+    TransactionType,
+)
 
 log = logging.getLogger(__name__)
+
+# Types whose legs are settled when they are applied: a partial capture of a split hold pays
+# each leg pro rata, and a refund takes back from the legs the rules chose.
+RESOLVES_LEGS = frozenset({TransactionType.CAPTURE, TransactionType.REFUND})
 
 # Batches cannot deadlock each other (accounts are locked in ascending id order), but a
 # path that locks in another order, or a stricter isolation level configured on the server,
@@ -60,18 +69,6 @@ CLAIM_OLDEST = text(
     FOR UPDATE SKIP LOCKED
     """
 )
-# Ascending id order is the global lock order: two batches can never wait on each other
-# in a cycle. LockRows sits above the Sort, so rows are locked in this order.
-LOCK_ACCOUNTS = text(
-    """
-    SELECT a.* FROM accounts a
-    JOIN unnest(CAST(:tenant_ids AS uuid[]), CAST(:assets AS text[]), CAST(:owners AS text[]))
-      AS k(tenant_id, asset_code, owner)
-      ON a.tenant_id = k.tenant_id AND a.asset_code = k.asset_code AND a.owner = k.owner
-    ORDER BY a.id
-    FOR UPDATE OF a
-    """
-)
 # Rows older than a batch's newest that the batch does not hold: another worker is applying
 # them (or the relay has them locked for an instant). A transaction of the batch naming one
 # of their wallets must wait for them, or a spend could overtake the top-up that funds it.
@@ -81,25 +78,13 @@ LOCK_ACCOUNTS = text(
 # scans skip them, and the limit bounds the rest.
 EARLIER_QUEUED = text(
     """
-    SELECT tenant_id, asset_code, user_id, to_user_id, seq FROM transactions
+    SELECT tenant_id, type, asset_code, user_id, to_user_id, splits, to_asset_code, postings,
+           seq
+    FROM transactions
     WHERE status = 'queued' AND seq < :newest AND next_attempt_at <= now()
       AND NOT id = ANY(CAST(:ids AS uuid[]))
     ORDER BY seq
     LIMIT 1000
-    """
-)
-ORIGINALS = text(
-    """
-    SELECT id, tenant_id, type, status, user_id, asset_code, amount
-    FROM transactions WHERE id = ANY(:ids)
-    """
-)
-REFUNDED = text(
-    """
-    SELECT original_transaction_id, sum(amount) AS refunded
-    FROM transactions
-    WHERE original_transaction_id = ANY(:ids) AND status = 'applied'
-    GROUP BY original_transaction_id
     """
 )
 # The batch's journal lines, balances and outcomes in one statement (one round trip):
@@ -125,10 +110,11 @@ WRITE_BATCH = text(
     )
     UPDATE transactions t
     SET status = v.status, result_code = v.code, result_message = v.message,
-        amount = coalesce(v.amount, t.amount), completed_at = :now, updated_at = :now
+        amount = coalesce(v.amount, t.amount), splits = coalesce(v.splits, t.splits),
+        completed_at = :now, updated_at = :now
     FROM unnest(CAST(:ids AS uuid[]), CAST(:statuses AS text[]), CAST(:codes AS text[]),
-                CAST(:messages AS text[]), CAST(:amounts AS numeric[]))
-      AS v(id, status, code, message, amount)
+                CAST(:messages AS text[]), CAST(:amounts AS numeric[]), CAST(:splits AS jsonb[]))
+      AS v(id, status, code, message, amount, splits)
     WHERE t.id = v.id
     """
 )
@@ -142,6 +128,17 @@ class Outcome:
     type: str
     status: str
     code: str | None = None
+    # What the rejection concerned (the leg of a refund that could not give its part back).
+    detail: str | None = None
+    # The legs a capture paid or a refund took back, as applied (JSON), or None.
+    legs: str | None = None
+
+    @property
+    def message(self) -> str | None:
+        if not self.code:
+            return None
+        message = REJECTION_MESSAGES[RejectionCode(self.code)]
+        return f"{message} ({self.detail})" if self.detail else message
 
 
 @dataclass
@@ -163,58 +160,11 @@ class BatchResult:
 EntryRow = tuple[uuid.UUID, uuid.UUID, int, int, int, int]
 
 
-def _open_book(conn: Connection, now: datetime, proposals: list[Proposal]) -> Book:
-    """Lock the holds the batch captures or voids, then every account it touches (ascending
-    id: the global lock order), and load what refunds, captures and voids need."""
-    hold_ids = sorted(
-        {
-            hold_id
-            for p in proposals
-            if p.type in HOLD_ACTIONS and (hold_id := p.original_transaction_id) is not None
-        }
-    )
-    holds = conn.execute(LOCK_HOLDS, {"ids": hold_ids}).mappings().all() if hold_ids else []
-    keys = sorted({key for proposal in proposals for key in proposal.account_keys()})
-    rows = conn.execute(
-        LOCK_ACCOUNTS,
-        {
-            "tenant_ids": [k[0] for k in keys],
-            "assets": [k[1] for k in keys],
-            "owners": [k[2] for k in keys],
-        },
-    ).mappings()
-    book = Book(
-        {
-            (row["tenant_id"], row["asset_code"], row["owner"]): from_row(AccountState, row)
-            for row in rows
-        },
-        holds={row["transaction_id"]: from_row(HoldState, row) for row in holds},
-        now=now,
-    )
-    # Read only after the wallet locks are held: every refund of a spend locks that
-    # spend's wallet, so these sums cannot move under us.
-    original_ids = [p.original_transaction_id for p in proposals if p.original_transaction_id]
-    if original_ids:
-        for row in conn.execute(ORIGINALS, {"ids": original_ids}).mappings():
-            book.originals[row["id"]] = from_row(Original, row)
-    refunded_ids = [
-        p.original_transaction_id for p in proposals if p.type == TransactionType.REFUND
-    ]
-    if refunded_ids:
-        for original_id, refunded in conn.execute(REFUNDED, {"ids": refunded_ids}):
-            book.refunded[original_id] = int(refunded)
-    return book
-
-
-def _message(code: str | None) -> str | None:
-    return REJECTION_MESSAGES[RejectionCode(code)] if code else None
-
-
 def _apply_batch(conn: Connection, txns: list[RowMapping]) -> list[Outcome]:
     """Judge the claimed rows in order against their locked accounts; write it all at once."""
     now = conn.execute(text("SELECT now()")).scalar_one()
     proposals = [from_row(Proposal, txn) for txn in txns]
-    book = _open_book(conn, now, proposals)
+    book = open_book(conn, now, proposals)
     settled: list[int | None] = []
     released: list[tuple[HoldStatus, HoldState]] = []
     outcomes: list[Outcome] = []
@@ -222,9 +172,14 @@ def _apply_batch(conn: Connection, txns: list[RowMapping]) -> list[Outcome]:
     entry_rows: list[EntryRow] = []
     for txn, proposal in zip(txns, proposals, strict=True):
         judgement = book.judge(proposal)
-        outcome = Outcome(proposal.id, proposal.type, judgement.status, judgement.code)
+        legs = None
+        if judgement.legs is not None and proposal.type in RESOLVES_LEGS:
+            legs = json.dumps(legs_to_json(judgement.legs))
+        outcome = Outcome(
+            proposal.id, proposal.type, judgement.status, judgement.code, judgement.detail, legs
+        )
         # Balances as this transaction left them: a later one in the batch moves them again.
-        after: dict[str, int] = {}
+        after: dict[tuple[str, str], int] = {}
         for line in judgement.lines:
             entry_rows.append(
                 (
@@ -237,7 +192,7 @@ def _apply_batch(conn: Connection, txns: list[RowMapping]) -> list[Outcome]:
                 )
             )
             if not line.account.is_system:
-                after[line.account.owner] = line.balance_after
+                after[(line.account.asset_code, line.account.owner)] = line.balance_after
         outcomes.append(outcome)
         settled.append(judgement.amount)
         hold = judgement.hold
@@ -247,10 +202,12 @@ def _apply_batch(conn: Connection, txns: list[RowMapping]) -> list[Outcome]:
         row.update(
             status=outcome.status,
             result_code=outcome.code,
-            result_message=_message(outcome.code),
+            result_message=outcome.message,
             completed_at=now,
             amount=judgement.amount or txn["amount"],
         )
+        if judgement.legs is not None and proposal.type in RESOLVES_LEGS:
+            row["splits"] = legs_to_json(judgement.legs)
         held = asdict(hold) if hold is not None and proposal.type == TransactionType.HOLD else None
         finished.append((proposal.tenant_id, transaction_view(row, after, held)))
     touched = [account for account in book.accounts.values() if account.touched]
@@ -287,8 +244,9 @@ def _write(
             "ids": [o.transaction_id for o in outcomes],
             "statuses": [str(o.status) for o in outcomes],
             "codes": [str(o.code) if o.code else None for o in outcomes],
-            "messages": [_message(o.code) for o in outcomes],
+            "messages": [o.message for o in outcomes],
             "amounts": settled,
+            "splits": [o.legs for o in outcomes],
         },
     )
 
@@ -325,13 +283,27 @@ def apply_claimed(
 
 
 def _wallets(row: Any) -> list[AccountKey]:
-    if row["asset_code"] is None:
-        return []
-    return [
-        (row["tenant_id"], row["asset_code"], owner)
-        for owner in (row["user_id"], row["to_user_id"])
-        if owner is not None
+    """The wallets a queued row names: its own, its target's, its legs', an exchange's
+    buyer's and a journal's."""
+    tenant_id = row["tenant_id"]
+    keys = [
+        (tenant_id, str(p["asset_code"]), str(owner))
+        for p in row["postings"] or ()
+        for owner in (p["from"], p["to"])
+        if not str(owner).startswith("@")
     ]
+    asset = row["asset_code"]
+    if asset is None:
+        return keys
+    keys += [(tenant_id, asset, owner) for owner in (row["user_id"], row["to_user_id"]) if owner]
+    keys += [
+        (tenant_id, asset, str(leg["to_user_id"]))
+        for leg in row["splits"] or ()
+        if "to_user_id" in leg
+    ]
+    if row["to_asset_code"] is not None:
+        keys.append((tenant_id, row["to_asset_code"], row["to_user_id"] or row["user_id"]))
+    return keys
 
 
 def _in_wallet_order(

@@ -37,25 +37,29 @@ def transaction_row(
 
 BALANCES_AFTER = text(
     """
-    SELECT e.transaction_id, a.owner, e.balance_after
+    SELECT e.transaction_id, a.asset_code, a.owner, e.balance_after
     FROM entries e JOIN accounts a ON a.id = e.account_id
     WHERE e.transaction_id = ANY(:ids) AND NOT a.is_system
+    ORDER BY e.id
     """
 )
 
 
 def balances_after_many(
     conn: Connection, transaction_ids: list[uuid.UUID]
-) -> dict[uuid.UUID, dict[str, int]]:
-    """Per transaction: wallet owner -> balance right after it, for the wallets it moved."""
-    after: dict[uuid.UUID, dict[str, int]] = {}
-    for transaction_id, owner, balance in conn.execute(BALANCES_AFTER, {"ids": transaction_ids}):
-        after.setdefault(transaction_id, {})[owner] = balance
+) -> dict[uuid.UUID, dict[tuple[str, str], int]]:
+    """Per transaction: (asset, wallet owner) -> balance right after it, for the wallets it
+    moved (after its last entry on a wallet, for a journal that moves one several times)."""
+    after: dict[uuid.UUID, dict[tuple[str, str], int]] = {}
+    rows = conn.execute(BALANCES_AFTER, {"ids": transaction_ids})
+    for transaction_id, asset, owner, balance in rows:
+        after.setdefault(transaction_id, {})[(asset, owner)] = balance
     return after
 
 
-def balances_after(conn: Connection, transaction_id: uuid.UUID) -> dict[str, int]:
-    """Wallet owner -> balance right after this transaction, for the wallets it moved."""
+def balances_after(conn: Connection, transaction_id: uuid.UUID) -> dict[tuple[str, str], int]:
+    """(asset, wallet owner) -> balance right after this transaction, for the wallets it
+    moved."""
     return balances_after_many(conn, [transaction_id]).get(transaction_id, {})
 
 

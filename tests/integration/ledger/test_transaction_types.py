@@ -197,6 +197,8 @@ def test_system_accounts_mirror_the_wallets_so_the_tenant_sums_to_zero(engine, t
         "@bonus": -100,
         "@revenue": 200,
         "@adjustments": 10,
+        "@payouts": 0,
+        "@exchange": 0,
         "alice": 800,
         "bob": 40,
         "carol": 50,
