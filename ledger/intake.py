@@ -21,13 +21,14 @@ from ledger.errors import (
     AdminKeyRequired,
     AssetNotFound,
     IdempotencyKeyReused,
+    InvalidRequest,
     KeyRevoked,
     LedgerError,
 )
 from ledger.queries import transaction_views
 from ledger.transaction_request import MAX_METADATA_BYTES, TransactionRequest
 from ledger.views import transaction_view
-from ledger.vocabulary import TransactionType
+from ledger.vocabulary import SystemAccount, TransactionType
 
 # Runs of a multi-row insert that PostgreSQL aborted on a deadlock (`_insert_rows`).
 MAX_INTAKE_ATTEMPTS = 3
@@ -36,31 +37,38 @@ INTAKE_BACKOFF_SECONDS = 0.01
 # Set-based: positions kept so `seq` (the order of application) follows the batch. Rows
 # naming an asset the tenant lacks are left out (no foreign-key error aborts the batch);
 # the caller tells them apart from replays afterwards. A capture or void takes its wallet
-# (and a capture its destination) from the hold it names, when that is a hold of this
-# tenant; a refund of a capture that paid a wallet takes that wallet as the one it debits;
-# a hold's expiry is counted from its acceptance, on the database's clock. The same
-# statement creates the wallets the new rows credit (sorted: concurrent intakes take the
-# unique-index locks in one order) and, for a request made with an API key, checks that
-# the key is still live, so a write needs no round trip of its own for either. The hold
-# and the paid capture are looked up per row (LATERAL ... LIMIT 1): the API runs generic
-# plans, and a generic plan joining `unnest` (estimated at many rows) to `transactions`
-# chose to scan the whole table once the table grew, for every submission.
+# (and a capture its destination or legs, unless it names its own) from the hold it
+# names, when that is a hold of this tenant; a refund of a capture that paid a wallet takes
+# that wallet as the one it debits; a hold's expiry is counted from its acceptance, on the
+# database's clock. The same statement creates the wallets the new rows credit, legs
+# included (sorted: concurrent intakes take the unique-index locks in one order) and, for a
+# request made with an API key, checks that the key is still live, so a write needs no
+# round trip of its own for either. The hold and the paid capture are looked up per row
+# (LATERAL ... LIMIT 1): the API runs generic plans, and a generic plan joining `unnest`
+# (estimated at many rows) to `transactions` chose to scan the whole table once the table
+# grew, for every submission.
 INSERT_TRANSACTIONS = text(
     """
     WITH inserted AS (
         INSERT INTO transactions (
             tenant_id, type, reference_id, request_hash, asset_code, amount, user_id,
             to_user_id, original_transaction_id, payment_method, bonus_type, item_id, reason,
-            metadata, expires_at
+            metadata, expires_at, splits, to_account, payout_method, destination,
+            to_asset_code, to_amount, postings
         )
         SELECT :tenant_id, r.type, r.reference_id, r.request_hash,
                coalesce(r.asset_code, hold.asset_code), r.amount,
                coalesce(r.user_id, hold.user_id),
-               coalesce(r.to_user_id, CASE WHEN r.type = 'capture' THEN hold.to_user_id END,
+               coalesce(r.to_user_id,
+                        CASE WHEN r.type = 'capture' AND r.splits IS NULL THEN hold.to_user_id END,
                         paid.to_user_id),
                r.original_transaction_id, r.payment_method, r.bonus_type, r.item_id, r.reason,
                r.metadata,
-               coalesce(r.expires_at, now() + make_interval(secs => r.expires_in))
+               coalesce(r.expires_at, now() + make_interval(secs => r.expires_in)),
+               coalesce(r.splits, CASE WHEN r.type = 'capture' THEN hold.splits END),
+               coalesce(r.to_account,
+                        CASE WHEN r.type = 'capture' AND r.splits IS NULL THEN hold.to_account END),
+               r.payout_method, r.destination, r.to_asset_code, r.to_amount, r.postings
         FROM unnest(
             CAST(:types AS text[]), CAST(:reference_ids AS text[]),
             CAST(:request_hashes AS text[]), CAST(:asset_codes AS text[]),
@@ -68,14 +76,19 @@ INSERT_TRANSACTIONS = text(
             CAST(:original_transaction_ids AS uuid[]), CAST(:payment_methods AS text[]),
             CAST(:bonus_types AS text[]), CAST(:item_ids AS text[]), CAST(:reasons AS text[]),
             CAST(:metadata AS jsonb[]), CAST(:expires_ats AS timestamptz[]),
-            CAST(:expires_ins AS integer[])
+            CAST(:expires_ins AS integer[]), CAST(:splits AS jsonb[]),
+            CAST(:to_accounts AS text[]), CAST(:payout_methods AS text[]),
+            CAST(:destinations AS text[]), CAST(:to_asset_codes AS text[]),
+            CAST(:to_amounts AS numeric[]), CAST(:postings AS jsonb[])
         ) WITH ORDINALITY AS r(
             type, reference_id, request_hash, asset_code, amount, user_id, to_user_id,
             original_transaction_id, payment_method, bonus_type, item_id, reason, metadata,
-            expires_at, expires_in, position
+            expires_at, expires_in, splits, to_account, payout_method, destination,
+            to_asset_code, to_amount, postings, position
         )
         LEFT JOIN LATERAL (
-            SELECT h.asset_code, h.user_id, h.to_user_id FROM transactions h
+            SELECT h.asset_code, h.user_id, h.to_user_id, h.splits, h.to_account
+            FROM transactions h
             WHERE r.type IN ('capture', 'void') AND h.tenant_id = :tenant_id
               AND h.id = r.original_transaction_id AND h.type = 'hold'
             LIMIT 1
@@ -86,7 +99,7 @@ INSERT_TRANSACTIONS = text(
               AND p.id = r.original_transaction_id AND p.type = 'capture'
             LIMIT 1
         ) paid ON true
-        WHERE (r.type IN ('capture', 'void') OR EXISTS (
+        WHERE (r.type IN ('capture', 'void', 'journal') OR EXISTS (
                    SELECT 1 FROM assets a WHERE a.tenant_id = :tenant_id AND a.code = r.asset_code))
           AND (CAST(:key_id AS uuid) IS NULL OR EXISTS (
                    SELECT 1 FROM api_keys k
@@ -98,10 +111,14 @@ INSERT_TRANSACTIONS = text(
         INSERT INTO accounts (tenant_id, asset_code, owner, is_system)
         SELECT :tenant_id, w.asset_code, w.owner, false
         FROM (
-            SELECT DISTINCT w.asset_code, w.owner
+            SELECT w.asset_code, w.owner
             FROM unnest(CAST(:wallet_references AS text[]), CAST(:wallet_assets AS text[]),
                         CAST(:wallet_owners AS text[])) AS w(reference_id, asset_code, owner)
             WHERE w.reference_id IN (SELECT reference_id FROM inserted)
+            UNION
+            SELECT i.asset_code, leg ->> 'to_user_id'
+            FROM inserted i CROSS JOIN LATERAL jsonb_array_elements(i.splits) AS leg
+            WHERE i.type <> 'refund' AND i.asset_code IS NOT NULL AND leg ? 'to_user_id'
         ) w
         ORDER BY w.asset_code, w.owner
         ON CONFLICT (tenant_id, asset_code, owner) DO NOTHING
@@ -109,6 +126,13 @@ INSERT_TRANSACTIONS = text(
     SELECT * FROM inserted
     """
 )
+# Which of some names are system accounts the tenant defined, and which of some codes are
+# its assets: asked only for requests that name either beyond the built-ins and their own
+# asset, so a plain submission costs no round trip more.
+DEFINED_SYSTEM_ACCOUNTS = text(
+    "SELECT name FROM system_accounts WHERE tenant_id = :tenant_id AND name = ANY(:names)"
+)
+KNOWN_ASSETS = text("SELECT code FROM assets WHERE tenant_id = :tenant_id AND code = ANY(:codes)")
 KEY_IS_LIVE = text(
     "SELECT EXISTS (SELECT 1 FROM api_keys WHERE id = :key_id AND revoked_at IS NULL)"
 )
@@ -126,6 +150,12 @@ ENSURE_WALLETS = text(
     """
 )
 
+
+# Types only admin keys may submit, and what a request with another key is told.
+ADMIN_TYPES = {
+    TransactionType.ADJUSTMENT: "Adjustments need an admin API key.",
+    TransactionType.JOURNAL: "Journal entries need an admin API key.",
+}
 
 IS_ACCEPTED = text(
     "SELECT EXISTS (SELECT 1 FROM transactions WHERE tenant_id = :t AND reference_id = :r)"
@@ -169,11 +199,12 @@ def accept_transactions(
     checked: dict[int, TransactionRequest] = {}
     for index, request in enumerate(requests):
         try:
-            if request.type == TransactionType.ADJUSTMENT and not admin:
-                raise AdminKeyRequired("Adjustments need an admin API key.")
+            if request.type in ADMIN_TYPES and not admin:
+                raise AdminKeyRequired(ADMIN_TYPES[TransactionType(request.type)])
             checked[index] = request.validated(max_metadata_bytes)
         except LedgerError as error:
             results[index] = error
+    _check_names(work.connection, tenant_id, checked, results)
     if checked:
         _insert(work.connection, tenant_id, checked, results, key_id)
     accepted = [result for result in results if result is not None]
@@ -263,6 +294,46 @@ def _insert(
         _insert(conn, tenant_id, again, results, key_id)
 
 
+def _check_names(
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    checked: dict[int, TransactionRequest],
+    results: list[Result | None],
+) -> None:
+    """Answer 422 to (and drop from `checked`) each request naming a system account the
+    tenant has not defined, or an asset it lacks besides its own `asset_code` (an exchange's
+    two, a journal's)."""
+    builtin = {str(account) for account in SystemAccount}
+    names = {n for r in checked.values() for n in r.named_system_accounts()} - builtin
+    codes = {c for r in checked.values() for c in _named_assets(r)}
+    if not names and not codes:
+        return
+    params = {"tenant_id": tenant_id, "names": sorted(names), "codes": sorted(codes)}
+    defined = set(conn.execute(DEFINED_SYSTEM_ACCOUNTS, params).scalars()) if names else set()
+    assets = set(conn.execute(KNOWN_ASSETS, params).scalars()) if codes else set()
+    for index, request in list(checked.items()):
+        unknown = sorted(request.named_system_accounts() - builtin - defined)
+        missing = sorted(_named_assets(request) - assets)
+        if unknown:
+            results[index] = InvalidRequest(
+                "unknown_system_account", f"system account {unknown[0]} does not exist"
+            )
+        elif missing:
+            results[index] = InvalidRequest("unknown_asset", f"asset {missing[0]} does not exist")
+        else:
+            continue
+        del checked[index]
+
+
+def _named_assets(request: TransactionRequest) -> set[str]:
+    """The assets a request names that the insert does not check: both of an exchange's
+    (422 `unknown_asset` for either), a journal's."""
+    codes = set(request.named_assets())
+    if request.type == TransactionType.EXCHANGE and request.asset_code is not None:
+        codes.add(request.asset_code)
+    return codes
+
+
 def _insert_rows(conn: Connection, columns: dict[str, Any]) -> list[RowMapping]:
     """Run INSERT_TRANSACTIONS. Two batches naming the same new reference ids in opposite
     orders can deadlock on the unique index; PostgreSQL then aborts one of them, which runs
@@ -323,7 +394,18 @@ def _columns(
         "metadata": [json.dumps(r.metadata) for r in requests],
         "expires_ats": [r.expires_at for r in requests],
         "expires_ins": [r.expires_in_seconds() for r in requests],
+        "splits": [_json_or_none(r.splits) for r in requests],
+        "to_accounts": [r.to_account for r in requests],
+        "payout_methods": [r.payout_method for r in requests],
+        "destinations": [r.destination for r in requests],
+        "to_asset_codes": [r.to_asset_code for r in requests],
+        "to_amounts": [r.to_amount for r in requests],
+        "postings": [_json_or_none(r.postings) for r in requests],
     }
+
+
+def _json_or_none(value: object) -> str | None:
+    return None if value is None else json.dumps(value)
 
 
 def ensure_wallets(
