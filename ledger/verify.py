@@ -11,35 +11,81 @@ from sqlalchemy import Connection, text
 # `:tenant_id` NULL checks every tenant.
 CHECKS: list[tuple[str, str]] = [
     (
-        "applied transactions balance to zero",
+        "applied transactions balance to zero in each asset",
         """
-        SELECT e.transaction_id::text, 'entries sum to ' || sum(e.amount)
-        FROM entries e
+        SELECT e.transaction_id::text, a.asset_code || ' entries sum to ' || sum(e.amount)
+        FROM entries e JOIN accounts a ON a.id = e.account_id
         WHERE CAST(:tenant_id AS uuid) IS NULL OR e.tenant_id = :tenant_id
-        GROUP BY e.transaction_id HAVING sum(e.amount) <> 0
+        GROUP BY e.transaction_id, a.asset_code HAVING sum(e.amount) <> 0
         """,
     ),
     (
-        "applied transactions have two entries (holds and voids none), others none",
+        "applied transactions have their entries (two, one more per leg, four for an"
+        " exchange, two per posting; holds and voids none), others none",
         """
         SELECT t.id::text, t.status || ' with ' || count(e.id) || ' entries'
         FROM transactions t LEFT JOIN entries e ON e.transaction_id = t.id
         WHERE CAST(:tenant_id AS uuid) IS NULL OR t.tenant_id = :tenant_id
         GROUP BY t.id, t.status
-        HAVING (t.status = 'applied' AND t.type NOT IN ('hold', 'void')) <> (count(e.id) = 2)
-            OR ((t.status <> 'applied' OR t.type IN ('hold', 'void')) AND count(e.id) > 0)
+        HAVING (t.status = 'applied' AND count(e.id) <> CASE
+                    WHEN t.type IN ('hold', 'void') THEN 0
+                    WHEN t.type = 'exchange' THEN 4
+                    WHEN t.type = 'journal' THEN 2 * jsonb_array_length(t.postings)
+                    WHEN t.splits IS NOT NULL THEN 1 + jsonb_array_length(t.splits)
+                    ELSE 2 END)
+            OR (t.status <> 'applied' AND count(e.id) > 0)
         """,
     ),
     (
-        "entries stay within their transaction's tenant and asset",
+        "entries stay within their transaction's tenant and assets",
         """
         SELECT e.id::text, 'entry of ' || t.id || ' on account ' || a.id
         FROM entries e
         JOIN transactions t ON t.id = e.transaction_id
         JOIN accounts a ON a.id = e.account_id
         WHERE (CAST(:tenant_id AS uuid) IS NULL OR e.tenant_id = :tenant_id)
-          AND (a.tenant_id <> t.tenant_id OR a.asset_code <> t.asset_code
-               OR e.tenant_id <> t.tenant_id)
+          AND (a.tenant_id <> t.tenant_id OR e.tenant_id <> t.tenant_id
+               OR (a.asset_code IS DISTINCT FROM t.asset_code
+                   AND a.asset_code IS DISTINCT FROM t.to_asset_code
+                   AND NOT a.asset_code IN (
+                       SELECT p ->> 'asset_code'
+                       FROM jsonb_array_elements(coalesce(t.postings, '[]')) AS p)))
+        """,
+    ),
+    (
+        "the legs of an applied transaction sum to its amount",
+        """
+        SELECT t.id::text, 'legs sum to ' || sum((leg ->> 'amount')::numeric)
+                           || ' of ' || t.amount
+        FROM transactions t CROSS JOIN LATERAL jsonb_array_elements(t.splits) AS leg
+        WHERE (CAST(:tenant_id AS uuid) IS NULL OR t.tenant_id = :tenant_id)
+          AND t.status = 'applied'
+        GROUP BY t.id, t.amount HAVING sum((leg ->> 'amount')::numeric) <> t.amount
+        """,
+    ),
+    (
+        "no leg gave back in refunds more than it received",
+        """
+        SELECT g.original_id::text,
+               'leg ' || g.owner || ' gave back ' || g.back || ' of ' || coalesce(l.amount, 0)
+        FROM (
+            SELECT r.original_transaction_id AS original_id,
+                   coalesce(leg ->> 'to_user_id', leg ->> 'to_account') AS owner,
+                   sum((leg ->> 'amount')::numeric) AS back
+            FROM transactions r CROSS JOIN LATERAL jsonb_array_elements(r.splits) AS leg
+            WHERE (CAST(:tenant_id AS uuid) IS NULL OR r.tenant_id = :tenant_id)
+              AND r.type = 'refund' AND r.status = 'applied'
+            GROUP BY 1, 2
+        ) g
+        JOIN transactions o ON o.id = g.original_id
+        LEFT JOIN LATERAL (
+            SELECT (leg ->> 'amount')::numeric AS amount
+            FROM jsonb_array_elements(coalesce(o.splits, jsonb_build_array(jsonb_build_object(
+                'to_account', coalesce(o.to_user_id, o.to_account, '@revenue'),
+                'amount', o.amount)))) AS leg
+            WHERE coalesce(leg ->> 'to_user_id', leg ->> 'to_account') = g.owner
+        ) l ON true
+        WHERE g.back > coalesce(l.amount, 0)
         """,
     ),
     (
