@@ -171,6 +171,7 @@ def test_a_system_accounts_history_pages_newest_first_without_overlap(api: Api):
     ]
     versions = [i["version"] for i in items]
     assert versions == sorted(versions, reverse=True)
+    assert history(api, "%40topup", limit=2).json == first.json
 
 
 def test_a_defined_account_without_entries_has_an_empty_history(api: Api):
