@@ -21,7 +21,16 @@ from api.guard import add_rate_limit_headers, guard_request
 from api.key_cache import KeyCache
 from api.problems import from_http_exception, register_problem_handlers
 from api.rate_limits import RateLimiter, storage_url
-from api.routes import assets, audit, health, keys, transactions, wallets, webhooks
+from api.routes import (
+    assets,
+    audit,
+    health,
+    keys,
+    system_accounts,
+    transactions,
+    wallets,
+    webhooks,
+)
 from api.routing import RoutedFlask
 from api.schemas import ProblemSchema
 from api.waiter import TransactionWaiter
@@ -119,7 +128,7 @@ def create_app(
     metrics.init_app(app, settings, waiter=app.extensions["tally"].waiter)
     api = ProblemApi(app)
     converters.init_app(app, api)
-    for module in (health, transactions, wallets, assets, webhooks, keys, audit):
+    for module in (health, transactions, wallets, assets, system_accounts, webhooks, keys, audit):
         api.register_blueprint(module.blp)
 
     init_docs(app)

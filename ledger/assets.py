@@ -13,6 +13,7 @@ from ledger import audit
 from ledger.audit import OPERATOR, Actor
 from ledger.db import UnitOfWork
 from ledger.errors import AssetAlreadyExists, InvalidRequest
+from ledger.system_accounts import lock_system_accounts
 from ledger.transaction_request import UNSTORABLE, check_asset_code
 from ledger.vocabulary import SystemAccount
 
@@ -22,9 +23,15 @@ INSERT_ASSET = text(
     "INSERT INTO assets (tenant_id, code, name, decimal_places)"
     " VALUES (:t, :code, :name, :dp) RETURNING code, name, decimal_places, created_at"
 )
+# The built-ins and every system account the tenant defined, in key order.
 INSERT_SYSTEM_ACCOUNTS = text(
-    "INSERT INTO accounts (tenant_id, asset_code, owner, is_system)"
-    " SELECT :t, :code, owner, true FROM unnest(CAST(:owners AS text[])) AS owner"
+    """
+    INSERT INTO accounts (tenant_id, asset_code, owner, is_system)
+    SELECT :t, :code, owner, true FROM (
+        SELECT unnest(CAST(:builtins AS text[])) AS owner
+        UNION SELECT name FROM system_accounts WHERE tenant_id = :t
+    ) AS names ORDER BY owner
+    """
 )
 LIST_ASSETS = text(
     "SELECT code, name, decimal_places, created_at FROM assets WHERE tenant_id = :t ORDER BY code"
@@ -40,7 +47,8 @@ def create_asset(
     *,
     actor: Actor = OPERATOR,
 ) -> dict[str, Any]:
-    """Register an asset and its system accounts (@topup, @bonus, @revenue, @adjustments)."""
+    """Register an asset and its system accounts: the built-ins (@topup, @bonus, @revenue,
+    @adjustments, @payouts, @exchange) and those the tenant defined."""
     check_asset_code(code, "code")
     if not isinstance(decimal_places, int) or not 0 <= decimal_places <= MAX_DECIMAL_PLACES:
         raise InvalidRequest(
@@ -61,9 +69,10 @@ def create_asset(
         if isinstance(error.orig, pg_errors.UniqueViolation):
             raise AssetAlreadyExists(f"asset {code} already exists", field="code") from None
         raise
+    lock_system_accounts(conn, tenant_id)
     conn.execute(
         INSERT_SYSTEM_ACCOUNTS,
-        {"t": tenant_id, "code": code, "owners": [str(account) for account in SystemAccount]},
+        {"t": tenant_id, "code": code, "builtins": [str(account) for account in SystemAccount]},
     )
     audit.append_event(
         conn, tenant_id, actor, "asset.created", f"asset:{code}", {"decimal_places": decimal_places}

@@ -54,6 +54,12 @@ class TransactionNotFound(NotFound):
     code = "transaction_not_found"
 
 
+class SystemAccountNotFound(NotFound):
+    """Neither a built-in system account nor one the tenant defined."""
+
+    code = "system_account_not_found"
+
+
 class Conflict(LedgerError):
     code = "conflict"
 
@@ -72,6 +78,12 @@ class IdempotencyKeyReused(Conflict):
 
 class AssetAlreadyExists(Conflict):
     code = "asset_exists"
+
+
+class SystemAccountExists(Conflict):
+    """The name is a built-in system account's or one the tenant defined already."""
+
+    code = "system_account_exists"
 
 
 class ApiKeyNotFound(NotFound):

@@ -1,4 +1,5 @@
-"""Read-side queries: transactions, balances and wallet history. Every query names its tenant."""
+"""Read-side queries: transactions, balances and account history. Every query names its tenant
+(or an account id found within one)."""
 
 from __future__ import annotations
 
@@ -194,20 +195,30 @@ def wallet_history(
 ) -> dict[str, Any]:
     """A wallet's journal, newest first, in keyset pages of at most `limit` entries."""
     limit, before, account_id = wallet_page(conn, tenant_id, user_id, asset_code, limit, cursor)
+    return account_history(conn, account_id, limit=limit, before=before)
+
+
+ACCOUNT_HISTORY = text(
+    """
+    SELECT e.account_version, e.amount, e.balance_after, e.created_at,
+           t.id AS transaction_id, t.type, t.reference_id
+    FROM entries e JOIN transactions t ON t.id = e.transaction_id
+    WHERE e.account_id = :account_id
+      AND (CAST(:before AS bigint) IS NULL OR e.account_version < :before)
+    ORDER BY e.account_version DESC
+    LIMIT :limit
+    """
+)
+
+
+def account_history(
+    conn: Connection, account_id: int, *, limit: int, before: int | None
+) -> dict[str, Any]:
+    """One keyset page of any account's journal, newest first: at most `limit` entries
+    below version `before` (from the top when None), and the cursor of the next page."""
     rows = (
         conn.execute(
-            text(
-                """
-                SELECT e.account_version, e.amount, e.balance_after, e.created_at,
-                       t.id AS transaction_id, t.type, t.reference_id
-                FROM entries e JOIN transactions t ON t.id = e.transaction_id
-                WHERE e.account_id = :account_id
-                  AND (CAST(:before AS bigint) IS NULL OR e.account_version < :before)
-                ORDER BY e.account_version DESC
-                LIMIT :limit
-                """
-            ),
-            {"account_id": account_id, "before": before, "limit": limit + 1},
+            ACCOUNT_HISTORY, {"account_id": account_id, "before": before, "limit": limit + 1}
         )
         .mappings()
         .all()

@@ -13,6 +13,7 @@ from api.console import (  # noqa: F401  (each module adds its pages to the blue
     keys,
     overview,
     signin,
+    system_accounts,
     transactions,
     wallets,
     webhooks,

@@ -458,6 +458,29 @@ def assets(c: Caller) -> None:
     assert [asset["code"] for asset in c.get("/assets", expect=200)] == ["EUR", "GOLD"]
 
 
+def system_accounts(c: Caller, engine: Engine) -> None:
+    run(engine, c.tenant.id, "topup", user_id="erin", amount=100)
+    run(engine, c.tenant.id, "topup", user_id="erin", amount=200)
+    fees = {"name": "@fees", "description": "Card fees"}
+    c.post("/system-accounts", fees, expect=201, key=c.admin)
+    c.post("/system-accounts", fees, expect=409, key=c.admin)
+    c.post("/system-accounts", {"name": "@Fees"}, expect=422, key=c.admin)
+    eur = {"asset_code": "EUR"}
+    listed = c.get("/system-accounts", expect=200, query_string=eur)
+    assert {account["name"] for account in listed} >= {"@fees", "@topup"}
+    c.get("/system-accounts", expect=200)
+    c.get("/system-accounts", expect=404, query_string={"asset_code": "USD"})
+    c.get("/system-accounts", expect=422, query_string={"asset_code": "eur"})
+    journal = "/system-accounts/@topup/transactions"
+    page = c.get(journal, expect=200, query_string={**eur, "limit": 1})
+    c.get(journal, expect=200, query_string={**eur, "cursor": page["next_cursor"]})
+    c.get(journal, expect=400, query_string={**eur, "cursor": "djI6MA"})
+    c.get(journal, expect=422, query_string={**eur, "limit": 0})
+    c.get(journal, expect=404, query_string={"asset_code": "USD"})
+    c.get("/system-accounts/@nope/transactions", expect=404, query_string=eur)
+    c.get("/system-accounts/nope/transactions", expect=422, query_string=eur)
+
+
 def record_attempt(engine: Engine, tenant_id: uuid.UUID, delivery_id: str) -> None:
     """A failed attempt, as the dispatcher would log it (no dispatcher runs here)."""
     with unit_of_work(engine) as work:
@@ -640,6 +663,7 @@ def test_every_operation_answers_only_as_the_document_says(
     wallets(c, api.engine)
     holds(c, api.engine)
     assets(c)
+    system_accounts(c, api.engine)
     webhooks(c, api.engine)
     keys(c)
     audit(c)

@@ -8,14 +8,16 @@ import uuid
 
 from sqlalchemy import Engine
 
+from ledger.audit import OPERATOR
 from ledger.db import unit_of_work
 from ledger.intake import accept_transactions
+from ledger.system_accounts import define_system_account
 from ledger.transaction_request import TransactionRequest
 from ledger.webhooks.endpoints import create_endpoint
 from tests.conftest import TenantFixture, secret_box
 from tests.integration.console.conftest import Console, applied, failed
 
-PAGES = ["/", "/transactions", "/wallets", "/webhooks", "/keys", "/audit"]
+PAGES = ["/", "/transactions", "/wallets", "/system-accounts", "/webhooks", "/keys", "/audit"]
 
 
 def test_every_page_renders_for_an_empty_tenant(
@@ -152,3 +154,30 @@ def test_a_users_wallets_history_and_holds(
     assert '<td class="num available">75.00 EUR</td>' in page
     assert page.count('class="history-entry"') == 1
     assert page.count('class="hold"') == 1
+
+
+def test_the_system_accounts_page_lists_each_asset_with_balances(
+    reader: Console, engine: Engine, tenant: TenantFixture
+) -> None:
+    applied(engine, tenant.id, "topup", user_id="alice", amount=12345)
+    with unit_of_work(engine) as work:
+        define_system_account(work, tenant.id, "@fees", "Card <fees>", actor=OPERATOR)
+
+    page = reader.text("/system-accounts")
+
+    rows = re.findall(
+        r'<tr class="system-account"><td><code>([^<]+)</code></td><td>([a-z-]+)</td>'
+        r'<td>(.*?)</td><td class="num balance">([^<]+)</td>',
+        page,
+    )
+    assert [(name, kind, balance) for name, kind, _, balance in rows] == [
+        ("@adjustments", "built-in", "0.00 EUR"),
+        ("@bonus", "built-in", "0.00 EUR"),
+        ("@exchange", "built-in", "0.00 EUR"),
+        ("@fees", "defined", "0.00 EUR"),
+        ("@payouts", "built-in", "0.00 EUR"),
+        ("@revenue", "built-in", "0.00 EUR"),
+        ("@topup", "built-in", "-123.45 EUR"),
+    ]
+    assert "Card &lt;fees&gt;" in page
+    assert 'id="nav-system-accounts"' in page
