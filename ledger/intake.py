@@ -26,9 +26,10 @@ from ledger.errors import (
     LedgerError,
 )
 from ledger.queries import transaction_views
+from ledger.system_accounts import known_system_accounts
 from ledger.transaction_request import MAX_METADATA_BYTES, TransactionRequest
 from ledger.views import transaction_view
-from ledger.vocabulary import SystemAccount, TransactionType
+from ledger.vocabulary import TransactionType
 
 # Runs of a multi-row insert that PostgreSQL aborted on a deadlock (`_insert_rows`).
 MAX_INTAKE_ATTEMPTS = 3
@@ -126,12 +127,8 @@ INSERT_TRANSACTIONS = text(
     SELECT * FROM inserted
     """
 )
-# Which of some names are system accounts the tenant defined, and which of some codes are
-# its assets: asked only for requests that name either beyond the built-ins and their own
-# asset, so a plain submission costs no round trip more.
-DEFINED_SYSTEM_ACCOUNTS = text(
-    "SELECT name FROM system_accounts WHERE tenant_id = :tenant_id AND name = ANY(:names)"
-)
+# Which of some codes are the tenant's assets: asked only for requests that name one
+# beyond their own asset, so a plain submission costs no round trip more.
 KNOWN_ASSETS = text("SELECT code FROM assets WHERE tenant_id = :tenant_id AND code = ANY(:codes)")
 KEY_IS_LIVE = text(
     "SELECT EXISTS (SELECT 1 FROM api_keys WHERE id = :key_id AND revoked_at IS NULL)"
@@ -303,16 +300,15 @@ def _check_names(
     """Answer 422 to (and drop from `checked`) each request naming a system account the
     tenant has not defined, or an asset it lacks besides its own `asset_code` (an exchange's
     two, a journal's)."""
-    builtin = {str(account) for account in SystemAccount}
-    names = {n for r in checked.values() for n in r.named_system_accounts()} - builtin
+    names = {n for r in checked.values() for n in r.named_system_accounts()}
     codes = {c for r in checked.values() for c in _named_assets(r)}
     if not names and not codes:
         return
-    params = {"tenant_id": tenant_id, "names": sorted(names), "codes": sorted(codes)}
-    defined = set(conn.execute(DEFINED_SYSTEM_ACCOUNTS, params).scalars()) if names else set()
+    known = known_system_accounts(conn, tenant_id, names)
+    params = {"tenant_id": tenant_id, "codes": sorted(codes)}
     assets = set(conn.execute(KNOWN_ASSETS, params).scalars()) if codes else set()
     for index, request in list(checked.items()):
-        unknown = sorted(request.named_system_accounts() - builtin - defined)
+        unknown = sorted(request.named_system_accounts() - known)
         missing = sorted(_named_assets(request) - assets)
         if unknown:
             results[index] = InvalidRequest(
