@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-PATTERNS = ("uniform", "hot", "holds")
+PATTERNS = ("uniform", "hot", "holds", "splits")
 # Scenarios beside the patterns: not part of `all`.
 SLOW_CLIENTS = "slow-clients"
 CHAOS = "chaos"
@@ -31,8 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--pattern",
         choices=[*PATTERNS, "both", "all", SLOW_CLIENTS, CHAOS],
         default="both",
-        help="both: uniform and hot; holds: holds, then a capture of each; all: the three "
-        "patterns; slow-clients: uniform alone, then beside --slow-connections trickling "
+        help="both: uniform and hot; holds: holds, then a capture of each; splits: spends in "
+        "three legs (a seller, @fees, @tax); all: the four patterns; slow-clients: uniform "
+        "alone, then beside --slow-connections trickling "
         "connections and --long-polls pending long-polls; chaos: --rate (default 300/s) for "
         "--chaos-seconds while workers, the relay, PostgreSQL, the broker and a webhook "
         "receiver fail, then checks that nothing accepted was lost or doubled",

@@ -120,7 +120,8 @@ def raw_baseline(
     for index in range(count):
         debit = owners[rng.randrange(len(owners))]
         credit = "hot"
-        if pattern == "uniform":
+        # A split spend is measured against the uniform write: one transfer per transaction.
+        if pattern in ("uniform", "splits"):
             credit = debit
             while credit == debit:
                 credit = owners[rng.randrange(len(owners))]

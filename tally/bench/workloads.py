@@ -1,7 +1,8 @@
 """What the bench sends: funding top-ups, warm-up top-ups and the measured patterns.
 
 uniform: spends and transfers over all wallets; hot: every spend into one account;
-holds: a hold on a wallet, then its capture (all of it, or part).
+holds: a hold on a wallet, then its capture (all of it, or part); splits: marketplace
+orders, each a spend in three legs (a seller's wallet, @fees and @tax).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ BENCH_RATE_LIMIT = 1_000_000
 # Each wallet starts rich enough that no bench transaction is rejected for funds.
 FUNDING = 10**12
 MAX_AMOUNT = 100
+# The system accounts a bench tenant defines: the splits pattern's fee and tax legs.
+SPLIT_ACCOUNTS = ("@fees", "@tax")
 
 
 def seed_tenant(
@@ -32,17 +35,22 @@ def seed_tenant(
     """A tenant of a bench run, the one way the bench and its chaos run make one: a key of
     each of `scopes`, never rate-limited (the bench measures capacity, not the limiter),
     and the bench asset (2 decimal places)."""
+    from ledger.audit import OPERATOR
     from ledger.db import unit_of_work
+    from ledger.system_accounts import define_system_account
     from ledger.tenants import AssetSpec, provision_tenant
 
     with unit_of_work(engine) as work:
-        return provision_tenant(
+        tenant = provision_tenant(
             work,
             name,
             scopes=scopes,
             assets=[AssetSpec(ASSET, "Bench units", 2)],
             rate_limit_per_second=BENCH_RATE_LIMIT,
         )
+        for account in SPLIT_ACCOUNTS:
+            define_system_account(work, tenant.id, account, actor=OPERATOR)
+        return tenant
 
 
 def workload(
@@ -60,15 +68,34 @@ def workload(
             "reference_id": f"{run_id}-{index}",
             "user_id": user,
         }
-        if pattern == "uniform" and index % 2:
-            target = user
-            while target == user:
-                target = f"{run_id}-w{rng.randrange(wallets)}"
-            item.update(type="transfer", to_user_id=target)
+        if pattern == "splits":
+            item.update(type="spend", amount=rng.randint(10, 10 * MAX_AMOUNT))
+            item["splits"] = _order_legs(item["amount"], _another(rng, run_id, wallets, user))
+        elif pattern == "uniform" and index % 2:
+            item.update(type="transfer", to_user_id=_another(rng, run_id, wallets, user))
         else:
             item.update(type="spend", item_id="sku-1")
         items.append(item)
     return items
+
+
+def _another(rng: random.Random, run_id: str, wallets: int, user: str) -> str:
+    """A wallet of the run other than `user`."""
+    other = user
+    while other == user:
+        other = f"{run_id}-w{rng.randrange(wallets)}"
+    return other
+
+
+def _order_legs(amount: int, seller: str) -> list[dict[str, Any]]:
+    """A marketplace order's legs: 8 % fee, 2 % tax (each at least one unit), the rest to
+    the seller."""
+    fee, tax = max(1, amount * 8 // 100), max(1, amount * 2 // 100)
+    return [
+        {"to_user_id": seller, "amount": amount - fee - tax},
+        {"to_account": SPLIT_ACCOUNTS[0], "amount": fee},
+        {"to_account": SPLIT_ACCOUNTS[1], "amount": tax},
+    ]
 
 
 # Long enough never to expire during a run: the pattern measures holding and capturing.
