@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from marshmallow import Schema, ValidationError
 
-from api.schemas import BonusSchema, SpendSchema, TopupSchema, TransactionSchema
 from api.submission import request_from_body
+from api.transaction_schemas import BonusSchema, SpendSchema, TopupSchema, TransactionSchema
 from ledger.errors import InvalidRequest
 from ledger.transaction_request import (
     MAX_AMOUNT,
