@@ -9,8 +9,8 @@ from marshmallow import ValidationError
 
 from api.problems import ApiProblem, ledger_error_fields, ledger_error_status
 from api.respond import json_response
-from api.schemas import MAX_BATCH_ITEMS, TransactionSchema
 from api.submission import accept, request_from_body
+from api.transaction_schemas import MAX_BATCH_ITEMS, TransactionSchema
 from ledger.errors import LedgerError
 from ledger.transaction_request import TransactionRequest
 

@@ -39,6 +39,12 @@ JSON_BODY: dict[int, tuple[str, ...]] = {
     413: ("body_too_large",),
 }
 ARGUMENTS: dict[int, tuple[str, ...]] = {422: ("validation_failed",)}
+# What a submission that splits answers: a fault of its legs' shape (ledger/request_legs.py),
+# or a leg naming a system account the tenant does not have (intake).
+SPLIT_PROBLEMS = ("invalid_splits", "unknown_system_account")
+# And one of any type: also a journal's postings, an exchange buying the asset it sells,
+# and an asset other than `asset_code` (an exchange's, a posting's) the tenant does not have.
+MONEY_MOVE_PROBLEMS = (*SPLIT_PROBLEMS, "invalid_postings", "same_asset", "unknown_asset")
 
 HEADERS: dict[str, dict[str, Any]] = {
     "Location": {

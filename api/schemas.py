@@ -2,153 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any, ClassVar
+from marshmallow import Schema, fields, validate
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
-
-from api.fields import (
-    MinorUnits,
-    asset_code_field,
-    cursor_field,
-    reference_id_field,
-    storable_text,
-    user_id_field,
-)
+from api.fields import asset_code_field, cursor_field, storable_text
 from ledger.assets import MAX_ASSET_NAME, MAX_DECIMAL_PLACES
 from ledger.money import MAX_AMOUNT
-from ledger.transaction_request import (
-    MAX_HOLD_SECONDS,
-    MAX_METADATA_BYTES,
-    MAX_METADATA_DEPTH,
-    MAX_TEXT,
-    ORIGINAL_TYPES,
-    TO_USER_TYPES,
-)
+from ledger.transaction_request import MAX_TEXT
 from ledger.vocabulary import (
-    HOLD_ACTIONS,
     AccountStatus,
     HoldStatus,
     TransactionStatus,
     TransactionType,
 )
-
-
-class SubmissionSchema(Schema):
-    """Fields every submission shares."""
-
-    user_id = user_id_field(required=True)
-    asset_code = asset_code_field(required=True)
-    amount = MinorUnits(required=True)
-    reference_id = reference_id_field(required=True)
-    metadata = fields.Dict(
-        keys=fields.String(),
-        load_default=dict,
-        metadata={
-            "description": f"Any JSON object of at most {MAX_METADATA_BYTES} bytes (compact"
-            f" encoding), nested at most {MAX_METADATA_DEPTH} levels, with no NUL in any string"
-            " (`invalid_metadata`, `metadata_too_large`)."
-        },
-    )
-
-
-class TopupSchema(SubmissionSchema):
-    payment_method = storable_text(max_length=MAX_TEXT)
-
-
-class BonusSchema(SubmissionSchema):
-    bonus_type = storable_text(max_length=MAX_TEXT)
-
-
-class SpendSchema(SubmissionSchema):
-    item_id = storable_text(max_length=MAX_TEXT)
-
-
-def _fields_by_type() -> list[dict[str, Any]]:
-    """Which fields each type takes (ledger/transaction_request.py), as portable JSON Schema:
-    OpenAPI 3.0 has no if/then, so each rule reads "type is not one of these, or ..."."""
-    every = set(TransactionType)
-    rules: list[dict[str, Any]] = []
-
-    def when(types: Iterable[str], then: dict[str, Any]) -> None:
-        others = {"properties": {"type": {"not": {"enum": sorted(map(str, types))}}}}
-        rules.append({"anyOf": [others, then]})
-
-    def absent(*names: str) -> dict[str, Any]:
-        return {"not": {"anyOf": [{"required": [name]} for name in names]}}
-
-    when(every - HOLD_ACTIONS, {"required": ["user_id", "asset_code", "amount"]})
-    when(HOLD_ACTIONS, absent("user_id", "asset_code", "to_user_id"))
-    when({TransactionType.VOID}, absent("amount"))
-    when(every - {TransactionType.ADJUSTMENT}, {"properties": {"amount": {"minimum": 1}}})
-    when(ORIGINAL_TYPES, {"required": ["original_transaction_id"]})
-    when(every - ORIGINAL_TYPES, absent("original_transaction_id"))
-    when({TransactionType.TRANSFER}, {"required": ["to_user_id"]})
-    when(every - TO_USER_TYPES, absent("to_user_id"))
-    when(every - {TransactionType.HOLD}, absent("expires_in", "expires_at"))
-    when({TransactionType.HOLD}, {"not": {"required": ["expires_in", "expires_at"]}})
-    when({TransactionType.ADJUSTMENT}, {"required": ["reason"]})
-    return rules
-
-
-class TransactionSchema(SubmissionSchema):
-    """`POST /transactions`: any type, with the fields that type needs.
-
-    A capture or void names its hold in `original_transaction_id` (and a capture may give
-    an `amount`, by default the whole hold); every other type names a wallet, an asset and
-    an amount.
-    """
-
-    class Meta:
-        json_schema_rules: ClassVar[dict[str, Any]] = {"allOf": _fields_by_type()}
-
-    type = fields.String(required=True, validate=validate.OneOf(list(TransactionType)))
-    user_id = user_id_field(metadata={"description": "Every type but capture and void."})
-    asset_code = asset_code_field(metadata={"description": "Every type but capture and void."})
-    amount = MinorUnits(
-        signed=True,
-        metadata={
-            "description": "Integer amount in the asset's smallest unit (e.g. cents). Negative"
-            " only for adjustments; optional for a capture (default: the whole hold); not for"
-            " a void."
-        },
-    )
-    to_user_id = user_id_field(
-        metadata={"description": "Transfers: the target; holds: where a capture pays to."}
-    )
-    original_transaction_id = fields.UUID(
-        metadata={"description": "Refunds: the spend or capture; captures and voids: the hold."}
-    )
-    payment_method = storable_text(max_length=MAX_TEXT)
-    bonus_type = storable_text(max_length=MAX_TEXT)
-    item_id = storable_text(max_length=MAX_TEXT)
-    reason = storable_text(max_length=MAX_TEXT)
-    expires_in = fields.Integer(
-        strict=True,
-        validate=validate.Range(1, MAX_HOLD_SECONDS),
-        metadata={"description": "Holds: seconds until the hold expires (default 7 days)."},
-    )
-    expires_at = fields.AwareDateTime(
-        metadata={
-            "description": "Holds: when the hold expires, in the future and at most 30 days"
-            " ahead (`invalid_expiry`)."
-        }
-    )
-
-    # Run beside the field errors, so one answer names every missing field; what counts
-    # as missing is what the client did not send at all (an invalid value has its own error).
-    @validates_schema(pass_original=True, skip_on_field_errors=False)
-    def _fields_of_type(self, data: dict[str, Any], original: Any, **_: Any) -> None:
-        kind = data.get("type")
-        if kind not in HOLD_ACTIONS and isinstance(original, dict):
-            missing = [name for name in ("user_id", "asset_code", "amount") if name not in original]
-            if missing:
-                raise ValidationError(
-                    {name: ["Missing data for required field."] for name in missing}
-                )
-        amount = data.get("amount")
-        if kind != TransactionType.ADJUSTMENT and isinstance(amount, int) and amount < 0:
-            raise ValidationError("Must be positive for this type.", "amount")
 
 
 class WaitQuerySchema(Schema):
@@ -208,6 +73,28 @@ class HoldSchema(Schema):
 
 
 _OF_HOLD = " A capture or void of an unknown hold has none."
+
+
+class SplitLegSchema(Schema):
+    """One leg of a split as recorded: its destination, its amount, and once applied the
+    destination's balance after it."""
+
+    to_user_id = fields.String(metadata={"description": "A wallet (or `to_account`)."})
+    to_account = fields.String(metadata={"description": "A system account (or `to_user_id`)."})
+    amount = fields.Integer(required=True)
+    balance_after = fields.Integer(
+        allow_none=True,
+        metadata={"description": "The destination's balance after the leg; null until applied."},
+    )
+
+
+class PostingOutSchema(Schema):
+    """One posting of a journal entry."""
+
+    source = fields.String(data_key="from", required=True)
+    target = fields.String(data_key="to", required=True)
+    asset_code = fields.String(required=True)
+    amount = fields.Integer(required=True)
 
 
 class TransactionOutSchema(Schema):
@@ -271,6 +158,32 @@ class TransactionOutSchema(Schema):
     bonus_type = fields.String()
     item_id = fields.String()
     reason = fields.String()
+    splits = fields.List(
+        fields.Nested(SplitLegSchema),
+        allow_none=True,
+        metadata={"description": "A split's legs: as requested until applied, then as applied."},
+    )
+    to_account = fields.String(
+        allow_none=True,
+        metadata={"description": "Holds and their captures: the system account paid to."},
+    )
+    payout_method = fields.String(allow_none=True, metadata={"description": "Payouts."})
+    destination = fields.String(allow_none=True, metadata={"description": "Payouts."})
+    to_asset_code = fields.String(
+        allow_none=True, metadata={"description": "Exchanges: the asset bought."}
+    )
+    to_amount = fields.Integer(
+        allow_none=True, metadata={"description": "Exchanges: how much of it was bought."}
+    )
+    rate = fields.String(
+        allow_none=True,
+        metadata={"description": "Exchanges: `to_amount` per unit of `amount`, as a decimal."},
+    )
+    postings = fields.List(
+        fields.Nested(PostingOutSchema),
+        allow_none=True,
+        metadata={"description": "Journals: the postings."},
+    )
     metadata = fields.Dict(required=True)
     created_at = fields.DateTime(required=True)
     completed_at = fields.DateTime(required=True, allow_none=True)
@@ -372,25 +285,6 @@ class ProblemSchema(Schema):
         metadata={"description": "Messages per invalid field (a nested field nests them)."},
     )
     instance = fields.String(metadata={"description": "The path of the request."})
-
-
-MAX_BATCH_ITEMS = 1000
-
-
-class TransactionBatchSchema(Schema):
-    """`POST /transactions/batch`: up to 1,000 items, each shaped like `POST /transactions`."""
-
-    # Raw items: each is validated on its own, so one bad item cannot reject its neighbours.
-    transactions = fields.List(
-        fields.Raw(metadata={"type": "object", "description": "A POST /transactions body."}),
-        required=True,
-        validate=validate.Length(min=1),
-        metadata={
-            "maxItems": MAX_BATCH_ITEMS,
-            "description": f"1 to {MAX_BATCH_ITEMS} transactions, applied in this order"
-            " (more is `413 batch_too_large`).",
-        },
-    )
 
 
 class ItemErrorSchema(Schema):

@@ -42,6 +42,13 @@ def request_from_body(type: str, body: dict[str, Any]) -> TransactionRequest:
         metadata=body.get("metadata") or {},
         expires_in=body.get("expires_in"),
         expires_at=body.get("expires_at"),
+        splits=body.get("splits"),
+        to_account=body.get("to_account"),
+        payout_method=body.get("payout_method"),
+        destination=body.get("destination"),
+        to_asset_code=body.get("to_asset_code"),
+        to_amount=body.get("to_amount"),
+        postings=body.get("postings"),
     )
 
 

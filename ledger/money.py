@@ -22,8 +22,9 @@ from psycopg.types.numeric import NumericBinaryLoader
 # 18-decimal asset still holds about 1.7 * 10**20 whole units.
 MAX_AMOUNT = 2**127 - 1
 
-# Fields of the API's JSON (requests and answers) that carry money. `Tally-Amounts: string`
-# renders them as decimal strings and accepts them as such (docs/api.md#amounts).
+# Fields of the API's JSON (requests and answers) that carry money, at any depth: a split's
+# legs and a journal's postings carry theirs as `amount`. `Tally-Amounts: string` renders
+# them as decimal strings and accepts them as such (docs/api.md#amounts).
 MONEY_FIELDS = frozenset(
     {
         "amount",
@@ -33,6 +34,7 @@ MONEY_FIELDS = frozenset(
         "captured_amount",
         "credit_limit",
         "pending",
+        "to_amount",
         "to_balance_after",
     }
 )

@@ -6,17 +6,16 @@ import hashlib
 import json
 import re
 import uuid
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from ledger.errors import InvalidRequest
 from ledger.identifiers import check_reference_id, check_user_id
 from ledger.money import MAX_AMOUNT
+from ledger.request_legs import ASSET_CODE, checked_legs, checked_postings, system_account_fault
 from ledger.vocabulary import HOLD_ACTIONS, TransactionType
 
-# fullmatch, not match: `$` would also accept a trailing newline ("alice\n" is not "alice").
-ASSET_CODE = re.compile(r"[A-Z0-9_]{1,32}")
 MAX_TEXT = 128
 MAX_METADATA_BYTES = 4096
 # Objects and arrays nested deeper are refused: the JSON encoders recurse, and a few hundred
@@ -95,6 +94,27 @@ MAX_HOLD_SECONDS = 30 * 86_400
 # Which types name a second wallet (to_user_id), and which name an original transaction.
 TO_USER_TYPES = frozenset({TransactionType.TRANSFER, TransactionType.HOLD})
 ORIGINAL_TYPES = frozenset({TransactionType.REFUND, *HOLD_ACTIONS})
+# An exchange may name its buyer (by default the seller itself): to_user_id, optional.
+BUYER_TYPES = frozenset({TransactionType.EXCHANGE})
+# Which types may split their amount over legs (`splits`).
+SPLIT_TYPES = frozenset(
+    {
+        TransactionType.SPEND,
+        TransactionType.TRANSFER,
+        TransactionType.HOLD,
+        TransactionType.CAPTURE,
+        TransactionType.REFUND,
+    }
+)
+# The fields of one type only.
+PAYOUT_FIELDS = ("payout_method", "destination")
+EXCHANGE_FIELDS = ("to_asset_code", "to_amount")
+# A journal names no wallet, asset or amount of its own: its postings do. Nor does it take
+# the descriptive fields of other types.
+NOT_OF_JOURNALS = ("user_id", "asset_code", "amount", "payment_method", "bonus_type", "item_id")
+# Fields added with splits, payouts, exchanges and journals: they count in a request's
+# fingerprint only when given, so that older requests keep their hash.
+ADDED_FIELDS = ("splits", "to_account", *PAYOUT_FIELDS, *EXCHANGE_FIELDS, "postings")
 
 
 def _unexpected(name: str, kind: str) -> InvalidRequest:
@@ -123,18 +143,38 @@ class TransactionRequest:
     metadata: dict[str, Any] = field(default_factory=dict)
     expires_in: int | None = None
     expires_at: datetime | None = None
+    # Where the amount goes, leg by leg: [{"to_user_id" | "to_account": ..., "amount": n}].
+    splits: list[dict[str, Any]] | None = None
+    # A hold's destination when it is a system account (`@payouts`), not a wallet.
+    to_account: str | None = None
+    payout_method: str | None = None
+    destination: str | None = None
+    # An exchange: the asset bought and how much of it.
+    to_asset_code: str | None = None
+    to_amount: int | None = None
+    # A journal's lines: [{"from": ..., "to": ..., "asset_code": ..., "amount": n}].
+    postings: list[dict[str, Any]] | None = None
 
     def validated(
         self, max_metadata_bytes: int = MAX_METADATA_BYTES, *, now: datetime | None = None
     ) -> TransactionRequest:
-        """This request, or InvalidRequest naming the first field that breaks a rule."""
+        """This request, or InvalidRequest naming the first field that breaks a rule.
+
+        Legs and postings come back normalised (ledger/request_legs.py), and a capture that
+        splits without an amount gets its legs' sum as its amount; a request with neither
+        comes back as it is.
+        """
         if self.type not in list(TransactionType):
             raise InvalidRequest(
                 "invalid_type", f"type must be one of {', '.join(TransactionType)}", field="type"
             )
         kind = TransactionType(self.type)
         check_reference_id(self.reference_id)
-        if kind in HOLD_ACTIONS:
+        if kind == TransactionType.JOURNAL:
+            for name in (*NOT_OF_JOURNALS, "to_user_id"):
+                if getattr(self, name) is not None:
+                    raise _unexpected(name, kind)
+        elif kind in HOLD_ACTIONS:
             for name in ("user_id", "asset_code", "to_user_id"):
                 if getattr(self, name) is not None:
                     raise _unexpected(name, kind)
@@ -157,9 +197,14 @@ class TransactionRequest:
         elif self.original_transaction_id is not None:
             raise _unexpected("original_transaction_id", kind)
         self._check_expiry(kind, now or datetime.now(UTC))
-        _check_text(self.reason, "reason", required=self.type == TransactionType.ADJUSTMENT)
+        needs_reason = kind in (TransactionType.ADJUSTMENT, TransactionType.JOURNAL)
+        _check_text(self.reason, "reason", required=needs_reason)
         for name in ("payment_method", "bonus_type", "item_id"):
             _check_text(getattr(self, name), name)
+        self._check_own_fields(kind, PAYOUT_FIELDS, TransactionType.PAYOUT)
+        for name in PAYOUT_FIELDS:
+            _check_text(getattr(self, name), name)
+        self._check_exchange(kind)
         if not isinstance(self.metadata, dict):
             raise InvalidRequest(
                 "invalid_metadata", "metadata must be a JSON object", field="metadata"
@@ -180,18 +225,90 @@ class TransactionRequest:
                 f"metadata must encode to at most {max_metadata_bytes} bytes",
                 field="metadata",
             )
-        return self
+        return self._normalised(kind)
+
+    def _normalised(self, kind: TransactionType) -> TransactionRequest:
+        """This request with its legs and postings checked and in their plain form."""
+        if kind not in SPLIT_TYPES and self.splits is not None:
+            raise _unexpected("splits", kind)
+        if kind != TransactionType.JOURNAL and self.postings is not None:
+            raise _unexpected("postings", kind)
+        if kind == TransactionType.JOURNAL and self.postings is None:
+            raise InvalidRequest(
+                "missing_field", "postings is required for a journal", field="postings"
+            )
+        if self.splits is None and self.postings is None:
+            return self
+        changes: dict[str, Any] = {}
+        if self.splits is not None:
+            source = None if kind in HOLD_ACTIONS else self.user_id
+            legs, summed = checked_legs(self.splits, source=source, total=self.amount)
+            changes = {"splits": legs, "amount": summed}
+        if self.postings is not None:
+            changes["postings"] = checked_postings(self.postings)
+        return replace(self, **changes)
 
     def _check_to_user(self, kind: TransactionType) -> None:
+        if kind != TransactionType.HOLD and self.to_account is not None:
+            raise _unexpected("to_account", kind)
+        if kind in BUYER_TYPES:
+            # The buyer may be the seller: an exchange between two assets of one wallet.
+            if self.to_user_id is not None:
+                check_user_id(self.to_user_id, "to_user_id")
+            return
         if kind not in TO_USER_TYPES:
             if self.to_user_id is not None:
                 raise _unexpected("to_user_id", kind)
+            return
+        if self.splits is not None:
+            given = [n for n in ("to_user_id", "to_account") if getattr(self, n) is not None]
+            if given:
+                raise InvalidRequest(
+                    "invalid_splits",
+                    f"splits: a {kind} names splits or {given[0]}, not both",
+                    field="splits",
+                )
+            return
+        if self.to_account is not None:
+            if self.to_user_id is not None:
+                raise InvalidRequest(
+                    "unexpected_field",
+                    "to_account: a hold names to_user_id or to_account, not both",
+                    field="to_account",
+                )
+            fault = system_account_fault(self.to_account)
+            if fault is not None:
+                raise InvalidRequest("invalid_field", f"to_account {fault}", field="to_account")
             return
         if kind == TransactionType.TRANSFER or self.to_user_id is not None:
             check_user_id(self.to_user_id, "to_user_id")
         if self.to_user_id == self.user_id:
             raise InvalidRequest(
                 "same_wallet", "to_user_id must differ from user_id", field="to_user_id"
+            )
+
+    def _check_own_fields(
+        self, kind: TransactionType, names: tuple[str, ...], owner: TransactionType
+    ) -> None:
+        if kind != owner:
+            for name in names:
+                if getattr(self, name) is not None:
+                    raise _unexpected(name, kind)
+
+    def _check_exchange(self, kind: TransactionType) -> None:
+        self._check_own_fields(kind, EXCHANGE_FIELDS, TransactionType.EXCHANGE)
+        if kind != TransactionType.EXCHANGE:
+            return
+        for name in EXCHANGE_FIELDS:
+            if getattr(self, name) is None:
+                raise InvalidRequest(
+                    "missing_field", f"{name} is required for an exchange", field=name
+                )
+        check_asset_code(self.to_asset_code, "to_asset_code")
+        check_amount(self.to_amount, name="to_amount")
+        if self.to_asset_code == self.asset_code:
+            raise InvalidRequest(
+                "same_asset", "to_asset_code must differ from asset_code", field="to_asset_code"
             )
 
     def _check_expiry(self, kind: TransactionType, now: datetime) -> None:
@@ -243,8 +360,9 @@ class TransactionRequest:
         body["original_transaction_id"] = (
             str(self.original_transaction_id) if self.original_transaction_id else None
         )
-        # Fields added with holds count only when given: older requests keep their hash.
-        for name in ("expires_in", "expires_at"):
+        # Fields added with holds and later count only when given: older requests keep their
+        # hash.
+        for name in ("expires_in", "expires_at", *ADDED_FIELDS):
             if body[name] is None:
                 del body[name]
         if self.expires_at is not None:
@@ -254,9 +372,18 @@ class TransactionRequest:
 
     def credited_wallets(self) -> list[tuple[str, str]]:
         """(asset_code, owner) of the wallets this request would credit: created on first use
-        when it is accepted."""
+        when it is accepted. Not a split's legs: intake creates those itself."""
+        if self.type == TransactionType.JOURNAL:
+            owners = [
+                (str(posting["asset_code"]), str(posting["to"]))
+                for posting in self.postings or ()
+                if not str(posting["to"]).startswith("@")
+            ]
+            return list(dict.fromkeys(owners))
         if self.user_id is None or self.asset_code is None:
             return []
+        if self.type == TransactionType.EXCHANGE and self.to_asset_code is not None:
+            return [(self.to_asset_code, self.to_user_id or self.user_id)]
         if self.type in (TransactionType.TOPUP, TransactionType.BONUS) or (
             self.type == TransactionType.ADJUSTMENT and self.amount is not None and self.amount > 0
         ):
@@ -265,6 +392,22 @@ class TransactionRequest:
         if self.type in TO_USER_TYPES and self.to_user_id:
             return [(self.asset_code, self.to_user_id)]
         return []
+
+    def named_system_accounts(self) -> set[str]:
+        """Every system account (`@name`) the request names: intake checks they exist."""
+        named = {str(leg["to_account"]) for leg in self.splits or () if "to_account" in leg}
+        if self.to_account is not None:
+            named.add(self.to_account)
+        for posting in self.postings or ():
+            named |= {str(posting[end]) for end in ("from", "to")}
+        return {name for name in named if name.startswith("@")}
+
+    def named_assets(self) -> set[str]:
+        """The asset codes the request names besides `asset_code`: intake checks they exist."""
+        named = {str(posting["asset_code"]) for posting in self.postings or ()}
+        if self.to_asset_code is not None:
+            named.add(self.to_asset_code)
+        return named
 
 
 _FIELD_NAMES = tuple(f.name for f in fields(TransactionRequest))

@@ -8,6 +8,7 @@ from typing import Any
 from flask import Response
 from flask.views import MethodView
 
+from api import contract
 from api.auth import current_principal
 from api.blueprint import Blueprint
 from api.bulk import submit_batch
@@ -16,12 +17,11 @@ from api.respond import json_response
 from api.schemas import (
     ReferenceQuerySchema,
     TransactionBatchResultSchema,
-    TransactionBatchSchema,
     TransactionOutSchema,
-    TransactionSchema,
     WaitQuerySchema,
 )
 from api.submission import answer_after_wait, request_from_body, submit
+from api.transaction_schemas import TransactionBatchSchema, TransactionSchema
 from ledger.errors import TransactionNotFound
 from ledger.queries import get_transaction
 from ledger.queue import requeue_transaction
@@ -45,6 +45,7 @@ class Transactions(MethodView):
     @blp.problem(
         422, "missing_field", "unexpected_field", "same_wallet", "invalid_user_id", "invalid_expiry"
     )
+    @blp.problem(422, *contract.MONEY_MOVE_PROBLEMS)
     def post(self, body: dict[str, Any], query: dict[str, Any]) -> Response:
         """Submit a transaction of any type."""
         return submit(request_from_body(body["type"], body), query["wait"])

@@ -9,6 +9,7 @@ from flask import Response
 from flask.views import MethodView
 from marshmallow import Schema
 
+from api import contract
 from api.admin_schemas import WalletActionSchema, WalletChangeSchema
 from api.auth import current_principal
 from api.blueprint import Blueprint
@@ -17,17 +18,15 @@ from api.respond import json_response
 from api.schemas import (
     AssetQuerySchema,
     BalanceSchema,
-    BonusSchema,
     HistoryQuerySchema,
     HistorySchema,
     HoldPageSchema,
     HoldsQuerySchema,
-    SpendSchema,
-    TopupSchema,
     TransactionOutSchema,
     WaitQuerySchema,
 )
 from api.submission import request_from_body, submit
+from api.transaction_schemas import BonusSchema, SpendSchema, TopupSchema
 from ledger.holds import list_holds
 from ledger.identifiers import check_user_id
 from ledger.queries import get_balance, wallet_history
@@ -42,8 +41,11 @@ blp = Blueprint(
 )
 
 
-def _seed_submission(kind: str, schema: type[Schema], summary: str) -> None:
-    """`POST /wallets/<kind>`: a seed-compatible route submitting one type of transaction."""
+def _seed_submission(
+    kind: str, schema: type[Schema], summary: str, problems: tuple[str, ...] = ()
+) -> None:
+    """`POST /wallets/<kind>`: a seed-compatible route submitting one type of transaction;
+    `problems`, the 422 codes of its own fields beyond what every submission answers."""
 
     class Submission(MethodView):
         @blp.arguments(schema)
@@ -53,6 +55,8 @@ def _seed_submission(kind: str, schema: type[Schema], summary: str) -> None:
             return submit(request_from_body(kind, body), query["wait"])
 
         post.__doc__ = summary
+        if problems:
+            post = blp.problem(422, *problems)(post)
 
     Submission.__name__ = Submission.__qualname__ = kind.capitalize()
     blp.route(f"/{kind}")(Submission)
@@ -67,7 +71,9 @@ _seed_submission(TransactionType.BONUS, BonusSchema, "Grant a bonus from `@bonus
 _seed_submission(
     TransactionType.SPEND,
     SpendSchema,
-    "Spend from a wallet to `@revenue`, if its available funds cover the amount.",
+    "Spend from a wallet to `@revenue` (or to the legs of its `splits`), if its available funds"
+    " cover the amount.",
+    contract.SPLIT_PROBLEMS,
 )
 
 

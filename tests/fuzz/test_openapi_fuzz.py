@@ -43,9 +43,22 @@ USER_ID_FIELDS = frozenset({"user_id", "to_user_id"})
 
 # Refusals of schema-valid requests the document states in words, because JSON Schema
 # cannot: a cursor this API never issued (as an unknown id is a 404), an expiry relative to
-# now, two fields that must differ, and metadata's encoded size and NUL at any depth.
+# now, two fields that must differ (wallets, assets, a posting's ends, a split's
+# destinations), legs that must sum to the amount, and metadata's encoded size and NUL at any
+# depth; and a system account or asset the tenant does not have (as an unknown one is a 404).
 UNSTATABLE_CODES = frozenset(
-    {"invalid_cursor", "invalid_expiry", "same_wallet", "invalid_metadata", "metadata_too_large"}
+    {
+        "invalid_cursor",
+        "invalid_expiry",
+        "same_wallet",
+        "same_asset",
+        "invalid_splits",
+        "invalid_postings",
+        "invalid_metadata",
+        "metadata_too_large",
+        "unknown_system_account",
+        "unknown_asset",
+    }
 )
 
 

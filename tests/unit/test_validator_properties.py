@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from marshmallow import Schema, ValidationError
 
-from api.schemas import BonusSchema, SpendSchema, TopupSchema, TransactionSchema
 from api.submission import request_from_body
+from api.transaction_schemas import BonusSchema, SpendSchema, TopupSchema, TransactionSchema
 from ledger.errors import InvalidRequest
 from ledger.transaction_request import (
     MAX_AMOUNT,
@@ -233,6 +233,18 @@ VALID_FIELDS: dict[str, dict[str, Any]] = {
     "hold": {"user_id": "alice", "asset_code": "EUR", "amount": 100},
     "capture": {"amount": 40},
     "void": {},
+    "payout": {"user_id": "alice", "asset_code": "EUR", "amount": 100},
+    "exchange": {
+        "user_id": "alice",
+        "asset_code": "EUR",
+        "amount": 100,
+        "to_asset_code": "USD",
+        "to_amount": 110,
+    },
+    "journal": {
+        "reason": "fix",
+        "postings": [{"from": "@adjustments", "to": "alice", "asset_code": "EUR", "amount": 5}],
+    },
 }
 # docs/design.md#transaction-types: the original a refund, capture or void names.
 NAMES_AN_ORIGINAL = {"refund", "capture", "void"}
@@ -824,6 +836,10 @@ JSON_TYPES: dict[str, Any] = {
     "amount": is_int,
     "expires_in": is_int,
     "metadata": lambda v: isinstance(v, dict),
+    "to_amount": is_int,
+    # Loaded as sent: the ledger judges their shape (invalid_splits, invalid_postings).
+    "splits": lambda v: v is not None,
+    "postings": lambda v: v is not None,
 }
 
 
@@ -852,12 +868,21 @@ LEDGER_TYPE_ERRORS: dict[str, tuple[str, str]] = {
     "metadata": ("topup", "invalid_metadata"),
     "expires_in": ("hold", "invalid_expiry"),
     "expires_at": ("hold", "invalid_expiry"),
+    "splits": ("spend", "invalid_splits"),
+    "to_account": ("hold", "invalid_field"),
+    "payout_method": ("payout", "invalid_field"),
+    "destination": ("payout", "invalid_field"),
+    "to_asset_code": ("exchange", "invalid_asset_code"),
+    "to_amount": ("exchange", "invalid_amount"),
+    "postings": ("journal", "invalid_postings"),
 }
 
 
 def right_python_type(name: str, value: Any) -> bool:
-    if name == "amount" or name == "expires_in":
+    if name in ("amount", "expires_in", "to_amount"):
         return is_int(value)
+    if name in ("splits", "postings"):
+        return isinstance(value, list)  # a list of the wrong items is judged elsewhere
     if name == "original_transaction_id":
         return isinstance(value, uuid.UUID)
     if name == "expires_at":
