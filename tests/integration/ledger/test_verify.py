@@ -157,7 +157,8 @@ def test_verify_ledger_catches_a_transaction_applied_without_its_entries(engine,
 
     failing = {check.name: check.violations for check in report.checks if not check.ok}
     assert failing == {
-        "applied transactions have two entries (holds and voids none), others none": [
+        "applied transactions have their entries (two, one more per leg, four for an"
+        " exchange, two per posting; holds and voids none), others none": [
             (spend["id"], "applied with 0 entries")
         ]
     }
