@@ -438,9 +438,10 @@ class Book:
                 raise Rejected(RejectionCode.INSUFFICIENT_FUNDS, f"wallet {account.owner}")
             if account.balance + net[account.id] < -MAX_AMOUNT:
                 raise Rejected(RejectionCode.BALANCE_LIMIT_EXCEEDED, f"wallet {account.owner}")
-        lines = []
-        for source, target, posting in pairs:
-            lines += [_book(source, -posting.amount), _book(target, posting.amount)]
+        # Credits first: a wallet's balance then only falls to where it ends, so no line
+        # shows it below the floor its final balance respects (invariant 4, line by line).
+        lines = [_book(target, posting.amount) for _, target, posting in pairs]
+        lines += [_book(source, -posting.amount) for source, _, posting in pairs]
         return Judgement(TransactionStatus.APPLIED, lines=tuple(lines))
 
     def _settle(self, hold: HoldState, status: HoldStatus, **outcome: Any) -> None:
