@@ -92,7 +92,8 @@ def writer(app: Flask, tenant: TenantFixture) -> Console:  # noqa: F811
 
 def submit(engine: Engine, tenant_id: uuid.UUID, type: str, **fields: Any) -> Submission:
     fields.setdefault("reference_id", f"ref-{uuid.uuid4().hex[:12]}")
-    fields.setdefault("asset_code", "EUR")
+    if type not in ("capture", "void", "journal"):
+        fields.setdefault("asset_code", "EUR")
     request = TransactionRequest(type=type, **fields).validated()
     with unit_of_work(engine) as work:
         return accept_transaction(work, tenant_id, request, admin=True)

@@ -181,3 +181,39 @@ def test_the_system_accounts_page_lists_each_asset_with_balances(
     ]
     assert "Card &lt;fees&gt;" in page
     assert 'id="nav-system-accounts"' in page
+
+
+def test_a_split_and_its_refund_show_each_leg_and_what_it_gave_back(
+    admin: Console, engine: Engine, tenant: TenantFixture
+) -> None:
+    with unit_of_work(engine) as work:
+        define_system_account(work, tenant.id, "@fees", actor=OPERATOR)
+    applied(engine, tenant.id, "topup", user_id="buyer", amount=10_000)
+    legs = [{"to_user_id": "seller", "amount": 9000}, {"to_account": "@fees", "amount": 1000}]
+    spend = applied(engine, tenant.id, "spend", user_id="buyer", amount=10_000, splits=legs)
+    refund = applied(
+        engine,
+        tenant.id,
+        "refund",
+        user_id="buyer",
+        amount=5000,
+        original_transaction_id=spend.id,
+    )
+    journal = applied(
+        engine,
+        tenant.id,
+        "journal",
+        reason="settle",
+        postings=[{"from": "@fees", "to": "seller", "asset_code": "EUR", "amount": 100}],
+    )
+
+    spend_page = admin.text(f"/transactions/{spend.id}")
+    refund_page = admin.text(f"/transactions/{refund.id}")
+    journal_page = admin.text(f"/transactions/{journal.id}")
+
+    assert ">Legs</h3>" in spend_page and spend_page.count('class="leg"') == 2
+    assert "90.00 EUR" in spend_page and "<code>@fees</code>" in spend_page
+    assert spend_page.count('class="entry"') == 3  # the buyer once, each leg once
+    assert ">Given back by each leg</h3>" in refund_page
+    assert "45.00 EUR" in refund_page and "5.00 EUR" in refund_page
+    assert journal_page.count('class="posting"') == 1
