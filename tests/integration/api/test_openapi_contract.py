@@ -479,6 +479,35 @@ def system_accounts(c: Caller, engine: Engine) -> None:
     c.get(journal, expect=404, query_string={"asset_code": "USD"})
     c.get("/system-accounts/@nope/transactions", expect=404, query_string=eur)
     c.get("/system-accounts/nope/transactions", expect=422, query_string=eur)
+    money_moves(c, engine)
+
+
+def money_moves(c: Caller, engine: Engine) -> None:
+    """Every shape of the transaction resource the new types render: legs (with and without
+    a balance after), a refund's legs, a payout, an exchange, a journal's postings."""
+    tenant = c.tenant.id
+    c.post("/assets", {"code": "PTS", "name": "Points", "decimal_places": 0}, expect=201,
+           key=c.admin)  # fmt: skip
+    legs = [{"to_user_id": "seller", "amount": 60}, {"to_account": "@fees", "amount": 40}]
+    spend = run(engine, tenant, "spend", user_id="erin", amount=100, splits=legs)
+    shown = [
+        spend,
+        run(engine, tenant, "refund", user_id="erin", amount=30,
+            original_transaction_id=uuid.UUID(spend["id"])),
+        run(engine, tenant, "payout", user_id="erin", amount=10, payout_method="sepa",
+            destination="DE89 ****"),
+        run(engine, tenant, "hold", user_id="erin", amount=5, to_account="@payouts",
+            expires_in=600),
+        run(engine, tenant, "exchange", user_id="erin", amount=20, to_asset_code="PTS",
+            to_amount=30),
+        run(engine, tenant, "journal", reason="settle", postings=[
+            {"from": "@fees", "to": "seller", "asset_code": "EUR", "amount": 1}]),
+    ]  # fmt: skip
+    assert [outcome["status"] for outcome in shown] == ["applied"] * len(shown)
+    for outcome in shown:
+        c.get(f"/transactions/{outcome['id']}", expect=200)
+    c.post("/transactions", submission(type="spend", splits=[{"to_account": "@nope",
+           "amount": 100}]), expect=422)  # fmt: skip
 
 
 def record_attempt(engine: Engine, tenant_id: uuid.UUID, delivery_id: str) -> None:

@@ -16,7 +16,7 @@ from ledger.transaction_request import TransactionRequest
 
 def submit(engine: Engine, tenant_id: uuid.UUID, type: str, **fields: Any) -> Submission:
     fields.setdefault("reference_id", uuid.uuid4().hex)
-    if type not in ("capture", "void"):  # these take their hold's wallet and asset
+    if type not in ("capture", "void", "journal"):  # no asset of their own
         fields.setdefault("asset_code", "EUR")
     request = TransactionRequest(type=type, **fields).validated()
     with unit_of_work(engine) as work:
