@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
+from dataclasses import fields
 from typing import Any
 
 from flask import Response, request, url_for
@@ -25,30 +26,19 @@ from ledger.vocabulary import TERMINAL_STATUSES
 log = logging.getLogger(__name__)
 
 
+# The request fields a body may carry beside `reference_id` and `metadata`, each optional.
+BODY_FIELDS = tuple(
+    f.name for f in fields(TransactionRequest) if f.name not in ("type", "reference_id", "metadata")
+)
+
+
 def request_from_body(type: str, body: dict[str, Any]) -> TransactionRequest:
     """The ledger request a validated JSON body describes."""
     return TransactionRequest(
         type=type,
         reference_id=body["reference_id"],
-        user_id=body.get("user_id"),
-        asset_code=body.get("asset_code"),
-        amount=body.get("amount"),
-        to_user_id=body.get("to_user_id"),
-        original_transaction_id=body.get("original_transaction_id"),
-        payment_method=body.get("payment_method"),
-        bonus_type=body.get("bonus_type"),
-        item_id=body.get("item_id"),
-        reason=body.get("reason"),
         metadata=body.get("metadata") or {},
-        expires_in=body.get("expires_in"),
-        expires_at=body.get("expires_at"),
-        splits=body.get("splits"),
-        to_account=body.get("to_account"),
-        payout_method=body.get("payout_method"),
-        destination=body.get("destination"),
-        to_asset_code=body.get("to_asset_code"),
-        to_amount=body.get("to_amount"),
-        postings=body.get("postings"),
+        **{name: body.get(name) for name in BODY_FIELDS},
     )
 
 
