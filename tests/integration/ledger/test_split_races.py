@@ -29,6 +29,7 @@ from ledger.verify import verify_ledger
 from ledger.wallets import freeze_wallet, unfreeze_wallet
 from tests.conftest import TenantFixture
 from tests.integration.ledger.helpers import balance, run, status, submit
+from tests.integration.ledger.test_batches import drain
 from tests.integration.ledger.test_concurrency import all_at_once, statuses
 from tests.support.stack import eventually
 
@@ -383,3 +384,36 @@ def test_a_refund_of_a_split_spend_racing_a_freeze_of_a_leg_is_applied_whole_or_
     expected = {"posting first": {"refund first"}, "freeze first": {"freeze first"}}
     assert set(seen) <= expected.get(order, {"refund first", "freeze first"}), seen
     assert sum(seen.values()) == rounds
+
+
+def test_a_refund_of_a_split_spend_waits_for_an_earlier_payout_of_its_seller_held_elsewhere(
+    engine: Engine, tenant: TenantFixture, order_paid: dict[str, Any]
+) -> None:
+    """Per wallet, acceptance order holds for the legs a refund takes back from too: the
+    seller's payout, accepted first, is applied first, even while another worker holds it."""
+    drain(engine)
+    payout = submit(engine, tenant.id, "payout", user_id="seller", amount=LEGS["seller"]).id
+    refund = submit(
+        engine,
+        tenant.id,
+        "refund",
+        user_id="buyer",
+        amount=SPEND,
+        original_transaction_id=uuid.UUID(order_paid["id"]),
+    ).id
+
+    # Another session holds the payout's row, as a worker applying it does.
+    with engine.connect() as other:
+        other.execute(text("SELECT 1 FROM transactions WHERE id = :id FOR UPDATE"), {"id": payout})
+        held = post_transactions(engine, [refund], fill_to=50, in_order=True)
+        other.rollback()
+
+    assert (held.outcomes, held.deferred) == ([], [refund])
+    released = post_transactions(engine, [refund], fill_to=50, in_order=True)
+    assert [(o.transaction_id, o.status, o.code) for o in released.outcomes] == [
+        (payout, "applied", None),
+        (refund, "rejected", "insufficient_funds"),
+    ]
+    assert status(engine, tenant.id, refund)["result"]["message"].endswith("(leg seller)")
+    assert balance(engine, tenant.id, "seller") == 0
+    assert system_balances(engine, tenant.id)["@payouts"] == LEGS["seller"]
