@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -79,12 +79,19 @@ CLAIM_OLDEST = text(
 EARLIER_QUEUED = text(
     """
     SELECT tenant_id, type, asset_code, user_id, to_user_id, splits, to_asset_code, postings,
-           seq
+           original_transaction_id, seq
     FROM transactions
     WHERE status = 'queued' AND seq < :newest AND next_attempt_at <= now()
       AND NOT id = ANY(CAST(:ids AS uuid[]))
     ORDER BY seq
     LIMIT 1000
+    """
+)
+# The legs of the split spends and captures that queued refunds refund: a refund without
+# legs of its own debits those legs' wallets, which its row does not name.
+REFUNDED_LEGS = text(
+    """
+    SELECT id, tenant_id, splits FROM transactions WHERE id = ANY(:ids) AND splits IS NOT NULL
     """
 )
 # The batch's journal lines, balances and outcomes in one statement (one round trip):
@@ -282,9 +289,34 @@ def apply_claimed(
     return result
 
 
-def _wallets(row: Any) -> list[AccountKey]:
+def _refunded_leg_wallets(
+    conn: Connection, rows: Iterable[Any]
+) -> dict[uuid.UUID, tuple[uuid.UUID, list[str]]]:
+    """original id -> (tenant, wallets of its legs), for each split original that a refund
+    without `splits` of its own refunds."""
+    ids = {
+        row["original_transaction_id"]
+        for row in rows
+        if row["type"] == TransactionType.REFUND
+        and row["splits"] is None
+        and row["original_transaction_id"] is not None
+    }
+    if not ids:
+        return {}
+    return {
+        found.id: (
+            found.tenant_id,
+            [str(leg["to_user_id"]) for leg in found.splits if "to_user_id" in leg],
+        )
+        for found in conn.execute(REFUNDED_LEGS, {"ids": list(ids)})
+    }
+
+
+def _wallets(
+    row: Any, refunded_legs: Mapping[uuid.UUID, tuple[uuid.UUID, list[str]]]
+) -> list[AccountKey]:
     """The wallets a queued row names: its own, its target's, its legs', an exchange's
-    buyer's and a journal's."""
+    buyer's and a journal's; a refund's, the wallets of the legs it takes back from."""
     tenant_id = row["tenant_id"]
     keys = [
         (tenant_id, str(p["asset_code"]), str(owner))
@@ -303,6 +335,10 @@ def _wallets(row: Any) -> list[AccountKey]:
     ]
     if row["to_asset_code"] is not None:
         keys.append((tenant_id, row["to_asset_code"], row["to_user_id"] or row["user_id"]))
+    if row["type"] == TransactionType.REFUND and row["splits"] is None:
+        legs_tenant, owners = refunded_legs.get(row["original_transaction_id"], (None, []))
+        if legs_tenant == tenant_id:
+            keys += [(tenant_id, asset, owner) for owner in owners]
     return keys
 
 
@@ -313,14 +349,18 @@ def _in_wallet_order(
     wait for an earlier transaction on one of their wallets held elsewhere."""
     earliest: dict[AccountKey, int] = {}
     params = {"newest": claimed[-1]["seq"], "ids": [row["id"] for row in claimed]}
-    for row in conn.execute(EARLIER_QUEUED, params).mappings():
-        for key in _wallets(row):
+    earlier = list(conn.execute(EARLIER_QUEUED, params).mappings())
+    if not earlier:
+        return claimed, []
+    refunded_legs = _refunded_leg_wallets(conn, [*earlier, *claimed])
+    for row in earlier:
+        for key in _wallets(row, refunded_legs):
             earliest[key] = min(earliest.get(key, row["seq"]), row["seq"])
     if not earliest:
         return claimed, []
     free, waiting = [], []
     for row in claimed:
-        keys = _wallets(row)
+        keys = _wallets(row, refunded_legs)
         if any(earliest.get(key, row["seq"]) < row["seq"] for key in keys):
             waiting.append(row)
             # Whatever comes after it on these wallets waits too.
