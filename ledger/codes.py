@@ -54,5 +54,8 @@ REJECTION_MESSAGES: dict[RejectionCode, str] = {
     ),
     RejectionCode.HOLD_EXPIRED: "The hold expired before this capture or void.",
     RejectionCode.CAPTURE_EXCEEDS_HOLD: "The capture's amount exceeds the held amount.",
-    RejectionCode.INVALID_SPLITS: "The refund's legs are not legs of the original transaction.",
+    RejectionCode.INVALID_SPLITS: (
+        "The legs do not fit: a refund's are not all legs of the original, or they do not"
+        " sum to the amount."
+    ),
 }

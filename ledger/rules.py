@@ -192,6 +192,7 @@ class Book:
         """A split spend or transfer: the wallet pays `amount`, each leg receives its part;
         all legs or none."""
         assert txn.user_id is not None and txn.asset_code is not None
+        _check_legs(legs, amount)
         wallet = self.account((txn.tenant_id, txn.asset_code, txn.user_id))
         receivers = self._leg_accounts(txn, legs)
         if any(account.id == wallet.id for account in receivers):
@@ -325,6 +326,7 @@ class Book:
         if txn.splits is None:
             parts = allocate_pro_rata(txn.amount, left)
         else:
+            _check_legs(txn.splits, txn.amount)
             asked = {leg.owner: leg.amount for leg in txn.splits}
             strangers = sorted(set(asked) - {leg.owner for leg in legs})
             if strangers:
@@ -450,6 +452,14 @@ class Book:
         for name, value in outcome.items():
             setattr(hold, name, value)
         hold.changed = True
+
+
+def _check_legs(legs: tuple[Leg, ...], amount: int) -> None:
+    """Legs as intake lets them through (ledger/request_legs.py), checked again where a
+    wrong shape would unbalance the entries: some legs, each owner once, summing to amount."""
+    owners = {leg.owner for leg in legs}
+    if not legs or len(owners) != len(legs) or sum(leg.amount for leg in legs) != amount:
+        raise Rejected(RejectionCode.INVALID_SPLITS, "legs do not sum to the amount")
 
 
 def _check_open(*accounts: AccountState) -> None:

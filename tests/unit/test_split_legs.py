@@ -563,10 +563,10 @@ def test_a_journal_entry_is_judged_on_where_all_its_postings_leave_each_wallet()
     judgement = book.judge(net)
     assert judgement.status == APPLIED
     assert [(line.account.owner, line.amount) for line in judgement.lines] == [
-        ("ann", -150),
         ("bob", 150),
-        ("bob", -70),
         ("ann", 70),
+        ("ann", -150),
+        ("bob", -70),
     ]
     assert balances(book, "ann", "bob") == (20, 180)
     # System accounts may go negative.

@@ -438,13 +438,11 @@ def expected_lines(step: Step, holds: dict[uuid.UUID, Proposal]) -> list[tuple[s
     p, judgement = step.proposal, step.judgement
     asset, user, amount = str(p.asset_code), str(p.user_id), p.amount or 0
     if p.type == "journal":
-        return [
-            line
-            for posting in p.postings or ()
-            for line in (
-                (posting.asset_code, posting.source, -posting.amount),
-                (posting.asset_code, posting.target, posting.amount),
-            )
+        # Every posting's credit first, then every debit: no line shows a wallet below the
+        # floor its final balance respects.
+        postings = p.postings or ()
+        return [(x.asset_code, x.target, x.amount) for x in postings] + [
+            (x.asset_code, x.source, -x.amount) for x in postings
         ]
     if p.type == "exchange":
         bought, to_amount = str(p.to_asset_code), p.to_amount or 0
