@@ -25,6 +25,7 @@ from ledger.errors import (
     KeyRevoked,
     LedgerError,
 )
+from ledger.known_names import KnownNames
 from ledger.queries import transaction_views
 from ledger.system_accounts import known_system_accounts
 from ledger.transaction_request import MAX_METADATA_BYTES, TransactionRequest
@@ -129,6 +130,8 @@ INSERT_TRANSACTIONS = text(
 )
 # Which of some codes are the tenant's assets: asked only for requests that name one
 # beyond their own asset, so a plain submission costs no round trip more.
+# Assets are never removed: each process remembers those it has seen.
+ASSETS_SEEN = KnownNames()
 KNOWN_ASSETS = text("SELECT code FROM assets WHERE tenant_id = :tenant_id AND code = ANY(:codes)")
 KEY_IS_LIVE = text(
     "SELECT EXISTS (SELECT 1 FROM api_keys WHERE id = :key_id AND revoked_at IS NULL)"
@@ -305,8 +308,13 @@ def _check_names(
     if not names and not codes:
         return
     known = known_system_accounts(conn, tenant_id, names)
-    params = {"tenant_id": tenant_id, "codes": sorted(codes)}
-    assets = set(conn.execute(KNOWN_ASSETS, params).scalars()) if codes else set()
+    unseen = ASSETS_SEEN.unseen(tenant_id, codes)
+    assets = codes - unseen
+    if unseen:
+        params = {"tenant_id": tenant_id, "codes": sorted(unseen)}
+        found = set(conn.execute(KNOWN_ASSETS, params).scalars())
+        ASSETS_SEEN.remember(tenant_id, found)
+        assets |= found
     for index, request in list(checked.items()):
         unknown = sorted(request.named_system_accounts() - known)
         missing = sorted(_named_assets(request) - assets)

@@ -25,6 +25,7 @@ from ledger.errors import (
     SystemAccountExists,
     SystemAccountNotFound,
 )
+from ledger.known_names import KnownNames
 from ledger.pagination import page_size
 from ledger.queries import account_history, cursor_version
 from ledger.transaction_request import UNSTORABLE
@@ -172,14 +173,23 @@ def list_system_accounts(
     ]
 
 
+# Defined system accounts are never removed: each process remembers those it has seen.
+DEFINED_SEEN = KnownNames()
+
+
 def known_system_accounts(conn: Connection, tenant_id: uuid.UUID, names: Iterable[str]) -> set[str]:
     """Which of `names` are the tenant's system accounts: every built-in, and the defined
-    ones (one query, made only for a well-formed name that is not a built-in)."""
+    ones (one query, made only for a well-formed name that is not a built-in and that this
+    process has not seen defined before)."""
     asked = set(names)
     known = asked & BUILTINS
-    others = [name for name in sorted(asked - known) if NAME.fullmatch(name)]
-    if others:
-        known |= set(conn.execute(DEFINED, {"t": tenant_id, "names": others}).scalars())
+    others = {name for name in asked - known if NAME.fullmatch(name)}
+    unseen = DEFINED_SEEN.unseen(tenant_id, others)
+    known |= others - unseen
+    if unseen:
+        found = set(conn.execute(DEFINED, {"t": tenant_id, "names": sorted(unseen)}).scalars())
+        DEFINED_SEEN.remember(tenant_id, found)
+        known |= found
     return known
 
 
