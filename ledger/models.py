@@ -75,6 +75,8 @@ class Tenant(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
     # Requests per second each of the tenant's keys may make; NULL: TALLY_RATE_LIMIT_PER_SECOND.
     rate_limit_per_second: Mapped[int | None] = mapped_column(Integer)
+    # Nothing may land at or before this time (ledger/periods.py); NULL: nothing is closed.
+    closed_through: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         CheckConstraint("length(name) BETWEEN 1 AND 200", name="name_length"),
@@ -224,6 +226,8 @@ class Transaction(Base):
     to_amount: Mapped[int | None] = mapped_column(MONEY)
     # A journal entry's postings: [{"from", "to", "asset_code", "amount"}].
     postings: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
+    # When the movement counts for reporting, if the client said; else its application time.
+    effective_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     metadata_: Mapped[dict[str, Any]] = mapped_column(
         "metadata", JSONB, server_default=text("'{}'::jsonb")
     )
@@ -357,13 +361,19 @@ class Entry(Base):
     amount: Mapped[int] = mapped_column(MONEY)
     balance_after: Mapped[int] = mapped_column(UNBOUNDED_MONEY)
     account_version: Mapped[int] = mapped_column(BigInteger)
+    # When Tally recorded it (shown as `recorded_at`), and when it counts for reporting.
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+    effective_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         CheckConstraint("amount <> 0", name="amount_non_zero"),
         CheckConstraint(f"abs(amount) <= {MAX_AMOUNT}", name="amount_within_limit"),
         UniqueConstraint("account_id", "account_version"),
         Index(None, "transaction_id"),
+        # Balances as of a time and statements read an account's entries in effective
+        # order; reports read a tenant's.
+        Index("ix_entries_account_id_effective_at", "account_id", "effective_at", "id"),
+        Index("ix_entries_tenant_id_effective_at", "tenant_id", "effective_at"),
     )
 
 

@@ -13,11 +13,13 @@ import logging
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, RowMapping, text
 from sqlalchemy.exc import OperationalError
 
+from ledger.checkpoints import keep_checkpoints
 from ledger.codes import REJECTION_MESSAGES, FailureCode, RejectionCode
 from ledger.db import retry_on_conflict, unit_of_work
 from ledger.events import write_transaction_events
@@ -75,13 +77,15 @@ WRITE_BATCH = text(
     """
     WITH new_entries AS (
         INSERT INTO entries (tenant_id, transaction_id, account_id, amount, balance_after,
-                             account_version, created_at)
+                             account_version, created_at, effective_at)
         SELECT e.tenant_id, e.transaction_id, e.account_id, e.amount, e.balance_after,
-               e.account_version, :now
+               e.account_version, :now, coalesce(e.effective_at, :now)
         FROM unnest(CAST(:entry_tenant_ids AS uuid[]), CAST(:entry_transaction_ids AS uuid[]),
                     CAST(:entry_account_ids AS bigint[]), CAST(:entry_amounts AS numeric[]),
-                    CAST(:entry_balances AS numeric[]), CAST(:entry_versions AS bigint[]))
-          AS e(tenant_id, transaction_id, account_id, amount, balance_after, account_version)
+                    CAST(:entry_balances AS numeric[]), CAST(:entry_versions AS bigint[]),
+                    CAST(:entry_effective_ats AS timestamptz[]))
+          AS e(tenant_id, transaction_id, account_id, amount, balance_after, account_version,
+               effective_at)
     ), moved_accounts AS (
         UPDATE accounts a
         SET balance = v.balance, pending = v.pending, version = v.version, updated_at = :now
@@ -139,7 +143,8 @@ class BatchResult:
         return None
 
 
-EntryRow = tuple[uuid.UUID, uuid.UUID, int, int, int, int]
+# tenant, transaction, account, amount, balance after, version, effective at (None: now).
+EntryRow = tuple[uuid.UUID, uuid.UUID, int, int, int, int, datetime | None]
 
 
 def _apply_batch(conn: Connection, txns: list[RowMapping]) -> list[Outcome]:
@@ -147,6 +152,7 @@ def _apply_batch(conn: Connection, txns: list[RowMapping]) -> list[Outcome]:
     now = conn.execute(text("SELECT now()")).scalar_one()
     proposals = [from_row(Proposal, txn) for txn in txns]
     book = open_book(conn, now, proposals)
+    versions_before = {account.id: account.version for account in book.accounts.values()}
     settled: list[int | None] = []
     released: list[tuple[HoldStatus, HoldState]] = []
     outcomes: list[Outcome] = []
@@ -171,6 +177,7 @@ def _apply_batch(conn: Connection, txns: list[RowMapping]) -> list[Outcome]:
                     line.amount,
                     line.balance_after,
                     line.version,
+                    txn["effective_at"],
                 )
             )
             if not line.account.is_system:
@@ -194,6 +201,7 @@ def _apply_batch(conn: Connection, txns: list[RowMapping]) -> list[Outcome]:
         finished.append((proposal.tenant_id, transaction_view(row, after, held)))
     touched = [account for account in book.accounts.values() if account.touched]
     _write(conn, now, entry_rows, touched, outcomes, settled)
+    keep_checkpoints(conn, now, entry_rows, touched, versions_before)
     write_holds(conn, now, [hold for hold in book.holds.values() if hold.changed])
     write_transaction_events(conn, now, finished)
     write_hold_events(conn, now, [(status, asdict(hold)) for status, hold in released])
@@ -208,7 +216,7 @@ def _write(
     outcomes: list[Outcome],
     settled: list[int | None],
 ) -> None:
-    columns = list(zip(*entry_rows, strict=True)) or [()] * 6
+    columns = list(zip(*entry_rows, strict=True)) or [()] * 7
     conn.execute(
         WRITE_BATCH,
         {
@@ -219,6 +227,7 @@ def _write(
             "entry_amounts": list(columns[3]),
             "entry_balances": list(columns[4]),
             "entry_versions": list(columns[5]),
+            "entry_effective_ats": list(columns[6]),
             "account_ids": [a.id for a in touched],
             "account_balances": [a.balance for a in touched],
             "account_pendings": [a.pending for a in touched],

@@ -1,0 +1,59 @@
+"""Balances as of a moment: what accounts held counting the entries effective at or before
+`as_of`, and, with `known_at`, only those Tally had recorded by then ("what we knew at K
+about T").
+
+Every read starts from the latest balance snapshot at or before `as_of` (a close, or a
+checkpoint the posting batches keep, ledger/checkpoints.py) that was recorded by `known_at`,
+and adds the entries effective after it up to `as_of`: a range of the
+`(account_id, effective_at)` index, never a whole history. A snapshot covers every entry
+effective at or before it (later-recorded ones remove checkpoints they land before), so
+base plus range is exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import Connection, text
+
+BALANCES_AS_OF = text(
+    """
+    SELECT a.id, coalesce(base.balance, 0) + coalesce(moved.total, 0) AS balance
+    FROM unnest(CAST(:ids AS bigint[])) AS a(id)
+    LEFT JOIN LATERAL (
+        SELECT s.effective_through, s.balance FROM balance_snapshots s
+        WHERE s.account_id = a.id AND s.effective_through <= :as_of
+          AND (CAST(:known_at AS timestamptz) IS NULL OR s.recorded_through <= :known_at)
+        ORDER BY s.effective_through DESC LIMIT 1
+    ) base ON true
+    CROSS JOIN LATERAL (
+        SELECT sum(e.amount) AS total FROM entries e
+        WHERE e.account_id = a.id AND e.effective_at <= :as_of
+          AND e.effective_at > coalesce(base.effective_through, '-infinity')
+          AND (CAST(:known_at AS timestamptz) IS NULL OR e.created_at <= :known_at)
+    ) moved
+    """
+)
+
+
+def balances_as_of(
+    conn: Connection,
+    account_ids: Sequence[int],
+    as_of: datetime,
+    known_at: datetime | None = None,
+) -> dict[int, int]:
+    """account id -> its balance as of `as_of` (known at `known_at`, if given)."""
+    if not account_ids:
+        return {}
+    rows = conn.execute(
+        BALANCES_AS_OF, {"ids": list(account_ids), "as_of": as_of, "known_at": known_at}
+    )
+    return {account_id: int(balance) for account_id, balance in rows}
+
+
+def balance_as_of(
+    conn: Connection, account_id: int, as_of: datetime, known_at: datetime | None = None
+) -> int:
+    """One account's balance as of `as_of` (known at `known_at`, if given)."""
+    return balances_as_of(conn, [account_id], as_of, known_at)[account_id]
