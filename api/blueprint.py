@@ -137,7 +137,7 @@ class Blueprint(flask_smorest.Blueprint):
         )
         unknown_asset = self.problem(404, "asset_not_found")
         reused = self.problem(409, "idempotency_key_reused")
-        invalid = self.problem(422, "invalid_metadata", "metadata_too_large")
+        invalid = self.problem(422, "invalid_metadata", "metadata_too_large", *contract.DATED)
 
         def decorator(view: View) -> View:
             for document in (invalid, reused, unknown_asset, replayed, accepted):

@@ -45,6 +45,8 @@ SPLIT_PROBLEMS = ("invalid_splits", "unknown_system_account")
 # And one of any type: also a journal's postings, an exchange buying the asset it sells,
 # and an asset other than `asset_code` (an exchange's, a posting's) the tenant does not have.
 MONEY_MOVE_PROBLEMS = (*SPLIT_PROBLEMS, "invalid_postings", "same_asset", "unknown_asset")
+# What any submission's `effective_at` may answer (ledger time).
+DATED = ("invalid_effective_at", "effective_at_in_future", "effective_at_too_old", "period_closed")
 
 HEADERS: dict[str, dict[str, Any]] = {
     "Location": {

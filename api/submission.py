@@ -107,6 +107,7 @@ def accept(requests: Sequence[TransactionRequest]) -> list[Result]:
             requests,
             admin=principal.is_admin,
             max_metadata_bytes=tally().settings.max_metadata_bytes,
+            max_backdate_seconds=tally().settings.max_backdate_seconds,
             # The key may come from the cache: the insert itself confirms it is still live.
             key_id=principal.key_id,
         )

@@ -102,6 +102,15 @@ class SubmissionSchema(Schema):
     asset_code = asset_code_field(required=True)
     amount = MinorUnits(required=True)
     reference_id = reference_id_field(required=True)
+    effective_at = fields.AwareDateTime(
+        metadata={
+            "description": "When the movement counts for reporting (balances as of a time,"
+            " statements), if not when it is applied: at most 60 s ahead"
+            " (`effective_at_in_future`), at most TALLY_MAX_BACKDATE_SECONDS (30 days) back"
+            " (`effective_at_too_old`), after the tenant's closed periods (`period_closed`)."
+            " Funds and status are judged when it is applied, against current balances."
+        }
+    )
     metadata = fields.Dict(
         keys=fields.String(),
         load_default=dict,

@@ -119,6 +119,8 @@ class Settings:
     max_apply_attempts: int = env("TALLY_MAX_APPLY_ATTEMPTS", 5)
     max_wait_seconds: int = env("TALLY_MAX_WAIT_SECONDS", 30)
     max_metadata_bytes: int = env("TALLY_MAX_METADATA_BYTES", 4096)
+    # How far in the past a submission's effective_at may be (30 days).
+    max_backdate_seconds: int = env("TALLY_MAX_BACKDATE_SECONDS", 2_592_000)
     max_body_bytes: int = env("TALLY_MAX_BODY_BYTES", 1_048_576)
     webhook_allow_private_targets: bool = env("TALLY_WEBHOOK_ALLOW_PRIVATE_TARGETS", False)
     webhook_retry_schedule: tuple[int, ...] = env(

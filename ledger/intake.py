@@ -28,7 +28,11 @@ from ledger.errors import (
 from ledger.known_names import KnownNames
 from ledger.queries import transaction_views
 from ledger.system_accounts import known_system_accounts
-from ledger.transaction_request import MAX_METADATA_BYTES, TransactionRequest
+from ledger.transaction_request import (
+    MAX_BACKDATE_SECONDS,
+    MAX_METADATA_BYTES,
+    TransactionRequest,
+)
 from ledger.views import transaction_view
 from ledger.vocabulary import TransactionType
 
@@ -56,7 +60,7 @@ INSERT_TRANSACTIONS = text(
             tenant_id, type, reference_id, request_hash, asset_code, amount, user_id,
             to_user_id, original_transaction_id, payment_method, bonus_type, item_id, reason,
             metadata, expires_at, splits, to_account, payout_method, destination,
-            to_asset_code, to_amount, postings
+            to_asset_code, to_amount, postings, effective_at
         )
         SELECT :tenant_id, r.type, r.reference_id, r.request_hash,
                coalesce(r.asset_code, hold.asset_code), r.amount,
@@ -70,7 +74,8 @@ INSERT_TRANSACTIONS = text(
                coalesce(r.splits, CASE WHEN r.type = 'capture' THEN hold.splits END),
                coalesce(r.to_account,
                         CASE WHEN r.type = 'capture' AND r.splits IS NULL THEN hold.to_account END),
-               r.payout_method, r.destination, r.to_asset_code, r.to_amount, r.postings
+               r.payout_method, r.destination, r.to_asset_code, r.to_amount, r.postings,
+               r.effective_at
         FROM unnest(
             CAST(:types AS text[]), CAST(:reference_ids AS text[]),
             CAST(:request_hashes AS text[]), CAST(:asset_codes AS text[]),
@@ -81,12 +86,13 @@ INSERT_TRANSACTIONS = text(
             CAST(:expires_ins AS integer[]), CAST(:splits AS jsonb[]),
             CAST(:to_accounts AS text[]), CAST(:payout_methods AS text[]),
             CAST(:destinations AS text[]), CAST(:to_asset_codes AS text[]),
-            CAST(:to_amounts AS numeric[]), CAST(:postings AS jsonb[])
+            CAST(:to_amounts AS numeric[]), CAST(:postings AS jsonb[]),
+            CAST(:effective_ats AS timestamptz[])
         ) WITH ORDINALITY AS r(
             type, reference_id, request_hash, asset_code, amount, user_id, to_user_id,
             original_transaction_id, payment_method, bonus_type, item_id, reason, metadata,
             expires_at, expires_in, splits, to_account, payout_method, destination,
-            to_asset_code, to_amount, postings, position
+            to_asset_code, to_amount, postings, effective_at, position
         )
         LEFT JOIN LATERAL (
             SELECT h.asset_code, h.user_id, h.to_user_id, h.splits, h.to_account
@@ -130,6 +136,12 @@ INSERT_TRANSACTIONS = text(
 )
 # Which of some codes are the tenant's assets: asked only for requests that name one
 # beyond their own asset, so a plain submission costs no round trip more.
+# The close lock: intake holds it shared while it checks and records a backdated
+# submission; a close (ledger/periods.py) holds it exclusively.
+SHARE_CLOSE_LOCK = text(
+    "SELECT pg_advisory_xact_lock_shared(hashtextextended('tally-close:' || :tenant_id, 0))"
+)
+CLOSED_THROUGH = text("SELECT closed_through FROM tenants WHERE id = :tenant_id")
 # Assets are never removed: each process remembers those it has seen.
 ASSETS_SEEN = KnownNames()
 KNOWN_ASSETS = text("SELECT code FROM assets WHERE tenant_id = :tenant_id AND code = ANY(:codes)")
@@ -185,6 +197,7 @@ def accept_transactions(
     admin: bool,
     max_metadata_bytes: int = MAX_METADATA_BYTES,
     key_id: uuid.UUID | None = None,
+    max_backdate_seconds: int = MAX_BACKDATE_SECONDS,
 ) -> list[Result]:
     """The intake use case: record many requests, each on its own terms, and publish the
     new ids once the unit of work has committed.
@@ -201,10 +214,13 @@ def accept_transactions(
         try:
             if request.type in ADMIN_TYPES and not admin:
                 raise AdminKeyRequired(ADMIN_TYPES[TransactionType(request.type)])
-            checked[index] = request.validated(max_metadata_bytes)
+            checked[index] = request.validated(
+                max_metadata_bytes, max_backdate_seconds=max_backdate_seconds
+            )
         except LedgerError as error:
             results[index] = error
     _check_names(work.connection, tenant_id, checked, results)
+    _check_open_periods(work.connection, tenant_id, checked, results)
     if checked:
         _insert(work.connection, tenant_id, checked, results, key_id)
     accepted = [result for result in results if result is not None]
@@ -329,6 +345,34 @@ def _check_names(
         del checked[index]
 
 
+def _check_open_periods(
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    checked: dict[int, TransactionRequest],
+    results: list[Result | None],
+) -> None:
+    """Answer 422 `period_closed` to (and drop) each request effective at or before the
+    tenant's closed-through time. Under the close lock, shared (ledger/periods.py takes it
+    exclusively): a close either sees this commit's queued rows and refuses, or commits
+    first and this reads its time. Only requests that name an `effective_at` ask: the
+    others count from their application, after any close."""
+    dated = {index: r.effective_at for index, r in checked.items() if r.effective_at}
+    if not dated:
+        return
+    conn.execute(SHARE_CLOSE_LOCK, {"tenant_id": tenant_id})
+    closed = conn.execute(CLOSED_THROUGH, {"tenant_id": tenant_id}).scalar()
+    if closed is None:
+        return
+    for index, effective_at in dated.items():
+        if effective_at <= closed:
+            results[index] = InvalidRequest(
+                "period_closed",
+                f"the period through {closed.isoformat()} is closed",
+                field="effective_at",
+            )
+            del checked[index]
+
+
 def _named_assets(request: TransactionRequest) -> set[str]:
     """The assets a request names that the insert does not check: both of an exchange's
     (422 `unknown_asset` for either), a journal's."""
@@ -405,6 +449,7 @@ def _columns(
         "to_asset_codes": [r.to_asset_code for r in requests],
         "to_amounts": [r.to_amount for r in requests],
         "postings": [_json_or_none(r.postings) for r in requests],
+        "effective_ats": [r.effective_at for r in requests],
     }
 
 

@@ -87,6 +87,11 @@ def _metadata_fault(metadata: dict[str, Any]) -> str | None:
     return None
 
 
+# How far before its submission a movement may count (TALLY_MAX_BACKDATE_SECONDS), and how
+# far after: a client's clock a little ahead is not a future-dated movement.
+MAX_BACKDATE_SECONDS = 30 * 86_400
+MAX_EFFECTIVE_AHEAD_SECONDS = 60
+
 # Holds last 7 days unless the request says otherwise, and 30 days at the most.
 DEFAULT_HOLD_SECONDS = 7 * 86_400
 MAX_HOLD_SECONDS = 30 * 86_400
@@ -154,9 +159,15 @@ class TransactionRequest:
     to_amount: int | None = None
     # A journal's lines: [{"from": ..., "to": ..., "asset_code": ..., "amount": n}].
     postings: list[dict[str, Any]] | None = None
+    # When the movement counts for reporting, if not when it is applied (ledger time).
+    effective_at: datetime | None = None
 
     def validated(
-        self, max_metadata_bytes: int = MAX_METADATA_BYTES, *, now: datetime | None = None
+        self,
+        max_metadata_bytes: int = MAX_METADATA_BYTES,
+        *,
+        now: datetime | None = None,
+        max_backdate_seconds: int = MAX_BACKDATE_SECONDS,
     ) -> TransactionRequest:
         """This request, or InvalidRequest naming the first field that breaks a rule.
 
@@ -197,6 +208,7 @@ class TransactionRequest:
         elif self.original_transaction_id is not None:
             raise _unexpected("original_transaction_id", kind)
         self._check_expiry(kind, now or datetime.now(UTC))
+        self._check_effective_at(now or datetime.now(UTC), max_backdate_seconds)
         needs_reason = kind in (TransactionType.ADJUSTMENT, TransactionType.JOURNAL)
         _check_text(self.reason, "reason", required=needs_reason)
         for name in ("payment_method", "bonus_type", "item_id"):
@@ -346,6 +358,30 @@ class TransactionRequest:
                     field="expires_at",
                 )
 
+    def _check_effective_at(self, now: datetime, max_backdate_seconds: int) -> None:
+        """A backdated movement within the window, or one a moment ahead (clocks differ)."""
+        when = self.effective_at
+        if when is None:
+            return
+        if not isinstance(when, datetime) or when.tzinfo is None:
+            raise InvalidRequest(
+                "invalid_effective_at",
+                "effective_at must be a date-time with a time zone",
+                field="effective_at",
+            )
+        if (when - now).total_seconds() > MAX_EFFECTIVE_AHEAD_SECONDS:
+            raise InvalidRequest(
+                "effective_at_in_future",
+                f"effective_at may be at most {MAX_EFFECTIVE_AHEAD_SECONDS} s ahead",
+                field="effective_at",
+            )
+        if (now - when).total_seconds() > max_backdate_seconds:
+            raise InvalidRequest(
+                "effective_at_too_old",
+                f"effective_at may be at most {max_backdate_seconds} s in the past",
+                field="effective_at",
+            )
+
     def expires_in_seconds(self) -> int | None:
         """A hold's lifetime from its acceptance, when it is not given as `expires_at`."""
         if self.type != TransactionType.HOLD or self.expires_at is not None:
@@ -367,6 +403,10 @@ class TransactionRequest:
                 del body[name]
         if self.expires_at is not None:
             body["expires_at"] = self.expires_at.isoformat()
+        if self.effective_at is None:
+            del body["effective_at"]
+        else:
+            body["effective_at"] = self.effective_at.isoformat()
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(canonical.encode()).hexdigest()
 

@@ -875,6 +875,7 @@ LEDGER_TYPE_ERRORS: dict[str, tuple[str, str]] = {
     "to_asset_code": ("exchange", "invalid_asset_code"),
     "to_amount": ("exchange", "invalid_amount"),
     "postings": ("journal", "invalid_postings"),
+    "effective_at": ("topup", "invalid_effective_at"),
 }
 
 
@@ -887,6 +888,8 @@ def right_python_type(name: str, value: Any) -> bool:
         return isinstance(value, uuid.UUID)
     if name == "expires_at":
         return isinstance(value, datetime)
+    if name == "effective_at":  # with a time zone: a naive one is refused for lacking it
+        return isinstance(value, datetime) and value.tzinfo is not None
     if name == "metadata":
         return isinstance(value, dict)
     return isinstance(value, str)
