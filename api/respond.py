@@ -22,6 +22,9 @@ AMOUNTS_HEADER = "Tally-Amounts"
 # A decimal integer as a money field's string form: no sign but '-', no spaces, no
 # exponent, no leading zeros; 40 digits at most (MAX_AMOUNT has 39).
 DECIMAL_INTEGER = re.compile(r"-?(?:0|[1-9][0-9]{0,39})")
+# The WSGI environ key a view sets to have the server send its body chunk by chunk, as the
+# body's iterator yields them, instead of all at once (api/server.py).
+STREAMED = "tally.streamed"
 # Client data, never rewritten: an "amount" inside metadata is the client's own.
 OPAQUE_FIELDS = frozenset({"metadata"})
 

@@ -12,7 +12,9 @@ what granian leaves to the application:
   read its latency);
 - a long-poll (`?wait=`) is parked here, on the event loop, holding no thread: the view
   answers with the current state and leaves a `LongPoll` in the WSGI environ; when the
-  transaction's notification arrives (or the wait ends) one thread renders the answer again.
+  transaction's notification arrives (or the wait ends) one thread renders the answer again;
+- a streamed answer (a view that sets `STREAMED` in the environ: a statement's CSV) is sent
+  chunk by chunk, each chunk made on a pool thread and sent from the event loop.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import gc
 import io
 import logging
 import sys
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +33,7 @@ from flask import Flask
 
 from api.long_poll import ASYNC_LONG_POLL, LONG_POLL, LongPoll
 from api.problems import problem_body
+from api.respond import STREAMED
 from config.settings import API_PROBE_THREADS, Settings
 
 log = logging.getLogger(__name__)
@@ -46,6 +50,9 @@ class Answer:
     headers: Headers
     body: bytes
     long_poll: LongPoll | None = None
+    # A streamed answer's body, still to be iterated (and closed) chunk by chunk.
+    chunks: Iterator[bytes] | None = None
+    close: Callable[[], None] | None = None
 
 
 class BodyTooLarge(Exception):
@@ -95,6 +102,9 @@ class TallyServer:
         probe = scope.path == HEALTH_PATH and scope.method == "GET"
         executor = self.probe_executor if probe else self.executor
         answer = await loop.run_in_executor(executor, self._call_app, environ)
+        if answer.chunks is not None:
+            await self._stream(loop, proto, answer)
+            return
         if answer.long_poll is not None:
             answer.body = await self._long_poll(loop, proto, answer.long_poll, answer.body)
             answer.headers = [
@@ -133,6 +143,14 @@ class TallyServer:
             return lambda data: None  # the legacy write(): Flask never uses it
 
         result = self.app(environ, start_response)
+        if environ.get(STREAMED) and started.get("status") is not None:
+            return Answer(
+                started["status"],
+                started["headers"],
+                b"",
+                chunks=iter(result),
+                close=getattr(result, "close", None),
+            )
         try:
             body = b"".join(result)
         finally:
@@ -176,6 +194,24 @@ class TallyServer:
             if woken is not None:
                 waiter.unsubscribe_async(poll.transaction_id, woken)
             poll.release()
+
+    async def _stream(self, loop: asyncio.AbstractEventLoop, proto: Any, answer: Answer) -> None:
+        """Send a streamed body as it is produced: each chunk is made on a pool thread
+        (which may read the database), then sent from the event loop, so a slow client
+        holds no thread between chunks."""
+        assert answer.chunks is not None
+        transport = proto.response_stream(answer.status, answer.headers)
+        try:
+            while True:
+                chunk = await loop.run_in_executor(self.executor, next, answer.chunks, None)
+                if chunk is None:
+                    return
+                await transport.send_bytes(chunk)
+        except Exception:  # the client went away, or the body failed midway: nothing to tell
+            log.warning("streamed answer ended early", exc_info=True)
+        finally:
+            if answer.close is not None:
+                await loop.run_in_executor(self.executor, answer.close)
 
     @staticmethod
     def _problem(proto: Any, status: int, code: str, detail: str) -> None:

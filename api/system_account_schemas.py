@@ -58,5 +58,14 @@ class SystemAccountBalanceSchema(Schema):
     asset_code = fields.String(required=True)
     balance = fields.Integer(
         required=True,
-        metadata={"description": "In the asset's smallest unit; may be negative (no floor)."},
+        metadata={
+            "description": "In the asset's smallest unit; may be negative (no floor). With"
+            " `as_of`, counting the entries effective by then."
+        },
+    )
+    as_of = fields.DateTime(
+        required=True, allow_none=True, metadata={"description": "Null for the balance now."}
+    )
+    known_at = fields.DateTime(
+        required=True, allow_none=True, metadata={"description": "Null unless asked."}
     )

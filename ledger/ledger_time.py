@@ -57,3 +57,38 @@ def balance_as_of(
 ) -> int:
     """One account's balance as of `as_of` (known at `known_at`, if given)."""
     return balances_as_of(conn, [account_id], as_of, known_at)[account_id]
+
+
+BALANCE_THROUGH = text(
+    """
+    SELECT coalesce(base.balance, 0) + coalesce(moved.total, 0)
+    FROM (SELECT 1) AS one
+    LEFT JOIN LATERAL (
+        SELECT s.effective_through, s.balance FROM balance_snapshots s
+        WHERE s.account_id = :id AND s.effective_through < :at
+          AND (CAST(:known_at AS timestamptz) IS NULL OR s.recorded_through <= :known_at)
+        ORDER BY s.effective_through DESC LIMIT 1
+    ) base ON true
+    CROSS JOIN LATERAL (
+        SELECT sum(e.amount) AS total FROM entries e
+        WHERE e.account_id = :id AND (e.effective_at, e.id) <= (:at, :entry_id)
+          AND e.effective_at > coalesce(base.effective_through, '-infinity')
+          AND (CAST(:known_at AS timestamptz) IS NULL OR e.created_at <= :known_at)
+    ) moved
+    """
+)
+
+
+def balance_through(
+    conn: Connection,
+    account_id: int,
+    at: datetime,
+    entry_id: int,
+    known_at: datetime | None = None,
+) -> int:
+    """One account's balance up to and including the entry `entry_id` effective at `at`, in
+    effective order (effective_at, then entry id): the running balance a statement shows
+    after that entry. Only a snapshot strictly before `at` is a base: one at `at` may
+    already count entries of that moment ordered after `entry_id`."""
+    params = {"id": account_id, "at": at, "entry_id": entry_id, "known_at": known_at}
+    return int(conn.execute(BALANCE_THROUGH, params).scalar_one())

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, RowMapping, text
 
 from ledger.errors import WalletNotFound
+from ledger.ledger_time import balance_as_of
 from ledger.pagination import decode_cursor, encode_cursor, page_size
 from ledger.rules import available_balance
 from ledger.views import transaction_view
@@ -131,6 +133,41 @@ def get_balance(
         "decimal_places": row["decimal_places"],
         "status": row["status"],
         "version": row["version"],
+    }
+
+
+WALLET_OF_ASSET = text(
+    """
+    SELECT a.id, a.owner, a.asset_code, s.decimal_places
+    FROM accounts a JOIN assets s ON s.tenant_id = a.tenant_id AND s.code = a.asset_code
+    WHERE a.tenant_id = :tenant_id AND a.asset_code = :asset_code AND a.owner = :owner
+      AND NOT a.is_system
+    """
+)
+
+
+def get_balance_as_of(
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    user_id: str,
+    asset_code: str,
+    as_of: datetime,
+    known_at: datetime | None = None,
+) -> dict[str, Any]:
+    """A wallet's balance counting its entries effective at or before `as_of` (and, with
+    `known_at`, recorded by then). Holds, credit limit and status have no history: an as-of
+    answer carries none of them."""
+    params = {"tenant_id": tenant_id, "asset_code": asset_code, "owner": user_id}
+    row = conn.execute(WALLET_OF_ASSET, params).mappings().first()
+    if row is None:
+        raise WalletNotFound(f"no {asset_code} wallet for user {user_id!r}")
+    return {
+        "user_id": row["owner"],
+        "asset_code": row["asset_code"],
+        "balance": balance_as_of(conn, row["id"], as_of, known_at),
+        "decimal_places": row["decimal_places"],
+        "as_of": as_of.isoformat(),
+        "known_at": known_at.isoformat() if known_at is not None else None,
     }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, text
@@ -26,6 +27,7 @@ from ledger.errors import (
     SystemAccountNotFound,
 )
 from ledger.known_names import KnownNames
+from ledger.ledger_time import balances_as_of
 from ledger.pagination import page_size
 from ledger.queries import account_history, cursor_version
 from ledger.transaction_request import UNSTORABLE
@@ -64,7 +66,7 @@ INSERT_ACCOUNTS_OF_NAME = text(
 )
 LIST = text(
     """
-    SELECT a.owner AS name, a.asset_code, a.balance, d.description
+    SELECT a.id, a.owner AS name, a.asset_code, a.balance, d.description
     FROM accounts a
     LEFT JOIN system_accounts d ON d.tenant_id = a.tenant_id AND d.name = a.owner
     WHERE a.tenant_id = :t AND a.is_system
@@ -149,11 +151,21 @@ def define_system_account(
 
 
 def list_system_accounts(
-    conn: Connection, tenant_id: uuid.UUID, asset_code: str | None = None
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    asset_code: str | None = None,
+    *,
+    as_of: datetime | None = None,
+    known_at: datetime | None = None,
 ) -> list[dict[str, Any]]:
     """Every system account (built-in and defined) with its balance, by asset then name;
-    only those of `asset_code` when given (AssetNotFound if the tenant has no such asset)."""
+    only those of `asset_code` when given (AssetNotFound if the tenant has no such asset).
+    With `as_of`, each balance counts the entries effective by then (and recorded by
+    `known_at`, if given; ledger/ledger_time.py)."""
     rows = conn.execute(LIST, {"t": tenant_id, "asset_code": asset_code}).mappings().all()
+    balances: dict[int, int] = {}
+    if as_of is not None:
+        balances = balances_as_of(conn, [row["id"] for row in rows], as_of, known_at)
     # An asset always has the built-ins' rows: only an empty answer may be an unknown asset.
     if (
         not rows
@@ -167,7 +179,9 @@ def list_system_accounts(
             "builtin": row["name"] in BUILTINS,
             "description": BUILTIN_DESCRIPTIONS.get(row["name"], row["description"]),
             "asset_code": row["asset_code"],
-            "balance": row["balance"],
+            "balance": balances.get(row["id"], row["balance"]),
+            "as_of": as_of.isoformat() if as_of is not None else None,
+            "known_at": known_at.isoformat() if known_at is not None else None,
         }
         for row in rows
     ]

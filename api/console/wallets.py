@@ -1,25 +1,31 @@
-"""Wallets: find a user's, see balances per asset with history and holds, and freeze,
-unfreeze or close one after a confirmation, with the reason in the audit trail."""
+"""Wallets: find a user's, see balances per asset with history and holds, a statement over a
+period (and its CSV), and freeze, unfreeze or close one after a confirmation, with the
+reason in the audit trail."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import abort, redirect, request, url_for
 from werkzeug.wrappers import Response
 
 from api.console.blueprint import authorize_as, back_with_notice, bp, principal, render
+from api.context import tally
 from api.database import request_connection, request_unit_of_work
+from api.statement_csv import statement_csv
 from ledger.errors import InvalidRequest
 from ledger.holds import list_holds
 from ledger.identifiers import check_user_id
 from ledger.queries import user_wallets, wallet_history
 from ledger.search import audit_of
+from ledger.statements import open_statement, wallet_statement
 from ledger.vocabulary import AccountStatus, HoldStatus
 from ledger.wallets import freeze_wallet, unfreeze_wallet, update_wallet
 
 PAGE_SIZE = 50
+STATEMENT_PAGE_SIZE = 200
 
 
 @bp.get("/wallets")
@@ -113,3 +119,50 @@ def wallet_action(user_id: str, asset_code: str, action: str) -> Response:
             **changes,
         )
     return back_with_notice("console.wallet", notice, user_id=user_id, asset=asset_code)
+
+
+def _moment(name: str, default: datetime | None = None) -> datetime | None:
+    """A form's moment (`datetime-local` sends no offset: UTC), or `default` if blank."""
+    value = request.args.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidRequest("invalid_period", f"{name}: not a date and time") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _statement_query(user_id: str) -> tuple[str, datetime, datetime | None]:
+    _user(user_id)
+    asset = request.args.get("asset", "")
+    start = _moment("from")
+    if not asset or start is None:
+        raise InvalidRequest("invalid_period", "Choose an asset and a start (from).")
+    return asset, start, _moment("to")
+
+
+@bp.get("/wallets/<user_id:user_id>/statement")
+def wallet_statement_page(user_id: str) -> tuple[str, int]:
+    asset, start, end = _statement_query(user_id)
+    with request_connection() as conn:
+        statement = wallet_statement(
+            conn,
+            principal().tenant_id,
+            user_id,
+            asset,
+            start=start,
+            end=end,
+            limit=STATEMENT_PAGE_SIZE,
+            cursor=request.args.get("cursor"),
+        )
+    return render("statement.html", user_id=user_id, asset=asset, statement=statement)
+
+
+@bp.get("/wallets/<user_id:user_id>/statement.csv")
+def wallet_statement_csv(user_id: str) -> Response:
+    asset, start, end = _statement_query(user_id)
+    tenant_id = principal().tenant_id
+    with request_connection() as conn:
+        period = open_statement(conn, tenant_id, user_id, asset, start, end, pin=True)
+    return statement_csv(tally().engine, tenant_id, period)

@@ -16,9 +16,9 @@ from api.schemas import HistoryQuerySchema, HistorySchema
 from api.system_account_schemas import (
     SystemAccountBalanceSchema,
     SystemAccountCreateSchema,
-    SystemAccountQuerySchema,
     SystemAccountSchema,
 )
+from api.time_schemas import SystemAccountsAsOfQuerySchema
 from ledger.system_accounts import (
     define_system_account,
     list_system_accounts,
@@ -53,14 +53,19 @@ class SystemAccounts(MethodView):
             )
         return json_response(defined, 201)
 
-    @blp.arguments(SystemAccountQuerySchema, location="query")
+    @blp.arguments(SystemAccountsAsOfQuerySchema, location="query")
     @blp.response(200, SystemAccountBalanceSchema(many=True))
     @blp.problem(404, "asset_not_found")
     def get(self, query: dict[str, Any]) -> Response:
-        """Every system account with its balance, by asset then name."""
+        """Every system account with its balance, by asset then name; with `as_of` (and
+        `known_at`), the balances as of a moment."""
         with request_connection() as conn:
             listed = list_system_accounts(
-                conn, current_principal().tenant_id, query.get("asset_code")
+                conn,
+                current_principal().tenant_id,
+                query.get("asset_code"),
+                as_of=query.get("as_of"),
+                known_at=query.get("known_at"),
             )
         return json_response(listed)
 

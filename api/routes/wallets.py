@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flask import Response
+from flask import Response, request
 from flask.views import MethodView
 from marshmallow import Schema
 
@@ -13,10 +13,10 @@ from api import contract
 from api.admin_schemas import WalletActionSchema, WalletChangeSchema
 from api.auth import current_principal
 from api.blueprint import Blueprint
+from api.context import tally
 from api.database import request_connection, request_unit_of_work
 from api.respond import json_response
 from api.schemas import (
-    AssetQuerySchema,
     BalanceSchema,
     HistoryQuerySchema,
     HistorySchema,
@@ -25,11 +25,21 @@ from api.schemas import (
     TransactionOutSchema,
     WaitQuerySchema,
 )
+from api.statement_csv import statement_csv
 from api.submission import request_from_body, submit
+from api.time_schemas import (
+    CSV,
+    BalanceAsOfQuerySchema,
+    BalanceAsOfSchema,
+    StatementQuerySchema,
+    StatementSchema,
+    statement_content,
+)
 from api.transaction_schemas import BonusSchema, SpendSchema, TopupSchema
 from ledger.holds import list_holds
 from ledger.identifiers import check_user_id
-from ledger.queries import get_balance, wallet_history
+from ledger.queries import get_balance, get_balance_as_of, wallet_history
+from ledger.statements import open_statement, wallet_statement
 from ledger.vocabulary import Scope, TransactionType
 from ledger.wallets import freeze_wallet, unfreeze_wallet, update_wallet
 
@@ -79,16 +89,67 @@ _seed_submission(
 
 @blp.route("/<user_id:user_id>/balance")
 class Balance(MethodView):
-    @blp.arguments(AssetQuerySchema, location="query")
-    @blp.response(200, BalanceSchema)
+    @blp.arguments(BalanceAsOfQuerySchema, location="query")
+    @blp.response(200, BalanceAsOfSchema)
     @blp.problem(404, "wallet_not_found")
     @blp.problem(422, "invalid_user_id")
     def get(self, query: dict[str, Any], user_id: str) -> Response:
-        """A wallet's balance, pending holds, available funds and version."""
+        """A wallet's balance, pending holds, available funds and version; with `as_of`
+        (and `known_at`), its balance as of a moment."""
         check_user_id(user_id)
+        tenant_id, asset_code = current_principal().tenant_id, query["asset_code"]
         with request_connection() as conn:
-            balance = get_balance(conn, current_principal().tenant_id, user_id, query["asset_code"])
+            if query.get("as_of") is not None:
+                balance = get_balance_as_of(
+                    conn, tenant_id, user_id, asset_code, query["as_of"], query.get("known_at")
+                )
+            else:
+                balance = {
+                    **get_balance(conn, tenant_id, user_id, asset_code),
+                    "as_of": None,
+                    "known_at": None,
+                }
         return json_response(balance)
+
+
+@blp.route("/<user_id:user_id>/statement")
+class Statement(MethodView):
+    @blp.arguments(StatementQuerySchema, location="query")
+    @blp.response(200, StatementSchema)
+    @blp.doc(responses={"200": {"content": statement_content()}})
+    @blp.problem(400, "invalid_cursor")
+    @blp.problem(404, "wallet_not_found")
+    @blp.problem(422, "invalid_user_id", "invalid_period")
+    def get(self, query: dict[str, Any], user_id: str) -> Response:
+        """A wallet's statement over `(from, to]`: opening and closing balances, totals per
+        type, entries in effective order with running balances (keyset pages); with
+        `Accept: text/csv`, the whole period as CSV."""
+        check_user_id(user_id)
+        tenant_id, asset_code = current_principal().tenant_id, query["asset_code"]
+        if wants_csv():
+            with request_connection() as conn:
+                period = open_statement(
+                    conn, tenant_id, user_id, asset_code, query["start"], query.get("end"), pin=True
+                )
+            return statement_csv(tally().engine, tenant_id, period)
+        with request_connection() as conn:
+            statement = wallet_statement(
+                conn,
+                tenant_id,
+                user_id,
+                asset_code,
+                start=query["start"],
+                end=query.get("end"),
+                limit=query["limit"],
+                cursor=query.get("cursor"),
+            )
+        return json_response(statement)
+
+
+def wants_csv() -> bool:
+    """Whether the client prefers CSV to JSON (`Accept: text/csv`)."""
+    best = request.accept_mimetypes.best_match(["application/json", CSV])
+    return best == CSV
 
 
 def _wallet_page(

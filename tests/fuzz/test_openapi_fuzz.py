@@ -45,7 +45,8 @@ USER_ID_FIELDS = frozenset({"user_id", "to_user_id"})
 # cannot: a cursor this API never issued (as an unknown id is a 404), an expiry relative to
 # now, two fields that must differ (wallets, assets, a posting's ends, a split's
 # destinations), legs that must sum to the amount, and metadata's encoded size and NUL at any
-# depth; and a system account or asset the tenant does not have (as an unknown one is a 404).
+# depth; a system account or asset the tenant does not have (as an unknown one is a 404);
+# and a statement period whose `from` is not before its `to`.
 UNSTATABLE_CODES = frozenset(
     {
         "invalid_cursor",
@@ -58,6 +59,7 @@ UNSTATABLE_CODES = frozenset(
         "metadata_too_large",
         "unknown_system_account",
         "unknown_asset",
+        "invalid_period",
     }
 )
 

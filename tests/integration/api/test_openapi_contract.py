@@ -45,6 +45,7 @@ from tests.integration.ledger.helpers import apply, run, submit
 PREFIX = "/api/v1"
 DOCUMENT_URI = "urn:tally:openapi"
 PROBLEM_JSON = "application/problem+json"
+CSV = "text/csv"
 METHODS = ("get", "put", "post", "patch", "delete")
 BODY_METHODS = {"post", "put", "patch"}
 RFC_3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
@@ -164,6 +165,17 @@ class Contract:
         if answer.content_type not in content:
             return [f"Content-Type {answer.content_type} is not one of {sorted(content)}"]
         found = self._header_violations(documented, answer)
+        if answer.content_type == CSV:
+            # A statement's CSV: the document describes it as text; its columns are
+            # tests/integration/api/test_statements.py's to check.
+            return [
+                *found,
+                *(
+                    []
+                    if answer.body.decode().startswith("effective_at,")
+                    else ["the CSV does not start with its header row"]
+                ),
+            ]
         try:
             body = json.loads(answer.body)
         except ValueError:
@@ -363,6 +375,33 @@ def wallets(c: Caller, engine: Engine) -> None:
     assert closed["status"] == "closed"
     c.post("/wallets/carol/freeze", eur, expect=409)
     c.post("/wallets/carol/unfreeze", eur, expect=409, key=c.admin)
+
+
+def ledger_time(c: Caller, engine: Engine) -> None:
+    """Balances as of a moment and statements, as JSON pages and as CSV."""
+    for _ in range(3):
+        run(engine, c.tenant.id, "topup", user_id="uma", amount=700)
+    eur = {"asset_code": "EUR"}
+    now = datetime.now(UTC)
+    moment = {"as_of": now.isoformat(), "known_at": now.isoformat()}
+    c.get("/wallets/uma/balance", expect=200, query_string={**eur, **moment})
+    c.get("/wallets/nobody/balance", expect=404, query_string={**eur, **moment})
+    c.get("/system-accounts", expect=200, query_string={**eur, **moment})
+
+    path = "/wallets/uma/statement"
+    period = {**eur, "from": (now - timedelta(days=1)).isoformat()}
+    page = c.get(path, expect=200, query_string={**period, "limit": 2})
+    assert len(page["entries"]) == 2 and page["next_cursor"] is not None
+    rest = c.get(path, expect=200, query_string={**period, "cursor": page["next_cursor"]})
+    assert rest["page_opening_balance"] == 1400 and rest["next_cursor"] is None
+    text_csv = {"Accept": CSV}
+    csv_answer = c.call("GET", path, expect=200, query_string=period, headers=text_csv)
+    assert csv_answer.get_data(as_text=True).count("\r\n") == 4
+    c.get(path, expect=400, query_string={**period, "cursor": "bad!"})
+    c.get("/wallets/nobody/statement", expect=404, query_string=period)
+    c.get("/wallets/@topup/statement", expect=422, query_string=period)
+    c.get(path, expect=422, query_string={**period, "to": period["from"]})
+    c.get(path, expect=422, query_string=eur)
 
 
 def expire(engine: Engine, hold_id: str) -> None:
@@ -691,6 +730,7 @@ def test_every_operation_answers_only_as_the_document_says(
     transactions(c, api.engine)
     wallets(c, api.engine)
     holds(c, api.engine)
+    ledger_time(c, api.engine)
     assets(c)
     system_accounts(c, api.engine)
     webhooks(c, api.engine)
