@@ -17,7 +17,9 @@ Modules: `arguments` (the flags), `run` (the orchestration), `errors` (BenchErro
 (what they send, and `seed_tenant`, the one way a run makes a tenant), `latency` (lone
 transactions and webhooks), `raw_sql` (the baseline), `monitor` (memory and CPU of the
 stack's processes), `report` (percentiles and what is printed), `slow_clients` and
-`pressure` (the slow-clients scenario), `chaos/` (the fault-injection run). Requests go
+`pressure` (the slow-clients scenario), `ledger_time` (as-of balances and statements on a
+wallet whose history `ledger.history_seed` writes in SQL), `chaos/` (the fault-injection
+run). Requests go
 through `tally.load_client` (all but the slow clients' unfinished ones: `pressure`),
 webhooks land on `tally.webhook_receiver`, and what a run reads back from the database is
 `ledger.measurements`.

@@ -8,6 +8,7 @@ import os
 PATTERNS = ("uniform", "hot", "holds", "splits")
 # Scenarios beside the patterns: not part of `all`.
 SLOW_CLIENTS = "slow-clients"
+LEDGER_TIME = "ledger-time"
 CHAOS = "chaos"
 # What `--pattern both` runs: the two patterns of the throughput targets.
 BOTH = ("uniform", "hot")
@@ -29,12 +30,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--pattern",
-        choices=[*PATTERNS, "both", "all", SLOW_CLIENTS, CHAOS],
+        choices=[*PATTERNS, "both", "all", SLOW_CLIENTS, LEDGER_TIME, CHAOS],
         default="both",
         help="both: uniform and hot; holds: holds, then a capture of each; splits: spends in "
         "three legs (a seller, @fees, @tax); all: the four patterns; slow-clients: uniform "
         "alone, then beside --slow-connections trickling "
-        "connections and --long-polls pending long-polls; chaos: --rate (default 300/s) for "
+        "connections and --long-polls pending long-polls; ledger-time: one wallet's "
+        "--history-entries seeded in SQL, then --as-of-reads balances as of a moment and "
+        "statements as JSON and CSV over HTTP; chaos: --rate (default 300/s) for "
         "--chaos-seconds while workers, the relay, PostgreSQL, the broker and a webhook "
         "receiver fail, then checks that nothing accepted was lost or doubled",
     )
@@ -46,6 +49,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--long-polls", type=int, default=200, help="slow-clients: pending long-polls"
+    )
+    parser.add_argument(
+        "--history-entries",
+        type=int,
+        default=1_000_000,
+        help="ledger-time: top-ups of the one wallet, over the last 30 days",
+    )
+    parser.add_argument(
+        "--as-of-reads", type=int, default=1000, help="ledger-time: balances as of a moment"
+    )
+    parser.add_argument(
+        "--statement-entries",
+        type=int,
+        default=10_000,
+        help="ledger-time: entries of each statement window (JSON and CSV)",
     )
     parser.add_argument(
         "--count",

@@ -126,7 +126,57 @@ class ProcessMonitor:
             totals[role] = totals.get(role, 0.0) + spent
         return totals
 
+    def pids(self, role: str) -> list[int]:
+        """The ids of the stack's processes of one role (`api_worker`, `celery_worker`)."""
+        return [process.pid for found, process in self._roles() if found == role]
+
     def take_run_peaks(self) -> dict[str, float]:
         with self._lock:
             peaks, self.run_peaks = self.run_peaks, {}
         return self.by_role(peaks)
+
+
+class PeakRss:
+    """The RSS of a few processes, sampled every `interval` seconds on a thread while inside
+    the `with` block: `before` (at entry) and `peak`, in MB, per process id."""
+
+    def __init__(self, pids: list[int], interval: float = 0.01) -> None:
+        self.before: dict[int, float] = {}
+        self.peak: dict[int, float] = {}
+        self._processes = [psutil.Process(pid) for pid in pids]
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="rss-peaks", daemon=True)
+
+    def _sample(self) -> dict[int, float]:
+        seen = {}
+        for process in self._processes:
+            with contextlib.suppress(psutil.Error):
+                seen[process.pid] = round(process.memory_info().rss / 2**20, 1)
+        return seen
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            for pid, mb in self._sample().items():
+                self.peak[pid] = max(mb, self.peak.get(pid, mb))
+
+    def __enter__(self) -> PeakRss:
+        self.before = self._sample()
+        self.peak = dict(self.before)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        for pid, mb in self._sample().items():
+            self.peak[pid] = max(mb, self.peak.get(pid, mb))
+
+    def summary(self) -> dict[str, float]:
+        """The largest process before and at its peak, and the largest growth of any, in MB."""
+        growth = [self.peak[pid] - mb for pid, mb in self.before.items() if pid in self.peak]
+        return {
+            "before_mb": max(self.before.values(), default=0.0),
+            "peak_mb": max(self.peak.values(), default=0.0),
+            "growth_mb": round(max(growth, default=0.0), 1),
+        }

@@ -139,16 +139,58 @@ def format_slow_clients(result: dict[str, Any]) -> str:
     )
 
 
+def format_ledger_time(result: dict[str, Any]) -> str:
+    """The ledger-time scenario's figures and targets as a few lines."""
+
+    def verdict(name: str) -> str:
+        met = result["targets"][name]
+        return "not measured" if met is None else "met" if met else "missed"
+
+    def ms(values: dict[str, float | None]) -> str:
+        return "/".join("-" if values.get(k) is None else f"{values[k]:.1f}" for k in PCTS)
+
+    as_of = result["as_of"]
+    lines = [
+        f"ledger time: one wallet of {result['history_entries']} entries "
+        f"({result['backdated']} backdated, {result['checkpoints']} checkpoints), seeded in "
+        f"{result['seed_seconds']} s",
+        f"  balance as of a moment, p50/p95/p99 ms: HTTP {ms(as_of['http_ms'])} "
+        f"({as_of['reads']} reads), in-process {ms(as_of['in_process_ms'])}; "
+        f"p99 <= 20 ms {verdict('as_of_p99_within_20_ms')}",
+    ]
+    statements = result["statements"]
+    if statements:
+        lines.append(
+            f"  statement of {statements['entries']} entries as JSON, p50/p95/p99 ms: "
+            f"{ms(statements['json_ms'])}; p99 <= 250 ms "
+            f"{verdict('statement_json_p99_within_250_ms')}"
+        )
+        for label, key in (("window", "csv_window"), ("whole history", "csv_whole")):
+            csv = statements[key]
+            rss = csv["api_rss"]
+            lines.append(
+                f"  CSV, {label}: {csv['entries']} entries, {csv['bytes'] / 2**20:.1f} MB in "
+                f"{csv['seconds']} s (first byte {csv['first_byte_ms']} ms); API worker RSS "
+                f"{rss['before_mb']} MB before, {rss['peak_mb']} MB peak (grew {rss['growth_mb']})"
+            )
+        lines.append(f"  CSV in constant memory: {verdict('csv_in_constant_memory')}")
+    return "\n".join(lines)
+
+
 def print_summary(runs: Sequence[RunResult], report: dict[str, Any], errors: int) -> None:
     """The table, latencies, memory, load and CPU lines, error samples and the verdict."""
     print()
-    print(format_table(runs))
-    print()
+    if runs:
+        print(format_table(runs))
+        print()
     if report.get("latency"):
         print(format_latency(report["latency"]))
         print()
     if report.get("slow_clients"):
         print(format_slow_clients(report["slow_clients"]))
+        print()
+    if report.get("ledger_time"):
+        print(format_ledger_time(report["ledger_time"]))
         print()
     print(f"peak RSS per process (MB): {report['memory_peak_mb']}")
     environment = report["environment"]
@@ -160,6 +202,8 @@ def print_summary(runs: Sequence[RunResult], report: dict[str, Any], errors: int
             print(f"  {run.pattern}: {sample}")
     for sample in (report.get("latency") or {}).get("error_samples", []):
         print(f"  latency: {sample}")
+    for sample in (report.get("ledger_time") or {}).get("error_samples", []):
+        print(f"  ledger-time: {sample}")
     invariants = report["invariants"]
     if not invariants["ok"]:
         print("LEDGER INVARIANTS VIOLATED:\n" + "\n".join(invariants["report"]), file=sys.stderr)

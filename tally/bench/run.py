@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from config.settings import Settings
-from tally.bench.arguments import BOTH, CHAOS, PATTERNS, SLOW_CLIENTS
+from tally.bench.arguments import BOTH, CHAOS, LEDGER_TIME, PATTERNS, SLOW_CLIENTS
 from tally.bench.errors import BenchError
 from tally.bench.monitor import ProcessMonitor
 from tally.bench.phases import Bench
@@ -122,6 +122,15 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.pattern == LEDGER_TIME and not (
+        args.as_of_reads >= 1 and 1 <= args.statement_entries <= args.history_entries - 3
+    ):
+        print(
+            "tally bench: --as-of-reads must be >= 1 and --statement-entries between 1 and "
+            "--history-entries - 3",
+            file=sys.stderr,
+        )
+        return 2
     patterns = {"both": BOTH, "all": PATTERNS}.get(args.pattern, (args.pattern,))
     work_dir = Path(tempfile.mkdtemp(prefix="tally-bench-"))
     report: dict[str, Any] = {"command": ["tally", *sys.argv[1:]], "config": vars(args).copy()}
@@ -183,7 +192,11 @@ def _bench(
             from tally.bench.slow_clients import run_slow_clients
 
             bench.runs += run_slow_clients(bench, port, sampler, report)
-        for pattern in (p for p in patterns if p != SLOW_CLIENTS):
+        if LEDGER_TIME in patterns:
+            from tally.bench.ledger_time import run_ledger_time
+
+            report["ledger_time"] = run_ledger_time(bench, port, sampler)
+        for pattern in (p for p in patterns if p not in (SLOW_CLIENTS, LEDGER_TIME)):
             run = bench.run_pattern(pattern, port, sampler)
             # The raw SQL write is a transfer: no like-for-like baseline for holds.
             if not args.skip_raw and pattern != "holds":
@@ -204,6 +217,7 @@ def _bench(
     report["invariants"] = {"ok": invariants_ok, "report": lines}
     errors = sum(run.errors["total"] for run in bench.runs)
     errors += (report.get("latency") or {}).get("errors", 0)
+    errors += (report.get("ledger_time") or {}).get("errors", 0)
     report["ok"] = invariants_ok and errors == 0
     print_summary(bench.runs, report, errors)
     return bool(report["ok"])
