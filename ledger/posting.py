@@ -71,6 +71,15 @@ CLAIM_OLDEST = text(
     FOR UPDATE SKIP LOCKED
     """
 )
+# The close lock (ledger/periods.py takes it exclusively; intake, for backdated requests,
+# shared): a close waits for the batches writing in its tenant, and a batch after it runs
+# on a time after it.
+SHARE_CLOSE_LOCKS = text(
+    """
+    SELECT pg_advisory_xact_lock_shared(hashtextextended('tally-close:' || t, 0))
+    FROM unnest(CAST(:tenant_ids AS text[])) AS t ORDER BY t
+    """
+)
 # The batch's journal lines, balances and outcomes in one statement (one round trip):
 # every part is computed in Python, none reads what another writes.
 WRITE_BATCH = text(
@@ -149,9 +158,15 @@ EntryRow = tuple[uuid.UUID, uuid.UUID, int, int, int, int, datetime | None]
 
 def _apply_batch(conn: Connection, txns: list[RowMapping]) -> list[Outcome]:
     """Judge the claimed rows in order against their locked accounts; write it all at once."""
-    now = conn.execute(text("SELECT now()")).scalar_one()
     proposals = [from_row(Proposal, txn) for txn in txns]
-    book = open_book(conn, now, proposals)
+    tenants = sorted({str(proposal.tenant_id) for proposal in proposals})
+    conn.execute(SHARE_CLOSE_LOCKS, {"tenant_ids": tenants})
+    book = open_book(conn, None, proposals)
+    # The batch's time is read once its locks are held, not when its transaction began: a
+    # batch that waited for an account never writes entries older than the checkpoint the
+    # batch before it wrote there, nor older than a close that committed meanwhile.
+    now = conn.execute(text("SELECT clock_timestamp()")).scalar_one()
+    book.now = now
     versions_before = {account.id: account.version for account in book.accounts.values()}
     settled: list[int | None] = []
     released: list[tuple[HoldStatus, HoldState]] = []

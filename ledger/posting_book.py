@@ -44,7 +44,7 @@ REFUNDS = text(
 )
 
 
-def open_book(conn: Connection, now: datetime, proposals: list[Proposal]) -> Book:
+def open_book(conn: Connection, now: datetime | None, proposals: list[Proposal]) -> Book:
     """Lock the holds the batch captures or voids, then every account it touches (ascending
     id: the global lock order), and load what refunds, captures and voids need."""
     hold_ids = sorted(
