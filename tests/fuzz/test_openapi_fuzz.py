@@ -46,7 +46,8 @@ USER_ID_FIELDS = frozenset({"user_id", "to_user_id"})
 # now, two fields that must differ (wallets, assets, a posting's ends, a split's
 # destinations), legs that must sum to the amount, and metadata's encoded size and NUL at any
 # depth; a system account or asset the tenant does not have (as an unknown one is a 404);
-# and a statement period whose `from` is not before its `to`.
+# a statement period whose `from` is not before its `to`; and an effective time outside a
+# window relative to now or the tenant's closed periods.
 UNSTATABLE_CODES = frozenset(
     {
         "invalid_cursor",
@@ -60,6 +61,9 @@ UNSTATABLE_CODES = frozenset(
         "unknown_system_account",
         "unknown_asset",
         "invalid_period",
+        "effective_at_in_future",
+        "effective_at_too_old",
+        "period_closed",
     }
 )
 
