@@ -107,7 +107,7 @@ def trial_balance(
     return {
         "asset_code": asset_code,
         "as_of": as_of.isoformat(),
-        **trial_balance_view(rows.tuples()),
+        **trial_balance_view(rows.all()),
     }
 
 
