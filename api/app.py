@@ -26,6 +26,8 @@ from api.routes import (
     audit,
     health,
     keys,
+    periods,
+    reports,
     system_accounts,
     transactions,
     wallets,
@@ -128,7 +130,18 @@ def create_app(
     metrics.init_app(app, settings, waiter=app.extensions["tally"].waiter)
     api = ProblemApi(app)
     converters.init_app(app, api)
-    for module in (health, transactions, wallets, assets, system_accounts, webhooks, keys, audit):
+    for module in (
+        health,
+        transactions,
+        wallets,
+        assets,
+        system_accounts,
+        webhooks,
+        keys,
+        audit,
+        periods,
+        reports,
+    ):
         api.register_blueprint(module.blp)
 
     init_docs(app)

@@ -17,22 +17,31 @@ from datetime import datetime
 
 from sqlalchemy import Connection, text
 
-BALANCES_AS_OF = text(
-    """
-    SELECT a.id, coalesce(base.balance, 0) + coalesce(moved.total, 0) AS balance
-    FROM unnest(CAST(:ids AS bigint[])) AS a(id)
+# The one as-of computation, joined to a set of accounts `a` (by ids here; by tenant for
+# closes and reports, ledger/periods.py, ledger/reports.py): AS_OF_BALANCE and
+# AS_OF_ENTRY_COUNT read `base` (the latest snapshot) and `moved` (the entries since).
+AS_OF_JOIN = """
     LEFT JOIN LATERAL (
-        SELECT s.effective_through, s.balance FROM balance_snapshots s
+        SELECT s.effective_through, s.balance, s.entry_count FROM balance_snapshots s
         WHERE s.account_id = a.id AND s.effective_through <= :as_of
           AND (CAST(:known_at AS timestamptz) IS NULL OR s.recorded_through <= :known_at)
         ORDER BY s.effective_through DESC LIMIT 1
     ) base ON true
     CROSS JOIN LATERAL (
-        SELECT sum(e.amount) AS total FROM entries e
+        SELECT sum(e.amount) AS total, count(*) AS entries FROM entries e
         WHERE e.account_id = a.id AND e.effective_at <= :as_of
           AND e.effective_at > coalesce(base.effective_through, '-infinity')
           AND (CAST(:known_at AS timestamptz) IS NULL OR e.created_at <= :known_at)
     ) moved
+"""
+AS_OF_BALANCE = "coalesce(base.balance, 0) + coalesce(moved.total, 0)"
+AS_OF_ENTRY_COUNT = "coalesce(base.entry_count, 0) + moved.entries"
+
+BALANCES_AS_OF = text(
+    f"""
+    SELECT a.id, {AS_OF_BALANCE} AS balance
+    FROM unnest(CAST(:ids AS bigint[])) AS a(id)
+    {AS_OF_JOIN}
     """
 )
 

@@ -209,6 +209,78 @@ CHECKS: list[tuple[str, str]] = [
                OR t.id IS DISTINCT FROM coalesce(h.captured_by, h.voided_by))
         """,
     ),
+    *(
+        # Ledger time (docs/design.md#ledger-time): the snapshots every as-of read starts from.
+        (
+            "balance snapshots equal the sum of the entries effective through them",
+            """
+            SELECT 'snapshot ' || s.kind || ' of account ' || s.account_id || ' through '
+                   || s.effective_through,
+                   'balance ' || s.balance || ' of ' || s.entry_count || ' entries, entries sum to '
+                   || coalesce(c.total, 0) || ' of ' || c.entries
+            FROM balance_snapshots s
+            CROSS JOIN LATERAL (
+                SELECT sum(e.amount) AS total, count(*) AS entries FROM entries e
+                WHERE e.account_id = s.account_id AND e.effective_at <= s.effective_through
+            ) c
+            WHERE (CAST(:tenant_id AS uuid) IS NULL OR s.tenant_id = :tenant_id)
+              AND (s.balance <> coalesce(c.total, 0) OR s.entry_count <> c.entries)
+            """,
+        ),
+        (
+            "no entry effective within a balance snapshot was recorded after it",
+            """
+            SELECT 'snapshot ' || s.kind || ' of account ' || s.account_id || ' through '
+                   || s.effective_through,
+                   'entry ' || e.id || ' effective ' || e.effective_at || ' recorded '
+                   || e.created_at || ', after ' || s.recorded_through
+            FROM balance_snapshots s
+            JOIN entries e ON e.account_id = s.account_id
+             AND e.effective_at <= s.effective_through AND e.created_at > s.recorded_through
+            WHERE CAST(:tenant_id AS uuid) IS NULL OR s.tenant_id = :tenant_id
+            """,
+        ),
+        (
+            "nothing was recorded into a closed period",
+            """
+            SELECT 'close ' || p.id || ' through ' || p.through,
+                   'entry ' || e.id || ' effective ' || e.effective_at || ' recorded '
+                   || e.created_at
+            FROM period_closes p
+            JOIN entries e ON e.tenant_id = p.tenant_id
+             AND e.effective_at <= p.through AND e.created_at > p.closed_at
+            WHERE CAST(:tenant_id AS uuid) IS NULL OR p.tenant_id = :tenant_id
+            """,
+        ),
+        (
+            "each tenant is closed through its latest close, which snapshots every account it"
+            " covers",
+            """
+            SELECT 'tenant ' || t.id,
+                   'closed through ' || coalesce(t.closed_through::text, 'nothing')
+                   || ', latest close ' || coalesce(p.through::text, 'none')
+                   || ', ' || coalesce(p.missing, 0) || ' accounts without its snapshot'
+            FROM tenants t
+            LEFT JOIN LATERAL (
+                SELECT c.through, (
+                    SELECT count(*) FROM accounts a
+                    WHERE a.tenant_id = t.id
+                      AND EXISTS (
+                          SELECT 1 FROM entries e
+                          WHERE e.account_id = a.id AND e.effective_at <= c.through)
+                      AND NOT EXISTS (
+                          SELECT 1 FROM balance_snapshots s
+                          WHERE s.account_id = a.id AND s.kind = 'close'
+                            AND s.effective_through = c.through)
+                ) AS missing
+                FROM period_closes c WHERE c.tenant_id = t.id
+                ORDER BY c.through DESC LIMIT 1
+            ) p ON true
+            WHERE (CAST(:tenant_id AS uuid) IS NULL OR t.id = :tenant_id)
+              AND (t.closed_through IS DISTINCT FROM p.through OR p.missing > 0)
+            """,
+        ),
+    ),
 ]
 
 # The sweeper releases due holds every relay interval; past this margin a held hold is

@@ -642,6 +642,41 @@ def audit(c: Caller) -> None:
     c.get("/audit-events", expect=422, query_string={"limit": 0})
 
 
+def periods_and_reports(c: Caller, engine: Engine) -> None:
+    """Closing periods and the reports of ledger time."""
+    now = datetime.now(UTC)
+    through = (now - timedelta(hours=1)).isoformat()
+    waiting = submit(engine, c.tenant.id, "topup", user_id="gus", amount=70)
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE transactions SET effective_at = :at WHERE id = :id"),
+            {"at": now - timedelta(hours=2), "id": waiting.id},
+        )
+    close = "/periods/close"
+    c.post(close, {"through": through}, expect=409, key=c.admin)  # not quiet
+    apply(engine, waiting.id)
+    closed = c.post(close, {"through": through}, expect=201, key=c.admin)
+    assert closed["summary"]["EUR"]["total"] == {"balance": 0}
+    c.post(close, {"through": through}, expect=409, key=c.admin)  # already closed
+    c.post(close, {"through": now.isoformat()}, expect=422, key=c.admin)
+    assert [p["id"] for p in c.get("/periods", expect=200)] == [closed["id"]]
+
+    eur = {"asset_code": "EUR"}
+    balances = c.get("/reports/balances", expect=200, query_string={**eur, "as_of": through})
+    assert balances["total"] == {"balance": 0}
+    c.get("/reports/balances", expect=200, query_string=eur)
+    c.get("/reports/balances", expect=404, query_string={"asset_code": "USD"})
+    c.get("/reports/balances", expect=422)
+    window = {**eur, "from": (now - timedelta(days=1)).isoformat(), "to": now.isoformat()}
+    moved = c.get("/reports/movements", expect=200, query_string=window)
+    assert moved["buckets"]
+    c.get("/reports/movements", expect=200, query_string={**window, "interval": "hour"})
+    c.get("/reports/movements", expect=404, query_string={**window, "asset_code": "USD"})
+    c.get("/reports/movements", expect=422, query_string={**window, "to": window["from"]})
+    long = {**window, "from": (now - timedelta(days=400)).isoformat()}
+    c.get("/reports/movements", expect=422, query_string=long)
+
+
 def shared_errors(c: Caller, max_body_bytes: int, throttled_key: str) -> None:
     """What the document says every operation of a kind answers: authentication, scopes,
     rate limits, bodies."""
@@ -736,6 +771,7 @@ def test_every_operation_answers_only_as_the_document_says(
     webhooks(c, api.engine)
     keys(c)
     audit(c)
+    periods_and_reports(c, api.engine)
     shared_errors(
         c, api.client.application.config["MAX_CONTENT_LENGTH"], throttled_admin_key(api.engine)
     )
