@@ -10,10 +10,12 @@ from typing import Any
 
 from sqlalchemy import text
 
+from ledger.audit import OPERATOR
 from ledger.checkpoints import CHECKPOINT_EVERY
 from ledger.db import unit_of_work
 from ledger.intake import accept_transactions
 from ledger.ledger_time import balance_as_of
+from ledger.periods import close_period
 from ledger.posting import post_transactions
 from ledger.transaction_request import TransactionRequest
 from tests.integration.api.conftest import Api
@@ -72,10 +74,7 @@ def test_effective_times_outside_the_window_are_refused_with_their_codes(api: Ap
 def test_a_closed_period_refuses_what_would_land_in_it(api: Api):
     closed = ago(days=2)
     with unit_of_work(api.engine) as work:
-        work.connection.execute(
-            text("UPDATE tenants SET closed_through = :t WHERE id = :id"),
-            {"t": closed, "id": api.tenant.id},
-        )
+        close_period(work, api.tenant.id, closed, actor=OPERATOR)
 
     inside = topup(api, effective_at=closed.isoformat())
     after = topup(api, effective_at=(closed + timedelta(seconds=1)).isoformat())
