@@ -46,7 +46,8 @@ USER_ID_FIELDS = frozenset({"user_id", "to_user_id"})
 # now, two fields that must differ (wallets, assets, a posting's ends, a split's
 # destinations), legs that must sum to the amount, and metadata's encoded size and NUL at any
 # depth; a system account or asset the tenant does not have (as an unknown one is a 404);
-# a statement period whose `from` is not before its `to`; and an effective time outside a
+# a statement period whose `from` is not before its `to`, a report's range out of order or
+# too long, a close's `through` less than a minute ago; and an effective time outside a
 # window relative to now or the tenant's closed periods.
 UNSTATABLE_CODES = frozenset(
     {
@@ -64,6 +65,9 @@ UNSTATABLE_CODES = frozenset(
         "effective_at_in_future",
         "effective_at_too_old",
         "period_closed",
+        "invalid_through",
+        "invalid_range",
+        "range_too_long",
     }
 )
 
