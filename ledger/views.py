@@ -76,12 +76,11 @@ def transaction_view(
         "item_id",
         "reason",
         "to_account",
+        "payout_method",
         "destination",
     ):
         if row.get(optional) is not None:
             view[optional] = row[optional]
-    if row.get("payout_method") is not None:
-        view["payout_method"] = row["payout_method"]
     if row["to_user_id"] is not None:
         view["to_user_id"] = row["to_user_id"]
         view["to_balance_after"] = balances_after.get((asset, row["to_user_id"]))
