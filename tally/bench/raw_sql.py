@@ -30,8 +30,8 @@ RAW_TRANSACTION = """
 """
 RAW_ENTRIES = """
     INSERT INTO entries (tenant_id, transaction_id, account_id, amount, balance_after,
-                         account_version)
-    VALUES (%s, %s, %s, %s, %s, %s), (%s, %s, %s, %s, %s, %s)
+                         account_version, effective_at)
+    VALUES (%s, %s, %s, %s, %s, %s, now()), (%s, %s, %s, %s, %s, %s, now())
 """
 RAW_BALANCES = """
     UPDATE accounts a SET balance = v.balance, version = v.version, updated_at = now()
