@@ -1,9 +1,9 @@
-"""Backdated transactions for ledger-time tests, and a stand-in for intake's closed-period
-check, until intake takes `effective_at` on this branch.
+"""Backdated transactions for ledger-time tests, through the real intake.
 
-A backdated submission is recorded as intake records any (ledger/intake.py), then given its
-`effective_at` in the same transaction; the real posting engine then writes its entries at
-that effective time, keeping balances, versions and checkpoints as it always does.
+A backdated submission names its `effective_at` and goes through `accept_transaction` as
+the API's would: the window and closed-period checks (ledger/intake.py) judge it, and the
+real posting engine then writes its entries at that effective time, keeping balances,
+versions and checkpoints as it always does.
 """
 
 from __future__ import annotations
@@ -12,39 +12,23 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from ledger.db import UnitOfWork, unit_of_work
-from ledger.errors import InvalidRequest
 from ledger.intake import accept_transaction
 from ledger.transaction_request import TransactionRequest
 from tests.integration.ledger.helpers import apply
-
-# intake's protocol with the close (ledger/periods.py): the shared lock, in its own statement.
-SHARED_CLOSE_LOCK = text(
-    "SELECT pg_advisory_xact_lock_shared("
-    "hashtextextended('tally-close:' || CAST(:tenant_id AS text), 0))"
-)
-CLOSED_THROUGH = text("SELECT closed_through FROM tenants WHERE id = :tenant_id")
-SET_EFFECTIVE_AT = text("UPDATE transactions SET effective_at = :at WHERE id = :id")
 
 
 def accept_backdated(
     work: UnitOfWork, tenant_id: uuid.UUID, type: str, effective_at: datetime, **fields: Any
 ) -> uuid.UUID:
-    """Record a queued submission effective at `effective_at`, checking the closed period
-    as intake does: shared lock, then `closed_through`."""
-    conn = work.connection
-    conn.execute(SHARED_CLOSE_LOCK, {"tenant_id": tenant_id})
-    closed_through = conn.execute(CLOSED_THROUGH, {"tenant_id": tenant_id}).scalar_one()
-    if closed_through is not None and effective_at <= closed_through:
-        raise InvalidRequest("period_closed", "the period is closed", field="effective_at")
+    """Record a queued submission effective at `effective_at`; intake's LedgerError
+    (`period_closed`, `effective_at_too_old`, ...) is raised."""
     fields.setdefault("reference_id", uuid.uuid4().hex)
     fields.setdefault("asset_code", "EUR")
-    request = TransactionRequest(type=type, **fields).validated()
-    submission = accept_transaction(work, tenant_id, request, admin=True)
-    conn.execute(SET_EFFECTIVE_AT, {"at": effective_at, "id": submission.id})
-    return submission.id
+    request = TransactionRequest(type=type, effective_at=effective_at, **fields)
+    return accept_transaction(work, tenant_id, request, admin=True).id
 
 
 def submit_backdated(

@@ -29,8 +29,14 @@ def report_balances(engine: Engine, tenant_id: uuid.UUID, as_of: datetime) -> di
     return {**lines, "wallets": report["wallets"]["balance"], "total": report["total"]["balance"]}
 
 
+def days_ago(days: int) -> datetime:
+    """Midnight UTC `days` days ago: inside intake's backdating window."""
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return today - timedelta(days=days)
+
+
 def test_the_trial_balance_counts_what_was_effective_by_then(engine, tenant):
-    day = datetime(2026, 1, 10, tzinfo=UTC)
+    day = days_ago(12)
     run_backdated(engine, tenant.id, "topup", day, user_id="alice", amount=1000)
     run_backdated(engine, tenant.id, "spend", day + timedelta(hours=5), user_id="alice",
                   amount=300)  # fmt: skip
@@ -51,7 +57,7 @@ def test_the_trial_balance_counts_what_was_effective_by_then(engine, tenant):
 
 
 def test_movements_sum_wallet_credits_and_debits_per_day_and_type(engine, tenant):
-    day = datetime(2026, 2, 1, tzinfo=UTC)
+    day = days_ago(8)
     made = [
         ("topup", day + timedelta(hours=1), {"user_id": "alice", "amount": 500}),
         ("topup", day + timedelta(hours=9), {"user_id": "bob", "amount": 200}),
