@@ -20,12 +20,14 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from ledger.ledger_time import AFTER_BASE
+
 # Versions between checkpoints: an as-of read sums at most about this many entries, beside
 # those of the last moments and of backdated submissions since the last checkpoint.
 CHECKPOINT_EVERY = 1000
 
 WRITE_CHECKPOINTS = text(
-    """
+    f"""
     INSERT INTO balance_snapshots (account_id, tenant_id, kind, effective_through,
                                    recorded_through, balance, entry_count)
     SELECT a.id, a.tenant_id, 'checkpoint', :now, :now,
@@ -40,7 +42,7 @@ WRITE_CHECKPOINTS = text(
     CROSS JOIN LATERAL (
         SELECT sum(e.amount) AS total, count(*) AS entries FROM entries e
         WHERE e.account_id = a.id AND e.effective_at <= :now
-          AND e.effective_at > coalesce(base.effective_through, '-infinity')
+          AND e.effective_at > {AFTER_BASE}
     ) moved
     WHERE a.id = ANY(:ids)
     ON CONFLICT DO NOTHING

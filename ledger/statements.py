@@ -38,14 +38,15 @@ WALLET = text(
     """
 )
 # The period's entries after a position, in effective order (the (account_id,
-# effective_at, id) index, read as a range).
+# effective_at, id) index, read as a range). The position is spelled out, not compared as
+# a row: under row-level security only leakproof quals bound the index scan.
 ENTRIES = text(
     """
     SELECT e.id, e.effective_at, e.created_at, e.transaction_id, t.type, t.reference_id,
            e.amount
     FROM entries e JOIN transactions t ON t.id = e.transaction_id
     WHERE e.account_id = :id AND e.effective_at > :start AND e.effective_at <= :end
-      AND (e.effective_at, e.id) > (:after_at, :after_id)
+      AND e.effective_at >= :after_at AND (e.effective_at > :after_at OR e.id > :after_id)
       AND (CAST(:known_at AS timestamptz) IS NULL OR e.created_at <= :known_at)
     ORDER BY e.effective_at, e.id
     LIMIT :limit
