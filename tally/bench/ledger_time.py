@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from ledger.statements import MAX_STATEMENT_PAGE
 from ledger.vocabulary import Scope
 from tally.bench.monitor import PeakRss, ProcessMonitor
 from tally.bench.phases import Bench
@@ -210,29 +211,51 @@ class LedgerTime:
             # The first window warms the route up, unmeasured.
             for number, (since, until) in enumerate(windows):
                 started = time.perf_counter()
-                query = {"from": rfc3339(since), "to": rfc3339(until), "limit": size}
-                answer = connection.request("GET", self.path("statement", **query))
+                body = self.read_statement(connection, since, until, size)
                 seconds = time.perf_counter() - started
-                if answer.status_code != 200:
-                    missing = " (the statement route is not on this build)"
-                    self.problems.add(
-                        f"GET .../statement answered {answer.status_code}"
-                        f"{missing if answer.status_code == 404 else ''}: {answer.text[:200]}"
-                    )
+                if body is None:
                     return {}
                 if number:
                     json_seconds.append(seconds)
-                if not self.statement_holds(answer.json(), since, until, size):
+                if not self.statement_holds(body, since, until, size):
                     return {}
         first, last = self.effective([1, self.args.history_entries])
         whole = (to_millisecond(first - timedelta(seconds=1)), last + timedelta(seconds=1))
         print(f"  ledger-time: CSV of {size} entries, then of all of them ...", flush=True)
         return {
             "entries": size,
+            "page_size": min(size, MAX_STATEMENT_PAGE),
             "json_ms": percentiles(json_seconds),
             "csv_window": self.download_csv(*windows[1], size),
             "csv_whole": self.download_csv(*whole, self.args.history_entries),
         }
+
+    def read_statement(
+        self, connection: Connection, since: datetime, until: datetime, size: int
+    ) -> dict[str, Any] | None:
+        """A whole statement as JSON, page after page of the most a page holds, as a client
+        reads it: the first page's answer with every page's entries (None on a problem)."""
+        query: dict[str, Any] = {
+            "from": rfc3339(since), "to": rfc3339(until), "limit": min(size, MAX_STATEMENT_PAGE),
+        }  # fmt: skip
+        whole: dict[str, Any] | None = None
+        while True:
+            answer = connection.request("GET", self.path("statement", **query))
+            if answer.status_code != 200:
+                missing = " (the statement route is not on this build)"
+                self.problems.add(
+                    f"GET .../statement answered {answer.status_code}"
+                    f"{missing if answer.status_code == 404 else ''}: {answer.text[:200]}"
+                )
+                return None
+            page = answer.json()
+            if whole is None:
+                whole = page
+            else:
+                whole["entries"].extend(page["entries"])
+            if not page.get("next_cursor"):
+                return whole
+            query["cursor"] = page["next_cursor"]
 
     def statement_holds(self, body: Any, since: datetime, until: datetime, size: int) -> bool:
         """Whether a JSON statement holds the window's entries and its opening and closing

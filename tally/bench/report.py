@@ -161,7 +161,8 @@ def format_ledger_time(result: dict[str, Any]) -> str:
     statements = result["statements"]
     if statements:
         lines.append(
-            f"  statement of {statements['entries']} entries as JSON, p50/p95/p99 ms: "
+            f"  statement of {statements['entries']} entries as JSON (pages of "
+            f"{statements['page_size']}, the most one holds), whole statement p50/p95/p99 ms: "
             f"{ms(statements['json_ms'])}; p99 <= 250 ms "
             f"{verdict('statement_json_p99_within_250_ms')}"
         )
