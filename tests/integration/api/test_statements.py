@@ -121,6 +121,10 @@ def test_a_statement_refuses_a_bad_period_or_cursor(api: Api) -> None:
     future = {**eur, "from": (datetime.now(UTC) + timedelta(days=1)).isoformat()}
     assert api.get(path, query_string=future).get_json()["code"] == "invalid_period"
     assert api.get(path, query_string=eur).get_json()["code"] == "validation_failed"
+    whole = _statement(api, "quinn", **{"from": at(0).isoformat(), "limit": 10_000})
+    assert len(whole["entries"]) == 1
+    too_long = {**eur, "from": at(0).isoformat(), "limit": 10_001}
+    assert api.get(path, query_string=too_long).get_json()["code"] == "validation_failed"
     bad = {**eur, "from": at(0).isoformat(), "cursor": "bad"}
     assert api.get(path, query_string=bad).get_json()["code"] == "invalid_cursor"
     naive = _statement(api, "quinn", **{"from": "2026-03-01T00:00:00"})
