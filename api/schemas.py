@@ -187,6 +187,12 @@ class TransactionOutSchema(Schema):
     metadata = fields.Dict(required=True)
     created_at = fields.DateTime(required=True)
     completed_at = fields.DateTime(required=True, allow_none=True)
+    effective_at = fields.DateTime(
+        metadata={
+            "description": "When the submission asked the movement to count for reporting;"
+            " absent when it counts from its application (`completed_at`)."
+        }
+    )
 
 
 class AssetQuerySchema(Schema):

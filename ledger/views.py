@@ -81,6 +81,8 @@ def transaction_view(
     ):
         if row.get(optional) is not None:
             view[optional] = row[optional]
+    if row.get("effective_at") is not None:
+        view["effective_at"] = iso(row["effective_at"])
     if row["to_user_id"] is not None:
         view["to_user_id"] = row["to_user_id"]
         view["to_balance_after"] = balances_after.get((asset, row["to_user_id"]))

@@ -44,12 +44,16 @@ def test_a_backdated_submission_counts_from_its_effective_time_and_is_recorded_n
     effective = ago(days=3).replace(microsecond=0)
     accepted = topup(api, effective_at=effective.isoformat())
     assert accepted.status_code == 202
+    assert datetime.fromisoformat(accepted.get_json()["effective_at"]) == effective
     post_transactions(api.engine, [uuid.UUID(accepted.get_json()["id"])])
+    shown = api.get(f"/transactions/{accepted.get_json()['id']}").get_json()
+    assert (shown["status"], datetime.fromisoformat(shown["effective_at"])) == ("applied", effective)
 
     ((entry_effective, recorded),) = entry_times(api, accepted.get_json()["id"])
     assert entry_effective == effective
     assert recorded > ago(minutes=1)
     plain = topup(api)
+    assert "effective_at" not in plain.get_json()
     post_transactions(api.engine, [uuid.UUID(plain.get_json()["id"])])
     ((plain_effective, plain_recorded),) = entry_times(api, plain.get_json()["id"])
     assert plain_effective == plain_recorded
