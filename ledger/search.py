@@ -95,7 +95,11 @@ def search_transactions(
         params["created_until"] = wanted.created_until
     if cursor:
         params["after_created"], params["after_seq"] = decode_cursor(cursor, _search_position)
-        where.append("(created_at, seq) < (:after_created, :after_seq)")
+        # Spelled out, not `(created_at, seq) < (...)`: under row-level security only
+        # leakproof quals bound the index scan, and a row comparison is not one.
+        where.append(
+            "created_at <= :after_created AND (created_at < :after_created OR seq < :after_seq)"
+        )
     rows = (
         conn.execute(
             text(
