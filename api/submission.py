@@ -17,11 +17,13 @@ from api.context import tally
 from api.database import release_request_connection, request_unit_of_work
 from api.long_poll import ASYNC_LONG_POLL, LONG_POLL, LongPoll
 from api.respond import json_response, render_json, wants_string_amounts
+from api.wallet_token_auth import current_wallet_claims
 from ledger.db import tenant_scope
-from ledger.intake import Result, accept_transactions, sole_submission
+from ledger.intake import Result, Submission, accept_transactions, sole_submission
 from ledger.queries import get_transaction
 from ledger.transaction_request import TransactionRequest
 from ledger.vocabulary import TERMINAL_STATUSES
+from ledger.wallet_tokens import WalletClaims, charge_wallet_token
 
 log = logging.getLogger(__name__)
 
@@ -113,12 +115,37 @@ def accept(requests: Sequence[TransactionRequest]) -> list[Result]:
         )
 
 
+def accept_with_wallet_token(request: TransactionRequest, claims: WalletClaims) -> Submission:
+    """Accept one request of a wallet token, alone in its unit of work: a new submission
+    counts its amount against the token's spend limit in the transaction that records it
+    (422 `over_spend_limit` undoes both); a replay counts nothing."""
+    settings = tally().settings
+    with request_unit_of_work() as work:
+        submission = sole_submission(
+            accept_transactions(
+                work,
+                claims.tenant_id,
+                [request],
+                admin=False,
+                max_metadata_bytes=settings.max_metadata_bytes,
+                max_backdate_seconds=settings.max_backdate_seconds,
+            )
+        )
+        if not submission.replayed and request.amount is not None:
+            charge_wallet_token(work.connection, claims.tenant_id, claims.token_id, request.amount)
+    return submission
+
+
 def submit(request: TransactionRequest, wait: float) -> Response:
     """Record the request durably (with concurrent ones of the same key, api/combiner.py),
     publish it after the commit, answer 202 (200 on replay)."""
     principal = current_principal()
-    result = tally().combiner.accept((principal.tenant_id, principal.key_id), request, accept)
-    submission = sole_submission([result])
+    claims = current_wallet_claims()
+    if claims is not None:
+        submission = accept_with_wallet_token(request, claims)
+    else:
+        result = tally().combiner.accept((principal.tenant_id, principal.key_id), request, accept)
+        submission = sole_submission([result])
     view = submission.transaction
     headers = {"Location": url_for("transactions.Transaction", transaction_id=view["id"])}
     if submission.replayed:
