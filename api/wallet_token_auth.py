@@ -96,25 +96,42 @@ def authorize_wallet_token(claims: WalletClaims, endpoint: str, method: str) -> 
     422 `over_max_amount`)."""
     path_user = (request.view_args or {}).get("user_id")
     if method in ("GET", "HEAD") and endpoint in READABLE:
-        if path_user is not None and path_user != claims.user_id:
-            raise _not_found()
-        _check_asset(claims, request.args.get("asset_code"))
+        if path_user is not None:
+            # A wallet's read: its asset is in the query (a transaction's, once read).
+            _check_asset(claims, request.args.get("asset_code"))
+            if path_user != claims.user_id:
+                raise _not_found()
         return
     if method != "POST" or endpoint not in SUBMITTING:
         raise _scope("A wallet token may not do this.")
+    kind = SUBMITTING[endpoint]
+    if kind is not None:
+        _check_type(claims, kind)
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         return  # the view answers the malformed body
-    kind = SUBMITTING[endpoint] or body.get("type")
-    needed = TYPE_SCOPES.get(kind) if isinstance(kind, str) else None
-    if needed is None or needed not in claims.scopes:
-        raise _scope(f"This wallet token may not submit a {kind}.")
+    kind = kind or body.get("type")
+    _check_type(claims, kind)
     if body.get("user_id") != claims.user_id:
         raise _not_found()
     if any(body.get(name) is not None for name in FOREIGN_FIELDS):
         raise _scope("A wallet token moves money only from its wallet to the tenant.")
     _check_asset(claims, body.get("asset_code"))
     _check_amount(claims, body.get("amount"))
+
+
+def check_wallet_asset(asset_code: str | None) -> None:
+    """For a transaction a wallet token reads: 403 `token_scope` unless its asset is one
+    of the token's (any asset for a token naming none)."""
+    claims = current_wallet_claims()
+    if claims is not None:
+        _check_asset(claims, asset_code)
+
+
+def _check_type(claims: WalletClaims, kind: Any) -> None:
+    needed = TYPE_SCOPES.get(kind) if isinstance(kind, str) else None
+    if needed is None or needed not in claims.scopes:
+        raise _scope(f"This wallet token may not submit a {kind}.")
 
 
 def _check_asset(claims: WalletClaims, asset_code: Any) -> None:
