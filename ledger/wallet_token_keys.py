@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import Connection, text
 
 from ledger.db import UnitOfWork
-from ledger.webhooks.secrets import SecretBox
+from ledger.webhooks.secrets import SecretBox, SecretUnreadable
 
 # The longest lifetime a token may be given, and the clock skew verification forgives.
 MAX_TTL_SECONDS = 86_400
@@ -123,3 +123,26 @@ def rotate_signing_key(work: UnitOfWork, tenant_id: uuid.UUID) -> str | None:
         {"tenant_id": tenant_id, "lifetime": MAX_TTL_SECONDS + LEEWAY_SECONDS},
     ).scalar()
     return kid
+
+
+def reseal_signing_keys(work: UnitOfWork, box: SecretBox) -> tuple[int, list[str]]:
+    """Seal every tenant's signing key again under the box's first key (with
+    `tally webhook-secrets reseal`, so that older keys can be retired): how many, and the
+    ids of those no key opens (left as they are)."""
+    conn = work.connection
+    rows = conn.execute(
+        text("SELECT id, private_key_sealed FROM wallet_token_keys ORDER BY id FOR UPDATE")
+    ).all()
+    resealed, unreadable = 0, []
+    for kid, sealed in rows:
+        try:
+            again = box.reseal(sealed)
+        except SecretUnreadable:
+            unreadable.append(kid)
+            continue
+        conn.execute(
+            text("UPDATE wallet_token_keys SET private_key_sealed = :sealed WHERE id = :id"),
+            {"id": kid, "sealed": again},
+        )
+        resealed += 1
+    return resealed, unreadable

@@ -6,6 +6,9 @@ import base64
 import hashlib
 import hmac
 import json
+import os
+import subprocess
+import sys
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -293,3 +296,19 @@ def test_a_rotated_key_still_verifies_its_tokens(alice: Api):
     assert len(alice.get("/wallet-tokens/jwks").json["keys"]) == 2
     for token in (before, after):
         assert alice.get("/wallets/alice/balance", key=token, query_string=EUR).status_code == 200
+
+
+def test_the_cli_rotates_a_tenants_signing_key(alice: Api, database_url: str):
+    before = token_for(alice)
+    env = {**os.environ, "DATABASE_URL": database_url}
+    command = [sys.executable, "-m", "tally.cli", "wallet-token-keys", "rotate"]
+    done = subprocess.run(
+        [*command, "--tenant", str(alice.tenant.id)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"retired": jwt.get_unverified_header(before)["kid"]}
+    assert alice.get("/wallets/alice/balance", key=before, query_string=EUR).status_code == 200
