@@ -16,6 +16,8 @@ from typing import Any
 
 from flask import g, request
 
+from api.auth import too_many_failures
+from api.context import tally
 from api.database import request_unit_of_work
 from api.problems import ApiProblem
 from ledger.db import bind_tenant, bind_user, tenant_scope
@@ -69,11 +71,18 @@ def authenticate_wallet_token(token: str) -> WalletClaims:
     """Verify the token, or answer 401 with why; then bind the request to its tenant and
     user. The verification reads as the tenant the token claims: its key must be one of
     that tenant's, so a token for another audience finds no key."""
+    # An address past its failed authentications is refused before the database is asked,
+    # as for API keys (api/auth_failures.py).
+    failures, address = tally().auth_failures, request.remote_addr or ""
+    budget = failures.check(address)
+    if not budget.allowed:
+        raise too_many_failures(budget)
     try:
         tenant_id, _kid = claimed_tenant(token)
         with tenant_scope(tenant_id), request_unit_of_work() as work:
             claims = verify_wallet_token(work.connection, token)
     except WalletTokenRefused as refused:
+        failures.count(address)
         raise ApiProblem(
             401,
             refused.code,

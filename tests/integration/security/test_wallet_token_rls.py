@@ -102,3 +102,16 @@ def test_a_bound_user_leaves_the_statement_reads_their_index_range(
         conn.execute(text("SET LOCAL enable_seqscan = off"))
         explained = "\n".join(conn.execute(text(f"EXPLAIN {ENTRIES.text}"), params).scalars())
     assert "(effective_at > " in " ".join(entries_index_conditions(explained)), explained
+
+
+def test_failed_wallet_tokens_count_against_the_address(make_app, tenant: TenantFixture):
+    client = make_app(auth_failures_per_minute=3).test_client()
+    auth = {"Authorization": f"Bearer {tenant.api_key}"}
+    issued = client.post("/api/v1/wallet-tokens", json={"user_id": "alice"}, headers=auth)
+    header, payload, _signature = issued.json["token"].split(".")
+    forged = {"Authorization": f"Bearer {header}.{payload}.c2ln"}
+    path = "/api/v1/wallets/alice/balance?asset_code=EUR"
+
+    codes = [client.get(path, headers=forged).json["code"] for _ in range(4)]
+
+    assert codes == ["invalid_wallet_token"] * 3 + ["too_many_auth_failures"]
