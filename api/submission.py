@@ -16,6 +16,7 @@ from api.auth import current_principal
 from api.context import tally
 from api.database import release_request_connection, request_unit_of_work
 from api.long_poll import ASYNC_LONG_POLL, LONG_POLL, LongPoll
+from api.problems import ApiProblem
 from api.respond import json_response, render_json, wants_string_amounts
 from api.wallet_token_auth import current_wallet_claims
 from ledger.db import tenant_scope
@@ -23,7 +24,7 @@ from ledger.intake import Result, Submission, accept_transactions, sole_submissi
 from ledger.queries import get_transaction
 from ledger.transaction_request import TransactionRequest
 from ledger.vocabulary import TERMINAL_STATUSES
-from ledger.wallet_tokens import WalletClaims, charge_wallet_token
+from ledger.wallet_tokens import WalletClaims, WalletTokenRefused, charge_wallet_token
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,18 @@ def accept_with_wallet_token(request: TransactionRequest, claims: WalletClaims) 
             )
         )
         if not submission.replayed and request.amount is not None:
-            charge_wallet_token(work.connection, claims.tenant_id, claims.token_id, request.amount)
+            try:
+                charge_wallet_token(
+                    work.connection, claims.tenant_id, claims.token_id, request.amount
+                )
+            except WalletTokenRefused as refused:
+                # Revoked since it was authenticated: nothing is recorded.
+                raise ApiProblem(
+                    401,
+                    refused.code,
+                    refused.message,
+                    headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+                ) from None
     return submission
 
 

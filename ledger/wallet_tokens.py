@@ -50,6 +50,7 @@ TOKEN_STATE = text(
     "SELECT revoked_at FROM wallet_tokens WHERE tenant_id = :tenant_id AND id = :id"
     " AND key_id = :kid AND user_id = :user_id"
 )
+REVOKED_AT = text("SELECT revoked_at FROM wallet_tokens WHERE tenant_id = :tenant_id AND id = :id")
 # Counts an amount against the token's spend limit, durably, in the intake's transaction:
 # the row lock orders concurrent spends, each seeing what the one before it counted.
 CHARGE = text(
@@ -247,9 +248,13 @@ def charge_wallet_token(
     conn: Connection, tenant_id: uuid.UUID, token_id: uuid.UUID, amount: int
 ) -> None:
     """Count `amount` against the token's spend limit in the caller's transaction (the one
-    recording the submission); 422 `over_spend_limit` when it would go past it."""
+    recording the submission); 422 `over_spend_limit` when it would go past it, and
+    WalletTokenRefused when the token was revoked since the request was authenticated."""
     params = {"tenant_id": tenant_id, "id": token_id, "amount": amount}
     if conn.execute(CHARGE, params).first() is None:
+        revoked = conn.execute(REVOKED_AT, params).scalar()
+        if revoked is not None:
+            raise WalletTokenRefused("token_revoked", "The wallet token has been revoked.")
         raise InvalidRequest(
             "over_spend_limit", "This amount would go past the wallet token's spend limit."
         )

@@ -21,7 +21,9 @@ from flask import Flask
 from sqlalchemy import text
 
 from ledger.db import tenant_scope, unit_of_work
+from ledger.errors import InvalidRequest
 from ledger.wallet_token_keys import rotate_signing_key, signing_key
+from ledger.wallet_tokens import WalletTokenRefused, charge_wallet_token
 from tests.conftest import TenantFixture, make_tenant, secret_box
 from tests.integration.api.conftest import Api
 from tests.integration.ledger.helpers import run
@@ -312,3 +314,16 @@ def test_the_cli_rotates_a_tenants_signing_key(alice: Api, database_url: str):
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"retired": jwt.get_unverified_header(before)["kid"]}
     assert alice.get("/wallets/alice/balance", key=before, query_string=EUR).status_code == 200
+
+
+def test_a_token_revoked_after_its_request_was_authenticated_charges_nothing(alice: Api):
+    issued = issue(alice, scopes=["read", "spend"], spend_limit=100)
+    other = issue(alice, scopes=["read", "spend"], spend_limit=100)
+    assert alice.request("DELETE", f"/wallet-tokens/{issued['id']}").status_code == 200
+    with unit_of_work(alice.engine) as work:
+        with pytest.raises(WalletTokenRefused) as refused:
+            charge_wallet_token(work.connection, alice.tenant.id, uuid.UUID(issued["id"]), 1)
+        assert refused.value.code == "token_revoked"
+        with pytest.raises(InvalidRequest) as over:
+            charge_wallet_token(work.connection, alice.tenant.id, uuid.UUID(other["id"]), 101)
+        assert over.value.code == "over_spend_limit"
