@@ -24,7 +24,7 @@ from ledger.intake import Result, Submission, accept_transactions, sole_submissi
 from ledger.queries import get_transaction
 from ledger.transaction_request import TransactionRequest
 from ledger.vocabulary import TERMINAL_STATUSES
-from ledger.wallet_tokens import WalletClaims, WalletTokenRefused, charge_wallet_token
+from ledger.wallet_tokens import WalletClaims, WalletTokenRefused, accept_with_wallet_token
 
 log = logging.getLogger(__name__)
 
@@ -116,36 +116,27 @@ def accept(requests: Sequence[TransactionRequest]) -> list[Result]:
         )
 
 
-def accept_with_wallet_token(request: TransactionRequest, claims: WalletClaims) -> Submission:
-    """Accept one request of a wallet token, alone in its unit of work: a new submission
-    counts its amount against the token's spend limit in the transaction that records it
-    (422 `over_spend_limit` undoes both); a replay counts nothing."""
+def accept_for_wallet(request: TransactionRequest, claims: WalletClaims) -> Submission:
+    """Accept one request of a wallet token (ledger/wallet_tokens.py) in this request's
+    unit of work; 401 `token_revoked` when the token was revoked since it was
+    authenticated (nothing is recorded)."""
     settings = tally().settings
-    with request_unit_of_work() as work:
-        submission = sole_submission(
-            accept_transactions(
+    try:
+        with request_unit_of_work() as work:
+            return accept_with_wallet_token(
                 work,
-                claims.tenant_id,
-                [request],
-                admin=False,
+                claims,
+                request,
                 max_metadata_bytes=settings.max_metadata_bytes,
                 max_backdate_seconds=settings.max_backdate_seconds,
             )
-        )
-        if not submission.replayed and request.amount is not None:
-            try:
-                charge_wallet_token(
-                    work.connection, claims.tenant_id, claims.token_id, request.amount
-                )
-            except WalletTokenRefused as refused:
-                # Revoked since it was authenticated: nothing is recorded.
-                raise ApiProblem(
-                    401,
-                    refused.code,
-                    refused.message,
-                    headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-                ) from None
-    return submission
+    except WalletTokenRefused as refused:
+        raise ApiProblem(
+            401,
+            refused.code,
+            refused.message,
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        ) from None
 
 
 def submit(request: TransactionRequest, wait: float) -> Response:
@@ -154,7 +145,7 @@ def submit(request: TransactionRequest, wait: float) -> Response:
     principal = current_principal()
     claims = current_wallet_claims()
     if claims is not None:
-        submission = accept_with_wallet_token(request, claims)
+        submission = accept_for_wallet(request, claims)
     else:
         result = tally().combiner.accept((principal.tenant_id, principal.key_id), request, accept)
         submission = sole_submission([result])

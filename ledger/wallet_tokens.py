@@ -23,7 +23,13 @@ from sqlalchemy import Connection, text
 from ledger import audit
 from ledger.audit import Actor
 from ledger.db import UnitOfWork
-from ledger.errors import InvalidRequest, NotFound
+from ledger.errors import AssetNotFound, IdempotencyKeyReused, InvalidRequest, NotFound
+from ledger.intake import Submission, accept_transactions, sole_submission
+from ledger.transaction_request import (
+    MAX_BACKDATE_SECONDS,
+    MAX_METADATA_BYTES,
+    TransactionRequest,
+)
 from ledger.wallet_token_keys import LEEWAY_SECONDS, signing_key, verifying_key
 from ledger.webhooks.secrets import SecretBox
 
@@ -49,6 +55,9 @@ REVOKE = text(
 TOKEN_STATE = text(
     "SELECT revoked_at FROM wallet_tokens WHERE tenant_id = :tenant_id AND id = :id"
     " AND key_id = :kid AND user_id = :user_id"
+)
+ASSET_EXISTS = text(
+    "SELECT EXISTS (SELECT 1 FROM assets WHERE tenant_id = :tenant_id AND code = :code)"
 )
 REVOKED_AT = text("SELECT revoked_at FROM wallet_tokens WHERE tenant_id = :tenant_id AND id = :id")
 # Counts an amount against the token's spend limit, durably, in the intake's transaction:
@@ -258,6 +267,48 @@ def charge_wallet_token(
         raise InvalidRequest(
             "over_spend_limit", "This amount would go past the wallet token's spend limit."
         )
+
+
+def accept_with_wallet_token(
+    work: UnitOfWork,
+    claims: WalletClaims,
+    request: TransactionRequest,
+    *,
+    max_metadata_bytes: int = MAX_METADATA_BYTES,
+    max_backdate_seconds: int = MAX_BACKDATE_SECONDS,
+) -> Submission:
+    """Intake for one request of a wallet token, alone in its unit of work: a new
+    submission counts its amount against the token's spend limit in the transaction that
+    records it (422 `over_spend_limit` undoes both); a replay counts nothing.
+
+    A reference id another user's transaction took is invisible here (row-level security),
+    so intake finds neither a new row nor an old one: it is answered as the reuse it is,
+    409 `idempotency_key_reused`, not as the unknown asset intake takes it for."""
+    try:
+        submission = sole_submission(
+            accept_transactions(
+                work,
+                claims.tenant_id,
+                [request],
+                admin=False,
+                max_metadata_bytes=max_metadata_bytes,
+                max_backdate_seconds=max_backdate_seconds,
+            )
+        )
+    except AssetNotFound:
+        params = {"tenant_id": claims.tenant_id, "code": request.asset_code}
+        if (
+            request.asset_code is not None
+            and work.connection.execute(ASSET_EXISTS, params).scalar()
+        ):
+            raise IdempotencyKeyReused(
+                f"reference_id {request.reference_id!r} was used for a different request",
+                field="reference_id",
+            ) from None
+        raise
+    if not submission.replayed and request.amount is not None:
+        charge_wallet_token(work.connection, claims.tenant_id, claims.token_id, request.amount)
+    return submission
 
 
 def _invalid(message: str) -> WalletTokenRefused:

@@ -327,3 +327,13 @@ def test_a_token_revoked_after_its_request_was_authenticated_charges_nothing(ali
         with pytest.raises(InvalidRequest) as over:
             charge_wallet_token(work.connection, alice.tenant.id, uuid.UUID(other["id"]), 101)
         assert over.value.code == "over_spend_limit"
+
+
+def test_a_reference_another_users_transaction_took_is_a_reuse(alice: Api):
+    bobs = {"reference_id": "shared-ref", "user_id": "bob", "amount": 5, **EUR}
+    assert alice.post("/wallets/spend", bobs).status_code == 202
+    token = token_for(alice, scopes=["read", "spend"], spend_limit=100)
+    mine = {**bobs, "user_id": "alice"}
+    refusal(alice.post("/wallets/spend", mine, key=token), 409, "idempotency_key_reused")
+    unknown = {**mine, "reference_id": "fresh", "asset_code": "NOPE"}
+    refusal(alice.post("/wallets/spend", unknown, key=token), 404, "asset_not_found")
