@@ -30,6 +30,7 @@ from api.routes import (
     reports,
     system_accounts,
     transactions,
+    wallet_tokens,
     wallets,
     webhooks,
 )
@@ -134,6 +135,7 @@ def create_app(
         health,
         transactions,
         wallets,
+        wallet_tokens,
         assets,
         system_accounts,
         webhooks,

@@ -50,7 +50,7 @@ def authenticate_request(*, confirm: bool) -> None:
     if cached is None:
         budget = failures.check(address)
         if not budget.allowed:
-            raise _too_many_failures(budget)
+            raise too_many_failures(budget)
     if not bearer:
         failures.count(address)
         raise ApiProblem(
@@ -79,7 +79,7 @@ def authenticate_request(*, confirm: bool) -> None:
     bind_tenant(principal.tenant_id)
 
 
-def _too_many_failures(budget: Decision) -> ApiProblem:
+def too_many_failures(budget: Decision) -> ApiProblem:
     return ApiProblem(
         429,
         "too_many_auth_failures",

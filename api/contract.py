@@ -24,12 +24,27 @@ from ledger.vocabulary import Scope
 PROBLEM_JSON = "application/problem+json"
 BEARER_AUTH = "bearerAuth"
 
-# Authentication reads the key from the database: any authenticated operation can find it
-# unreachable.
+# Authentication reads the key (or the wallet token) from the database: any authenticated
+# operation can find it unreachable. A wallet token (api/wallet_token_auth.py) may be sent
+# to any of them, and is refused with a code of its own, or 403 `token_scope` where it
+# may not go.
+WALLET_TOKEN_REFUSALS = (
+    "invalid_wallet_token",
+    "token_expired",
+    "token_not_yet_valid",
+    "token_revoked",
+)
 AUTHENTICATED: dict[int, tuple[str, ...]] = {
-    401: ("missing_api_key", "invalid_authorization", "invalid_api_key"),
+    401: ("missing_api_key", "invalid_authorization", "invalid_api_key", *WALLET_TOKEN_REFUSALS),
+    403: ("token_scope",),
     429: ("rate_limited", "too_many_auth_failures"),
     503: ("database_unavailable",),
+}
+# What a wallet token's spend or hold may answer beyond any submission's: another user's
+# wallet, as if absent, and the token's limits.
+WALLET_TOKEN_SUBMISSION: dict[int, tuple[str, ...]] = {
+    404: ("wallet_not_found",),
+    422: ("over_max_amount", "over_spend_limit"),
 }
 # The request guard refuses any non-JSON body on these methods, before the view runs.
 BODY_METHODS = frozenset({"post", "put", "patch"})

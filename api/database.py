@@ -22,7 +22,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
 from api.context import tally
-from ledger.db import UnitOfWork, bind_tenant, unit_of_work
+from ledger.db import UnitOfWork, bind_tenant, bind_user, unit_of_work
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ def release_request_connection() -> None:
 def _teardown(_error: BaseException | None) -> None:
     release_request_connection()
     bind_tenant(None)
+    bind_user(None)
 
 
 def init_app(app: Flask) -> None:

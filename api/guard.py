@@ -13,7 +13,8 @@ from api.database import request_connection
 from api.permissions import READ_METHODS, SINGLE, authorize, handler_of, required_scope
 from api.problems import ApiProblem
 from api.rate_limits import Decision, Policy
-from ledger.db import bind_tenant
+from api.wallet_token_auth import authenticate_wallet_token, authorize_wallet_token, wallet_bearer
+from ledger.db import bind_tenant, bind_user
 from ledger.intake import is_accepted
 from ledger.keys import Principal
 
@@ -32,6 +33,7 @@ MANUAL_WEBHOOK_POLICY = "webhook-manual"
 def guard_request() -> None:
     """Authenticate, authorize and rate-limit the request, or answer with a problem."""
     bind_tenant(None)
+    bind_user(None)
     if request.endpoint is None:
         return  # 404 and 405 are answered by the error handlers
     if request.endpoint in PUBLIC_ENDPOINTS or request.blueprint == "console":
@@ -41,9 +43,14 @@ def guard_request() -> None:
     # A submission's own statement confirms the caller's key (ledger/intake.py): it may
     # take the key from the cache. Every other write looks its key up first.
     submission = getattr(handler, "_submission", None)
-    authenticate_request(confirm=request.method not in READ_METHODS and submission is None)
+    token = wallet_bearer()
+    if token is not None:
+        # A wallet owner's app: what it may do is the token's, not a key scope's.
+        authorize_wallet_token(authenticate_wallet_token(token), request.endpoint, request.method)
+    else:
+        authenticate_request(confirm=request.method not in READ_METHODS and submission is None)
+        authorize(g.principal, required_scope(view, request.method))
     principal: Principal = g.principal
-    authorize(principal, required_scope(view, request.method))
     _limit_rate(principal, handler, submission)
     has_body = bool(request.content_length) or "Transfer-Encoding" in request.headers
     if request.method in BODY_METHODS and has_body and request.mimetype != "application/json":

@@ -16,12 +16,15 @@ from api.auth import current_principal
 from api.context import tally
 from api.database import release_request_connection, request_unit_of_work
 from api.long_poll import ASYNC_LONG_POLL, LONG_POLL, LongPoll
+from api.problems import ApiProblem
 from api.respond import json_response, render_json, wants_string_amounts
+from api.wallet_token_auth import current_wallet_claims
 from ledger.db import tenant_scope
-from ledger.intake import Result, accept_transactions, sole_submission
+from ledger.intake import Result, Submission, accept_transactions, sole_submission
 from ledger.queries import get_transaction
 from ledger.transaction_request import TransactionRequest
 from ledger.vocabulary import TERMINAL_STATUSES
+from ledger.wallet_tokens import WalletClaims, WalletTokenRefused, accept_with_wallet_token
 
 log = logging.getLogger(__name__)
 
@@ -113,12 +116,39 @@ def accept(requests: Sequence[TransactionRequest]) -> list[Result]:
         )
 
 
+def accept_for_wallet(request: TransactionRequest, claims: WalletClaims) -> Submission:
+    """Accept one request of a wallet token (ledger/wallet_tokens.py) in this request's
+    unit of work; 401 `token_revoked` when the token was revoked since it was
+    authenticated (nothing is recorded)."""
+    settings = tally().settings
+    try:
+        with request_unit_of_work() as work:
+            return accept_with_wallet_token(
+                work,
+                claims,
+                request,
+                max_metadata_bytes=settings.max_metadata_bytes,
+                max_backdate_seconds=settings.max_backdate_seconds,
+            )
+    except WalletTokenRefused as refused:
+        raise ApiProblem(
+            401,
+            refused.code,
+            refused.message,
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        ) from None
+
+
 def submit(request: TransactionRequest, wait: float) -> Response:
     """Record the request durably (with concurrent ones of the same key, api/combiner.py),
     publish it after the commit, answer 202 (200 on replay)."""
     principal = current_principal()
-    result = tally().combiner.accept((principal.tenant_id, principal.key_id), request, accept)
-    submission = sole_submission([result])
+    claims = current_wallet_claims()
+    if claims is not None:
+        submission = accept_for_wallet(request, claims)
+    else:
+        result = tally().combiner.accept((principal.tenant_id, principal.key_id), request, accept)
+        submission = sole_submission([result])
     view = submission.transaction
     headers = {"Location": url_for("transactions.Transaction", transaction_id=view["id"])}
     if submission.replayed:

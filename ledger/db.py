@@ -244,6 +244,11 @@ BEGIN_FOR_TENANT = "BEGIN; SELECT set_config('tally.tenant_id', '{tenant}', true
 # The tenant this thread's (or task's) transactions are for: set per request by the API
 # and cleared at its teardown (request threads are reused).
 _tenant: ContextVar[uuid.UUID | None] = ContextVar("tally_tenant", default=None)
+# The wallet owner a wallet token's request works for (api/wallet_token_auth.py), beside
+# its tenant: row-level security then narrows reads to that user's wallet (migration 0013).
+# Bound as a parameter, never inlined: a user id is the merchant's text.
+BIND_USER = "SELECT set_config('tally.user_id', %s, true)"
+_user: ContextVar[str | None] = ContextVar("tally_user", default=None)
 
 
 def bind_tenant(tenant_id: uuid.UUID | None) -> None:
@@ -251,13 +256,22 @@ def bind_tenant(tenant_id: uuid.UUID | None) -> None:
     _tenant.set(tenant_id)
 
 
+def bind_user(user_id: str | None) -> None:
+    """Make the transactions this thread begins from now on work for one wallet owner
+    (with the tenant bound by `bind_tenant`); None for a request made with an API key."""
+    _user.set(user_id)
+
+
 @contextmanager
-def tenant_scope(tenant_id: uuid.UUID) -> Iterator[None]:
-    """The transactions begun in the block work for `tenant_id` (outside a request)."""
+def tenant_scope(tenant_id: uuid.UUID, user_id: str | None = None) -> Iterator[None]:
+    """The transactions begun in the block work for `tenant_id` (outside a request), and
+    with `user_id` for that wallet owner alone."""
     token = _tenant.set(tenant_id)
+    user_token = _user.set(user_id)
     try:
         yield
     finally:
+        _user.reset(user_token)
         _tenant.reset(token)
 
 
@@ -274,7 +288,7 @@ def bind_transactions_to_tenant(engine: Engine) -> None:
             # setting holds for all of it and ends with it.
             dbapi_connection = conn.connection.dbapi_connection
             try:
-                _begin_for_tenant(dbapi_connection, tenant_id)  # type: ignore[arg-type]
+                _begin_for_tenant(dbapi_connection, tenant_id, _user.get())  # type: ignore[arg-type]
             except psycopg.OperationalError as error:
                 # Raised outside SQLAlchemy's statement handling: wrap it as SQLAlchemy
                 # would, so that a database going away is a 503 like any other, not a 500.
@@ -283,8 +297,17 @@ def bind_transactions_to_tenant(engine: Engine) -> None:
                 ) from error
 
 
-def _begin_for_tenant(dbapi_connection: psycopg.Connection[Any], tenant_id: uuid.UUID) -> None:
-    """Begin a transaction bound to `tenant_id` on the raw psycopg connection."""
+def _begin_for_tenant(
+    dbapi_connection: psycopg.Connection[Any], tenant_id: uuid.UUID, user_id: str | None = None
+) -> None:
+    """Begin a transaction bound to `tenant_id` (and `user_id`, if any) on the raw psycopg
+    connection."""
+    _begin_bound_to_tenant(dbapi_connection, tenant_id)
+    if user_id is not None:
+        dbapi_connection.execute(BIND_USER, [user_id])
+
+
+def _begin_bound_to_tenant(dbapi_connection: psycopg.Connection[Any], tenant_id: uuid.UUID) -> None:
     pgconn = dbapi_connection.pgconn
     plain_begin = (
         dbapi_connection.isolation_level is None

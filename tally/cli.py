@@ -141,22 +141,44 @@ def cmd_webhook_secrets_new_key(args: argparse.Namespace, settings: Settings) ->
 
 
 def cmd_webhook_secrets_reseal(args: argparse.Namespace, settings: Settings) -> int:
+    from ledger.wallet_token_keys import reseal_signing_keys
     from ledger.webhooks.endpoints import reseal_secrets
     from ledger.webhooks.secrets import SecretBox
 
     box = SecretBox(settings.require_webhook_secret_keys())
     with command_unit_of_work(settings) as work:
         report = reseal_secrets(work, box)
+        # The wallet-token signing keys are sealed by the same keys.
+        signing_keys, unreadable_keys = reseal_signing_keys(work, box)
     print(
-        json.dumps({"resealed": report.resealed, "unreadable": [str(i) for i in report.unreadable]})
+        json.dumps(
+            {
+                "resealed": report.resealed,
+                "unreadable": [str(i) for i in report.unreadable],
+                "signing_keys_resealed": signing_keys,
+                "unreadable_signing_keys": unreadable_keys,
+            }
+        )
     )
-    if report.unreadable:
-        names = ", ".join(str(endpoint_id) for endpoint_id in report.unreadable)
+    if report.unreadable or unreadable_keys:
+        names = ", ".join(
+            [str(endpoint_id) for endpoint_id in report.unreadable]
+            + [f"wallet-token key {kid}" for kid in unreadable_keys]
+        )
         print(
             f"tally: no key in TALLY_WEBHOOK_SECRET_KEYS opens the secrets of: {names}",
             file=sys.stderr,
         )
         return 1
+    return 0
+
+
+def cmd_wallet_token_keys_rotate(args: argparse.Namespace, settings: Settings) -> int:
+    from ledger.wallet_token_keys import rotate_signing_key
+
+    with command_unit_of_work(settings) as work:
+        retired = rotate_signing_key(work, args.tenant)
+    print(json.dumps({"retired": retired}))
     return 0
 
 
@@ -250,6 +272,18 @@ def build_parser() -> argparse.ArgumentParser:
         " (after adding a new key); exits 1 naming the endpoints no key opens",
         secrets,
     )
+
+    token_keys = commands.add_parser(
+        "wallet-token-keys", help="manage the keys that sign a tenant's wallet tokens"
+    ).add_subparsers(dest="wallet_token_keys_command", required=True)
+    rotate = add(
+        "rotate",
+        cmd_wallet_token_keys_rotate,
+        "retire the tenant's signing key (its tokens verify until they expire); the next"
+        " token issued is signed by a new one",
+        token_keys,
+    )
+    rotate.add_argument("--tenant", required=True, type=_uuid)
 
     _add_runtime_commands(commands, add)
     return parser

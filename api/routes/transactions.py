@@ -22,6 +22,7 @@ from api.schemas import (
 )
 from api.submission import answer_after_wait, request_from_body, submit
 from api.transaction_schemas import TransactionBatchSchema, TransactionSchema
+from api.wallet_token_auth import check_wallet_asset
 from ledger.errors import TransactionNotFound
 from ledger.queries import get_transaction
 from ledger.queue import requeue_transaction
@@ -46,6 +47,8 @@ class Transactions(MethodView):
         422, "missing_field", "unexpected_field", "same_wallet", "invalid_user_id", "invalid_expiry"
     )
     @blp.problem(422, *contract.MONEY_MOVE_PROBLEMS)
+    @blp.problem(404, *contract.WALLET_TOKEN_SUBMISSION[404])
+    @blp.problem(422, *contract.WALLET_TOKEN_SUBMISSION[422])
     def post(self, body: dict[str, Any], query: dict[str, Any]) -> Response:
         """Submit a transaction of any type."""
         return submit(request_from_body(body["type"], body), query["wait"])
@@ -87,6 +90,7 @@ class Transaction(MethodView):
             view = get_transaction(conn, tenant_id, transaction_id=transaction_id)
         if view is None:
             raise TransactionNotFound(f"no transaction {transaction_id}")
+        check_wallet_asset(view["asset_code"])
         return answer_after_wait(tenant_id, view, query["wait"])
 
 

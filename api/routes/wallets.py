@@ -67,6 +67,9 @@ def _seed_submission(
         post.__doc__ = summary
         if problems:
             post = blp.problem(422, *problems)(post)
+        if kind == TransactionType.SPEND:
+            for status, codes in contract.WALLET_TOKEN_SUBMISSION.items():
+                post = blp.problem(status, *codes)(post)
 
     Submission.__name__ = Submission.__qualname__ = kind.capitalize()
     blp.route(f"/{kind}")(Submission)

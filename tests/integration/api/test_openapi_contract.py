@@ -631,6 +631,36 @@ def keys(c: Caller) -> None:
     c.get("/api-keys", expect=401, key=created["api_key"])
 
 
+def wallet_tokens(c: Caller) -> None:
+    issued = c.post("/wallet-tokens", {"user_id": "alice", "scopes": ["read", "spend"]}, expect=201)
+    jwks = c.get("/wallet-tokens/jwks", expect=200)
+    assert [key["kid"] for key in jwks["keys"]]
+    token = c.post(
+        "/wallet-tokens",
+        {"user_id": "alice", "scopes": ["read", "hold"], "max_amount": 10, "ttl": 60},
+        expect=201,
+    )["token"]
+    c.post("/wallet-tokens", {"user_id": "alice", "ttl": 59}, expect=422)
+    c.post("/wallet-tokens", {"user_id": "alice", "scopes": ["spend", "hold"]}, expect=422)
+    c.post("/wallets/spend", submission("bob"), expect=404, key=issued["token"])
+    c.post("/wallets/spend", submission(amount=1), expect=202, key=issued["token"])
+    c.post("/transactions", submission(type="hold"), expect=422, key=token)
+    c.post("/transactions", submission("bob", type="hold"), expect=404, key=token)
+    mine = c.post("/transactions", submission(amount=5, type="hold"), expect=202, key=token)
+    c.get(f"/transactions/{mine['id']}", expect=200, key=token)
+    usd_only = c.post("/wallet-tokens", {"user_id": "alice", "asset_codes": ["USD"]}, expect=201)
+    c.get(f"/transactions/{mine['id']}", expect=403, key=usd_only["token"])
+    c.call("DELETE", f"/wallet-tokens/{issued['id']}", expect=200)
+    c.call("DELETE", f"/wallet-tokens/{uuid.uuid4()}", expect=404)
+    c.get(
+        "/wallets/alice/balance",
+        expect=401,
+        key=issued["token"],
+        query_string={"asset_code": "EUR"},
+    )
+    c.get("/wallets/alice/balance", expect=401, key="a.b.c", query_string={"asset_code": "EUR"})
+
+
 def audit(c: Caller) -> None:
     page = c.get("/audit-events", expect=200, query_string={"limit": 2})
     assert page["next_cursor"] is not None
@@ -682,11 +712,17 @@ def shared_errors(c: Caller, max_body_bytes: int, throttled_key: str) -> None:
     rate limits, bodies."""
     too_large = b'{"padding": "' + b"x" * max_body_bytes + b'"}'
     narrower = {"write": c.tenant.read_api_key, "admin": c.tenant.api_key}
+    # A wallet token reading only an asset no request names goes nowhere, but a
+    # transaction it would read is found (and refused) first.
+    wallet = {"user_id": "alice", "asset_codes": ["ZZZ"]}
+    wallet_token = c.post("/wallet-tokens", wallet, expect=201)["token"]
     for method, template, operation in c.contract.operations():
         path = re.sub(r"\{\w+\}", lambda _: str(uuid.uuid4()), template).removeprefix(PREFIX)
         if operation.get("security"):
             c.call(method, path, expect=401, key=NO_KEY)
             c.call(method, path, expect=401, key="tally_unknown")
+            found_first = (method, template) == ("get", f"{PREFIX}/transactions/{{transaction_id}}")
+            c.call(method, path, expect=404 if found_first else 403, key=wallet_token, json={})
             scope = operation["x-required-scope"]
             if scope in narrower:
                 c.call(method, path, expect=403, key=narrower[scope], json={})
@@ -770,6 +806,7 @@ def test_every_operation_answers_only_as_the_document_says(
     system_accounts(c, api.engine)
     webhooks(c, api.engine)
     keys(c)
+    wallet_tokens(c)
     audit(c)
     periods_and_reports(c, api.engine)
     shared_errors(

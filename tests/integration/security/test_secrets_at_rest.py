@@ -186,7 +186,12 @@ def test_after_a_new_key_and_a_reseal_the_old_key_can_go_and_deliveries_still_ve
         resealed = reseal(db.url, newer + old)
 
         assert resealed.returncode == 0, resealed.stderr
-        assert json.loads(resealed.stdout) == {"resealed": 1, "unreadable": []}
+        assert json.loads(resealed.stdout) == {
+            "resealed": 1,
+            "unreadable": [],
+            "signing_keys_resealed": 0,
+            "unreadable_signing_keys": [],
+        }
         with running_dispatcher(db.engine, db.url, newer):
             send(db.engine, db.tenant.id, endpoint)
             (request,) = receiver.wait_for_count("main", 1)
@@ -202,7 +207,12 @@ def test_reseal_exits_1_naming_the_endpoints_no_key_opens(own_database: OwnDatab
 
     assert refused.returncode == 1
     assert endpoint["id"] in refused.stderr
-    assert json.loads(refused.stdout) == {"resealed": 0, "unreadable": [endpoint["id"]]}
+    assert json.loads(refused.stdout) == {
+        "resealed": 0,
+        "unreadable": [endpoint["id"]],
+        "signing_keys_resealed": 0,
+        "unreadable_signing_keys": [],
+    }
     # Nothing was lost: the run's key still opens it, and a reseal with it succeeds.
     assert reseal(db.url, WEBHOOK_SECRET_KEYS).returncode == 0
 
