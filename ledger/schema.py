@@ -6,13 +6,15 @@ from __future__ import annotations
 
 from ledger.models import Base
 from ledger.time_models import BalanceSnapshot, PeriodClose
-from ledger.wallet_token_models import WalletToken, WalletTokenKey
+from ledger.wallet_token_models import CorsOrigin, WalletToken, WalletTokenIssuer, WalletTokenKey
 from ledger.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "BalanceSnapshot",
+    "CorsOrigin",
     "PeriodClose",
     "WalletToken",
+    "WalletTokenIssuer",
     "WalletTokenKey",
     "WebhookAttempt",
     "WebhookDelivery",

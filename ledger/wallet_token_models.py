@@ -1,13 +1,25 @@
 """Tables of wallet tokens: each tenant's Ed25519 signing keys (the private half sealed at
-rest) and the tokens issued with them (ledger/wallet_tokens.py)."""
+rest), the merchants' own issuers (their uploaded public JWKS), the tokens issued with
+either (ledger/wallet_tokens.py), and the browser origins a tenant's tokens may be used
+from (ledger/cors_origins.py)."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ARRAY, CheckConstraint, DateTime, ForeignKey, Index, Text, text
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy import (
+    ARRAY,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ledger.models import MONEY, NOW, UUID_DEFAULT, Base
@@ -39,14 +51,37 @@ class WalletTokenKey(Base):
     )
 
 
+class WalletTokenIssuer(Base):
+    """A merchant's own issuer of wallet tokens: its `iss`, the algorithms it may sign
+    with, and its public keys (a JWKS, uploaded; never fetched)."""
+
+    __tablename__ = "wallet_token_issuers"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True, server_default=UUID_DEFAULT)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"))
+    iss: Mapped[str] = mapped_column(Text)
+    algorithms: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    jwks: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+
+    __table_args__ = (UniqueConstraint("tenant_id", "iss"),)
+
+
 class WalletToken(Base):
-    """A token issued to a wallet owner's app: what it may do, and what it has spent."""
+    """A token issued to a wallet owner's app: what it may do, and what it has spent.
+
+    Signed either by Tally's key (`key_id`) or by a merchant's issuer (`issuer_id`, with
+    the token's own `jti`, recorded on its first verified use)."""
 
     __tablename__ = "wallet_tokens"
 
     id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True, server_default=UUID_DEFAULT)
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"))
-    key_id: Mapped[str] = mapped_column(ForeignKey("wallet_token_keys.id"))
+    key_id: Mapped[str | None] = mapped_column(ForeignKey("wallet_token_keys.id"))
+    issuer_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("wallet_token_issuers.id", ondelete="CASCADE")
+    )
+    jti: Mapped[str | None] = mapped_column(Text)
     user_id: Mapped[str] = mapped_column(Text)
     scopes: Mapped[list[str]] = mapped_column(ARRAY(Text))
     asset_codes: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
@@ -63,4 +98,28 @@ class WalletToken(Base):
         CheckConstraint("spend_limit IS NULL OR spent <= spend_limit", name="spent_within_limit"),
         Index(None, "tenant_id", "user_id"),
         Index(None, "key_id"),
+        CheckConstraint(
+            "(key_id IS NULL) <> (issuer_id IS NULL) AND (issuer_id IS NULL) = (jti IS NULL)",
+            name="one_signer",
+        ),
+        Index(
+            "uq_wallet_tokens_issuer_jti",
+            "tenant_id",
+            "issuer_id",
+            "jti",
+            unique=True,
+            postgresql_where=text("issuer_id IS NOT NULL"),
+        ),
     )
+
+
+class CorsOrigin(Base):
+    """A browser origin (scheme, host, port) the tenant's wallet tokens may be used from."""
+
+    __tablename__ = "cors_origins"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    origin: Mapped[str] = mapped_column(Text, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+
+    __table_args__ = (Index(None, "origin"),)

@@ -184,6 +184,20 @@ def looks_like_jwt(value: str) -> bool:
     return value.count(".") == 2 and not value.startswith("tally_")
 
 
+def claimed_audience(token: str) -> tuple[uuid.UUID, str]:
+    """The tenant (`aud`) and issuer (`iss`) a token claims, read before any verification:
+    they only choose who verifies it (Tally's keys, or a merchant's registered issuer)."""
+    try:
+        unverified = jwt.decode(token, options={"verify_signature": False})
+        tenant_id = uuid.UUID(str(unverified["aud"]))
+        iss = unverified["iss"]
+    except (jwt.PyJWTError, KeyError, ValueError, TypeError):
+        raise _invalid("The wallet token is malformed.") from None
+    if not isinstance(iss, str) or not iss:
+        raise _invalid("The wallet token names no issuer.")
+    return tenant_id, iss
+
+
 def claimed_tenant(token: str) -> tuple[uuid.UUID, str]:
     """The tenant (`aud`) and `kid` a token claims, read before any verification: they
     only choose the key to verify it with. WalletTokenRefused when either is missing or
