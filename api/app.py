@@ -12,7 +12,7 @@ from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from api import console, converters, database, metrics
+from api import console, converters, cors, database, metrics
 from api.auth_failures import AuthFailures
 from api.combiner import SubmissionCombiner
 from api.context import Tally
@@ -24,12 +24,14 @@ from api.rate_limits import RateLimiter, storage_url
 from api.routes import (
     assets,
     audit,
+    cors_origins,
     health,
     keys,
     periods,
     reports,
     system_accounts,
     transactions,
+    wallet_token_issuers,
     wallet_tokens,
     wallets,
     webhooks,
@@ -136,6 +138,8 @@ def create_app(
         transactions,
         wallets,
         wallet_tokens,
+        wallet_token_issuers,
+        cors_origins,
         assets,
         system_accounts,
         webhooks,
@@ -148,6 +152,7 @@ def create_app(
 
     init_docs(app)
     console.init_app(app)
+    cors.init_app(app)
     app.before_request(guard_request)
     app.after_request(add_rate_limit_headers)
     if settings.trusted_proxies:

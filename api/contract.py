@@ -27,7 +27,7 @@ BEARER_AUTH = "bearerAuth"
 # Authentication reads the key (or the wallet token) from the database: any authenticated
 # operation can find it unreachable. A wallet token (api/wallet_token_auth.py) may be sent
 # to any of them, and is refused with a code of its own, or 403 `token_scope` where it
-# may not go.
+# may not go, or `origin_not_allowed` from a browser page its tenant does not allow.
 WALLET_TOKEN_REFUSALS = (
     "invalid_wallet_token",
     "token_expired",
@@ -36,7 +36,7 @@ WALLET_TOKEN_REFUSALS = (
 )
 AUTHENTICATED: dict[int, tuple[str, ...]] = {
     401: ("missing_api_key", "invalid_authorization", "invalid_api_key", *WALLET_TOKEN_REFUSALS),
-    403: ("token_scope",),
+    403: ("token_scope", "origin_not_allowed"),
     429: ("rate_limited", "too_many_auth_failures"),
     503: ("database_unavailable",),
 }

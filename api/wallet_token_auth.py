@@ -8,6 +8,10 @@ read to the user's wallet, migration 0013). It may read its own wallet's balance
 journal, holds and statement and its own transactions; with `spend`, submit a spend
 from it, and with `hold`, a hold, each within the token's limits. Anything else is 403
 `token_scope`; another user's wallet is 404 `wallet_not_found`, as if it did not exist.
+
+A request from a browser page (one with an `Origin` header) is refused 403
+`origin_not_allowed` unless the token's own tenant allows that origin (api/cors.py), in
+the transaction that verifies the token, so nothing of it is recorded.
 """
 
 from __future__ import annotations
@@ -20,17 +24,18 @@ from api.auth import too_many_failures
 from api.context import tally
 from api.database import request_unit_of_work
 from api.problems import ApiProblem
+from ledger.cors_origins import tenant_allows
 from ledger.db import bind_tenant, bind_user, tenant_scope
 from ledger.keys import Principal
 from ledger.vocabulary import Scope
+from ledger.wallet_token_issuers import verify_bearer_token
 from ledger.wallet_tokens import (
     HOLD,
     SPEND,
     WalletClaims,
     WalletTokenRefused,
-    claimed_tenant,
+    claimed_audience,
     looks_like_jwt,
-    verify_wallet_token,
 )
 
 # What a token may read (GET, HEAD), by endpoint.
@@ -69,8 +74,10 @@ def current_wallet_claims() -> WalletClaims | None:
 
 def authenticate_wallet_token(token: str) -> WalletClaims:
     """Verify the token, or answer 401 with why; then bind the request to its tenant and
-    user. The verification reads as the tenant the token claims: its key must be one of
-    that tenant's, so a token for another audience finds no key."""
+    user. The verification reads as the tenant the token claims: its key (or issuer) must
+    be one of that tenant's, so a token for another audience finds none. A request with an
+    `Origin` its tenant does not allow is refused 403 `origin_not_allowed` in the same
+    transaction, so not even a merchant's token's first use is recorded."""
     # An address past its failed authentications is refused before the database is asked,
     # as for API keys (api/auth_failures.py).
     failures, address = tally().auth_failures, request.remote_addr or ""
@@ -78,9 +85,16 @@ def authenticate_wallet_token(token: str) -> WalletClaims:
     if not budget.allowed:
         raise too_many_failures(budget)
     try:
-        tenant_id, _kid = claimed_tenant(token)
+        tenant_id, _iss = claimed_audience(token)
         with tenant_scope(tenant_id), request_unit_of_work() as work:
-            claims = verify_wallet_token(work.connection, token)
+            claims = verify_bearer_token(work.connection, token)
+            origin = request.headers.get("Origin")
+            if origin is not None and not tenant_allows(work.connection, tenant_id, origin):
+                raise ApiProblem(
+                    403,
+                    "origin_not_allowed",
+                    f"This tenant's wallet tokens may not be used from {origin}.",
+                )
     except WalletTokenRefused as refused:
         failures.count(address)
         raise ApiProblem(
@@ -90,6 +104,8 @@ def authenticate_wallet_token(token: str) -> WalletClaims:
             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
         ) from None
     g.wallet_claims = claims
+    # The answer names the origin (api/cors.py): the page may read it.
+    g.cors_origin = origin
     # The principal the shared machinery (rate limits, the views' tenant) reads: the
     # token counts against a per-second budget of its own.
     g.principal = Principal(

@@ -70,11 +70,12 @@ FIND_ISSUER = text(
     " WHERE tenant_id = :tenant_id AND iss = :iss"
 )
 # The first verified use records the token; later ones find it (and its revocation).
+# Its id is `token_id(issuer id, jti)`: the merchant can name it to revoke it.
 RECORD_TOKEN = text(
     """
-    INSERT INTO wallet_tokens (tenant_id, issuer_id, jti, user_id, scopes, asset_codes,
+    INSERT INTO wallet_tokens (id, tenant_id, issuer_id, jti, user_id, scopes, asset_codes,
                                max_amount, spend_limit, expires_at)
-    VALUES (:tenant_id, :issuer_id, :jti, :user_id, :scopes, :asset_codes, :max_amount,
+    VALUES (:id, :tenant_id, :issuer_id, :jti, :user_id, :scopes, :asset_codes, :max_amount,
             :spend_limit, :expires_at)
     ON CONFLICT (tenant_id, issuer_id, jti) WHERE issuer_id IS NOT NULL DO NOTHING
     """
@@ -91,6 +92,12 @@ class WalletTokenIssuerNotFound(NotFound):
 
 class WalletTokenIssuerExists(Conflict):
     code = "wallet_token_issuer_exists"
+
+
+def token_id(issuer_id: uuid.UUID, jti: str) -> uuid.UUID:
+    """The id a merchant's token is recorded under (`DELETE /wallet-tokens/{id}` revokes
+    it): the UUIDv5 of its `jti` in the namespace of its issuer's id."""
+    return uuid.uuid5(issuer_id, jti)
 
 
 def fits(algorithm: str, jwk: dict[str, Any]) -> bool:
@@ -282,6 +289,7 @@ def _record(
         RECORD_TOKEN,
         {
             **params,
+            "id": token_id(issuer_id, claims["jti"]),
             "user_id": claims["sub"],
             "scopes": sorted(set(claims["scopes"])),
             "asset_codes": sorted(set(codes)) if codes is not None else None,

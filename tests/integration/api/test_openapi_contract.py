@@ -22,8 +22,10 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask
 from jsonschema import Draft202012Validator, FormatChecker
+from jwt.algorithms import ECAlgorithm
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 from sqlalchemy import Engine, text
@@ -661,6 +663,33 @@ def wallet_tokens(c: Caller) -> None:
     c.get("/wallets/alice/balance", expect=401, key="a.b.c", query_string={"asset_code": "EUR"})
 
 
+def issuers_and_origins(c: Caller) -> None:
+    """A merchant's own issuer of wallet tokens, and the origins its browser app uses."""
+    public = ECAlgorithm.to_jwk(ec.generate_private_key(ec.SECP256R1()).public_key(), as_dict=True)
+    body = {"iss": "https://m.example", "algorithms": ["ES256"], "jwks": {"keys": [public]}}
+    c.post("/wallet-token-issuers", body, expect=422, key=c.admin)  # no kid
+    body["jwks"]["keys"][0]["kid"] = "k1"
+    made = c.post("/wallet-token-issuers", body, expect=201, key=c.admin)
+    c.post("/wallet-token-issuers", body, expect=409, key=c.admin)
+    assert [i["id"] for i in c.get("/wallet-token-issuers", expect=200, key=c.admin)] == [
+        made["id"]
+    ]
+    c.call("DELETE", f"/wallet-token-issuers/{made['id']}", expect=204, key=c.admin)
+    c.call("DELETE", f"/wallet-token-issuers/{made['id']}", expect=404, key=c.admin)
+    origins = {"origins": ["http://127.0.0.1:5173"]}
+    c.call("PUT", "/cors-origins", expect=200, json=origins, key=c.admin)
+    c.call("PUT", "/cors-origins", expect=422, json={"origins": ["ftp://x"]}, key=c.admin)
+    assert c.get("/cors-origins", expect=200) == origins
+    token = c.post("/wallet-tokens", {"user_id": "alice"}, expect=201)["token"]
+    c.get(
+        "/wallets/alice/balance",
+        expect=403,
+        key=token,
+        headers={"Origin": "http://localhost:1"},
+        query_string={"asset_code": "EUR"},
+    )
+
+
 def audit(c: Caller) -> None:
     page = c.get("/audit-events", expect=200, query_string={"limit": 2})
     assert page["next_cursor"] is not None
@@ -807,6 +836,7 @@ def test_every_operation_answers_only_as_the_document_says(
     webhooks(c, api.engine)
     keys(c)
     wallet_tokens(c)
+    issuers_and_origins(c)
     audit(c)
     periods_and_reports(c, api.engine)
     shared_errors(
