@@ -50,24 +50,30 @@ PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
 MAX_KEYS = 20
 REQUIRED_CLAIMS = ["iss", "aud", "sub", "jti", "iat", "exp"]
 
+# A removed issuer of the same `iss` is revived with the new keys (its id, and so its
+# tokens' records and their spending, kept); a live one is a conflict (no row).
 INSERT_ISSUER = text(
     """
     INSERT INTO wallet_token_issuers (tenant_id, iss, algorithms, jwks)
     VALUES (:tenant_id, :iss, :algorithms, CAST(:jwks AS jsonb))
-    ON CONFLICT (tenant_id, iss) DO NOTHING
+    ON CONFLICT (tenant_id, iss) DO UPDATE
+        SET algorithms = excluded.algorithms, jwks = excluded.jwks, created_at = now(),
+            deleted_at = NULL
+        WHERE wallet_token_issuers.deleted_at IS NOT NULL
     RETURNING id, iss, algorithms, jwks, created_at
     """
 )
 LIST_ISSUERS = text(
     "SELECT id, iss, algorithms, jwks, created_at FROM wallet_token_issuers"
-    " WHERE tenant_id = :tenant_id ORDER BY created_at, id"
+    " WHERE tenant_id = :tenant_id AND deleted_at IS NULL ORDER BY created_at, id"
 )
 DELETE_ISSUER = text(
-    "DELETE FROM wallet_token_issuers WHERE tenant_id = :tenant_id AND id = :id RETURNING iss"
+    "UPDATE wallet_token_issuers SET deleted_at = now()"
+    " WHERE tenant_id = :tenant_id AND id = :id AND deleted_at IS NULL RETURNING iss"
 )
 FIND_ISSUER = text(
     "SELECT id, algorithms, jwks FROM wallet_token_issuers"
-    " WHERE tenant_id = :tenant_id AND iss = :iss"
+    " WHERE tenant_id = :tenant_id AND iss = :iss AND deleted_at IS NULL"
 )
 # The first verified use records the token; later ones find it (and its revocation).
 # Its id is `token_id(issuer id, jti)`: the merchant can name it to revoke it.
@@ -101,9 +107,15 @@ def token_id(issuer_id: uuid.UUID, jti: str) -> uuid.UUID:
 
 
 def fits(algorithm: str, jwk: dict[str, Any]) -> bool:
-    """Whether the key's type is the one the algorithm signs with."""
+    """Whether the key's type is the one the algorithm signs with (and the key, if it
+    names an `alg` or a `use`, is for that algorithm and for signatures)."""
     kty, crv = KEY_TYPES.get(algorithm, ("", None))
-    return jwk.get("kty") == kty and (crv is None or jwk.get("crv") == crv)
+    return (
+        jwk.get("kty") == kty
+        and (crv is None or jwk.get("crv") == crv)
+        and jwk.get("alg", algorithm) == algorithm
+        and jwk.get("use", "sig") == "sig"
+    )
 
 
 def validate_jwks(jwks: Any, algorithms: list[str]) -> list[dict[str, Any]]:
@@ -190,7 +202,8 @@ def list_issuers(conn: Connection, tenant_id: uuid.UUID) -> list[dict[str, Any]]
 def delete_issuer(
     work: UnitOfWork, tenant_id: uuid.UUID, issuer_id: uuid.UUID, *, actor: Actor
 ) -> None:
-    """Remove an issuer: its tokens are refused from the commit on; audited."""
+    """Remove an issuer: its tokens are refused from the commit on; audited. Their records
+    stay (what each spent, whether it was revoked) for the issuer registered again."""
     iss = work.connection.execute(DELETE_ISSUER, {"tenant_id": tenant_id, "id": issuer_id}).scalar()
     if iss is None:
         raise WalletTokenIssuerNotFound(f"no wallet token issuer {issuer_id}")

@@ -63,6 +63,8 @@ class WalletTokenIssuer(Base):
     algorithms: Mapped[list[str]] = mapped_column(ARRAY(Text))
     jwks: Mapped[dict[str, Any]] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+    # Removed: its tokens are refused, their records kept; registered again, revived.
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (UniqueConstraint("tenant_id", "iss"),)
 
@@ -78,9 +80,7 @@ class WalletToken(Base):
     id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True, server_default=UUID_DEFAULT)
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"))
     key_id: Mapped[str | None] = mapped_column(ForeignKey("wallet_token_keys.id"))
-    issuer_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("wallet_token_issuers.id", ondelete="CASCADE")
-    )
+    issuer_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("wallet_token_issuers.id"))
     jti: Mapped[str | None] = mapped_column(Text)
     user_id: Mapped[str] = mapped_column(Text)
     scopes: Mapped[list[str]] = mapped_column(ARRAY(Text))

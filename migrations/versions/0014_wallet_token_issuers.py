@@ -4,7 +4,8 @@
 algorithms it allows. A token of such an issuer is recorded in `wallet_tokens` on its
 first verified use, keyed by (tenant, issuer, jti), so its spend limit is counted and it
 is revoked as a Tally-issued token is: exactly one of `key_id` (Tally's key) and
-`issuer_id` is set.
+`issuer_id` is set. An issuer removed is only marked (`deleted_at`): its tokens' records,
+their spending and revocations, stay, and registering the same `iss` again revives it.
 
 `cors_origins` lists the browser origins a tenant's wallet tokens may be used from. A
 preflight carries no credential, so it asks whether any tenant allows an origin through
@@ -55,13 +56,14 @@ def upgrade() -> None:
         sa.Column("algorithms", sa.ARRAY(sa.Text()), nullable=False),
         sa.Column("jwks", JSONB(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=now, nullable=False),
+        sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["tenant_id"], ["tenants.id"], name=op.f("fk_wallet_token_issuers_tenant_id_tenants")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_wallet_token_issuers")),
         sa.UniqueConstraint("tenant_id", "iss", name=op.f("uq_wallet_token_issuers_tenant_id_iss")),
     )
-    _tenant_table("wallet_token_issuers", "SELECT, INSERT, DELETE")
+    _tenant_table("wallet_token_issuers", "SELECT, INSERT, UPDATE")
 
     op.alter_column("wallet_tokens", "key_id", nullable=True)
     op.add_column("wallet_tokens", sa.Column("issuer_id", UUID(), nullable=True))
@@ -72,7 +74,6 @@ def upgrade() -> None:
         "wallet_token_issuers",
         ["issuer_id"],
         ["id"],
-        ondelete="CASCADE",
     )
     op.create_check_constraint(
         op.f("ck_wallet_tokens_one_signer"),
@@ -114,6 +115,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute("DROP FUNCTION tally_origin_allowed(text)")
     op.drop_table("cors_origins")
+    # Tokens of merchants' issuers cannot be kept without their issuers.
     op.execute("DELETE FROM wallet_tokens WHERE issuer_id IS NOT NULL")
     op.drop_index("uq_wallet_tokens_issuer_jti", table_name="wallet_tokens")
     op.drop_constraint(op.f("ck_wallet_tokens_one_signer"), "wallet_tokens")

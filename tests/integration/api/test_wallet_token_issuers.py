@@ -170,6 +170,25 @@ def test_a_token_is_revoked_by_its_recorded_id_and_an_issuer_deleted_refuses_all
     refusal(missing, 404, "wallet_token_issuer_not_found")
     actions = {e["action"] for e in api.get("/audit-events", key=admin).json["events"]}
     assert {"wallet_token_issuer.created", "wallet_token_issuer.deleted"} <= actions
+    assert api.get("/wallet-token-issuers", key=admin).json == []
+
+
+def test_an_issuer_registered_again_keeps_its_tokens_spending_and_revocations(
+    api: Api, issuer: Issuer
+):
+    spender = mint(api, issuer, spend_limit=100)
+    assert spend(api, spender, 100).status_code == 202
+    revoked = mint(api, issuer, jti="gone")
+    assert balance(api, revoked).status_code == 200
+    assert api.request("DELETE", f"/wallet-tokens/{token_id(issuer.id, 'gone')}").status_code == 200
+    admin = api.tenant.admin_api_key
+    assert api.request("DELETE", f"/wallet-token-issuers/{issuer.id}", key=admin).status_code == 204
+    again = register(api, ["ES256"], [public_jwk(issuer.ec_key, "ec-1")])
+    assert again.status_code == 201 and again.json["id"] == str(issuer.id)
+    refusal(spend(api, spender, 1), 422, "over_spend_limit")
+    refusal(balance(api, revoked), 401, "token_revoked")
+    # The RSA key was not uploaded again: its tokens no longer verify.
+    refusal(balance(api, mint(api, issuer, alg="RS256", kid="rsa-1")), 401, "invalid_wallet_token")
 
 
 def test_a_jti_reused_for_another_user_is_refused(api: Api, issuer: Issuer):
@@ -201,6 +220,8 @@ def test_issuers_are_listed_and_registered_once_by_admin_keys(api: Api, issuer: 
         (["ES256"], "rsa", "invalid_jwks"),
         (["ES384"], "ec", "invalid_jwks"),
         (["ES256"], "not a key", "invalid_jwks"),
+        (["ES256"], "for another alg", "invalid_jwks"),
+        (["ES256"], "for encryption", "invalid_jwks"),
     ],
 )
 def test_a_jwks_upload_breaking_a_rule_is_refused(
@@ -215,6 +236,8 @@ def test_a_jwks_upload_breaking_a_rule_is_refused(
         "rsa": public_jwk(rsa.generate_private_key(public_exponent=65537, key_size=2048), "k1"),
         "ec": public,
         "not a key": {**public, "x": "AAAA"},
+        "for another alg": {**public, "alg": "ES384"},
+        "for encryption": {**public, "use": "enc"},
     }
     refusal(register(api, algorithms, [keys[key]]), 422, code)
 
