@@ -80,7 +80,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"{WALLET_TOKENS_DEFAULT_COUNT:,})",
     )
     parser.add_argument(
-        "--concurrency", type=int, help="requests in flight (default: 32, or 4 with --bulk)"
+        "--concurrency",
+        type=int,
+        help="requests in flight (default: 32, or 4 with --bulk; wallet-tokens: 8 connections)",
     )
     parser.add_argument(
         "--rate",
