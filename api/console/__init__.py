@@ -15,6 +15,7 @@ from api.console import (  # noqa: F401  (each module adds its pages to the blue
     signin,
     system_accounts,
     transactions,
+    wallet_tokens,
     wallets,
     webhooks,
 )

@@ -51,6 +51,7 @@ NOTICES = {
     "enabled": "The endpoint is enabled.",
     "disabled": "The endpoint is disabled.",
     "revoked": "The key is revoked.",
+    "token-revoked": "The wallet token is revoked.",
 }
 
 

@@ -12,6 +12,7 @@ from flask import abort, redirect, request, url_for
 from werkzeug.wrappers import Response
 
 from api.console.blueprint import authorize_as, back_with_notice, bp, principal, render
+from api.console.wallet_tokens import wallet_tokens_of
 from api.context import tally
 from api.database import request_connection, request_unit_of_work
 from api.statement_csv import statement_csv
@@ -59,7 +60,9 @@ def wallet(user_id: str) -> tuple[str, int]:
             conn, tenant_id, user_id, asset, limit=PAGE_SIZE, cursor=request.args.get("cursor")
         )
         holds = list_holds(conn, tenant_id, user_id, asset, status=HoldStatus.HELD, limit=PAGE_SIZE)
-        audit: list[dict[str, Any]] = []
+        tokens = wallet_tokens_of(conn, user_id, codes)
+        # The wallet's own actions, and those on the user's wallet tokens.
+        audit: list[dict[str, Any]] = audit_of(conn, tenant_id, f"wallet:{user_id}")
         for code in codes:
             audit += audit_of(conn, tenant_id, f"wallet:{user_id}/{code}")
     return render(
@@ -69,6 +72,7 @@ def wallet(user_id: str) -> tuple[str, int]:
         asset=asset,
         history=history,
         holds=holds,
+        tokens=tokens,
         audit=sorted(audit, key=lambda event: event["occurred_at"]),
     )
 

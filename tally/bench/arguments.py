@@ -10,6 +10,10 @@ PATTERNS = ("uniform", "hot", "holds", "splits")
 SLOW_CLIENTS = "slow-clients"
 LEDGER_TIME = "ledger-time"
 CHAOS = "chaos"
+WALLET_TOKENS = "wallet-tokens"
+# `--count` when not given: the wallet-tokens pattern sends four phases of it.
+DEFAULT_COUNT = 20_000
+WALLET_TOKENS_DEFAULT_COUNT = 2_000
 # What `--pattern both` runs: the two patterns of the throughput targets.
 BOTH = ("uniform", "hot")
 
@@ -30,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--pattern",
-        choices=[*PATTERNS, "both", "all", SLOW_CLIENTS, LEDGER_TIME, CHAOS],
+        choices=[*PATTERNS, "both", "all", SLOW_CLIENTS, LEDGER_TIME, CHAOS, WALLET_TOKENS],
         default="both",
         help="both: uniform and hot; holds: holds, then a capture of each; splits: spends in "
         "three legs (a seller, @fees, @tax); all: the four patterns; slow-clients: uniform "
@@ -39,7 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--history-entries seeded in SQL, then --as-of-reads balances as of a moment and "
         "statements as JSON and CSV over HTTP; chaos: --rate (default 300/s) for "
         "--chaos-seconds while workers, the relay, PostgreSQL, the broker and a webhook "
-        "receiver fail, then checks that nothing accepted was lost or doubled",
+        "receiver fail, then checks that nothing accepted was lost or doubled; wallet-tokens: "
+        "--count balance reads, then --count spends, each with the API key and with a wallet "
+        "token (read, spend) of one wallet, on --concurrency (default 8) keep-alive "
+        "connections: API CPU ms per request, requests/s and p50/p99 of key against token",
     )
     parser.add_argument(
         "--chaos-seconds", type=float, default=120.0, help="chaos: how long the load runs"
@@ -68,11 +75,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--count",
         type=int,
-        default=20_000,
-        help="transactions per pattern (holds: this many holds and as many captures)",
+        help=f"transactions per pattern (default {DEFAULT_COUNT:,}; holds: this many holds and "
+        f"as many captures; wallet-tokens: requests per phase, default "
+        f"{WALLET_TOKENS_DEFAULT_COUNT:,})",
     )
     parser.add_argument(
-        "--concurrency", type=int, help="requests in flight (default: 32, or 4 with --bulk)"
+        "--concurrency",
+        type=int,
+        help="requests in flight (default: 32, or 4 with --bulk; wallet-tokens: 8 connections)",
     )
     parser.add_argument(
         "--rate",

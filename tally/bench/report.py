@@ -178,6 +178,55 @@ def format_ledger_time(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def format_wallet_tokens(result: dict[str, Any]) -> str:
+    """The wallet-tokens pattern: each phase's CPU per request, rate and latency."""
+
+    def cell(value: float | None, digits: int) -> str:
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    header = ("phase", "API CPU ms/req", "PostgreSQL ms/req", "worker ms/req", "req/s",
+              "p50/p99 ms", "applied")  # fmt: skip
+    rows = [header]
+    for kind in ("reads", "spends"):
+        for label, name in (("key", "API key"), ("token", "wallet token")):
+            phase = result[kind][label]
+            cpu = phase["cpu_ms_per_request"]
+            latency = phase["latency_ms"]
+            applied = (
+                f"{phase['applied']} ({phase['applied_rate']:.0f}/s)" if kind == "spends" else "-"
+            )
+            rows.append(
+                (
+                    f"{kind}, {name}",
+                    cell(cpu.get("api"), 3),
+                    cell(cpu.get("postgres"), 3),
+                    cell(cpu.get("celery_worker"), 3) if kind == "spends" else "-",
+                    f"{phase['requests_per_second']:.0f}",
+                    f"{cell(latency['p50'], 1)}/{cell(latency['p99'], 1)}",
+                    applied,
+                )
+            )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [
+        f"wallet tokens: {result['count']} requests per phase on {result['connections']} "
+        "keep-alive connections, one wallet"
+    ]
+    lines += [
+        "  " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows
+    ]
+    ratios = [
+        f"{kind} {result[kind]['token_to_key_api_cpu']:.2f}x"
+        for kind in ("reads", "spends")
+        if result[kind].get("token_to_key_api_cpu") is not None
+    ]
+    raw = result.get("raw_sql")
+    lines.append(
+        f"  API CPU, token / key: {', '.join(ratios) or '-'}; raw SQL write (hot) "
+        + ("not run" if not raw else f"{raw['rate']:.0f}/s")
+    )
+    return "\n".join(lines)
+
+
 def print_summary(runs: Sequence[RunResult], report: dict[str, Any], errors: int) -> None:
     """The table, latencies, memory, load and CPU lines, error samples and the verdict."""
     print()
@@ -193,6 +242,9 @@ def print_summary(runs: Sequence[RunResult], report: dict[str, Any], errors: int
     if report.get("ledger_time"):
         print(format_ledger_time(report["ledger_time"]))
         print()
+    if report.get("wallet_tokens"):
+        print(format_wallet_tokens(report["wallet_tokens"]))
+        print()
     print(f"peak RSS per process (MB): {report['memory_peak_mb']}")
     environment = report["environment"]
     print(f"load average before/after: {environment['loadavg']} / {environment['loadavg_after']}")
@@ -205,6 +257,8 @@ def print_summary(runs: Sequence[RunResult], report: dict[str, Any], errors: int
         print(f"  latency: {sample}")
     for sample in (report.get("ledger_time") or {}).get("error_samples", []):
         print(f"  ledger-time: {sample}")
+    for sample in (report.get("wallet_tokens") or {}).get("error_samples", []):
+        print(f"  wallet-tokens: {sample}")
     invariants = report["invariants"]
     if not invariants["ok"]:
         print("LEDGER INVARIANTS VIOLATED:\n" + "\n".join(invariants["report"]), file=sys.stderr)

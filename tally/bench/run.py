@@ -16,12 +16,22 @@ from pathlib import Path
 from typing import Any
 
 from config.settings import Settings
-from tally.bench.arguments import BOTH, CHAOS, LEDGER_TIME, PATTERNS, SLOW_CLIENTS
+from tally.bench.arguments import (
+    BOTH,
+    CHAOS,
+    DEFAULT_COUNT,
+    LEDGER_TIME,
+    PATTERNS,
+    SLOW_CLIENTS,
+    WALLET_TOKENS,
+    WALLET_TOKENS_DEFAULT_COUNT,
+)
 from tally.bench.errors import BenchError
 from tally.bench.monitor import ProcessMonitor
 from tally.bench.phases import Bench
 from tally.bench.raw_sql import raw_baseline
 from tally.bench.report import print_summary
+from tally.bench.workloads import BENCH_RATE_LIMIT
 from tally.stack import (
     Children,
     StackError,
@@ -112,6 +122,8 @@ def _print_machine_load(environment: dict[str, Any]) -> None:
 
 def run_bench(args: argparse.Namespace, settings: Settings) -> int:
     """Run the benchmark; 0 when every transaction is final, error-free and the ledger holds."""
+    if args.count is None:
+        args.count = WALLET_TOKENS_DEFAULT_COUNT if args.pattern == WALLET_TOKENS else DEFAULT_COUNT
     if args.pattern == CHAOS:
         from tally.bench.chaos.run import run_chaos
 
@@ -171,6 +183,9 @@ def _bench(
         {
             "TALLY_QUEUE": queue,
             "TALLY_LOG_LEVEL": os.environ.get("TALLY_LOG_LEVEL", "WARNING"),
+            # The budget of a credential without its own, a wallet token's: the bench
+            # measures capacity, not the limiter (the bench keys have theirs).
+            "TALLY_RATE_LIMIT_PER_SECOND": str(BENCH_RATE_LIMIT),
         },
     )
     bench = Bench(args, database_url, broker_url)
@@ -196,7 +211,10 @@ def _bench(
             from tally.bench.ledger_time import run_ledger_time
 
             report["ledger_time"] = run_ledger_time(bench, port, sampler)
-        for pattern in (p for p in patterns if p not in (SLOW_CLIENTS, LEDGER_TIME)):
+        if WALLET_TOKENS in patterns:
+            _wallet_tokens(bench, port, sampler, database_url, report)
+        scenarios = (SLOW_CLIENTS, LEDGER_TIME, WALLET_TOKENS)
+        for pattern in (p for p in patterns if p not in scenarios):
             run = bench.run_pattern(pattern, port, sampler)
             # The raw SQL write is a transfer: no like-for-like baseline for holds.
             if not args.skip_raw and pattern != "holds":
@@ -218,6 +236,21 @@ def _bench(
     errors = sum(run.errors["total"] for run in bench.runs)
     errors += (report.get("latency") or {}).get("errors", 0)
     errors += (report.get("ledger_time") or {}).get("errors", 0)
+    errors += (report.get("wallet_tokens") or {}).get("errors", 0)
     report["ok"] = invariants_ok and errors == 0
     print_summary(bench.runs, report, errors)
     return bool(report["ok"])
+
+
+def _wallet_tokens(
+    bench: Bench, port: int, sampler: ProcessMonitor, database_url: str, report: dict[str, Any]
+) -> None:
+    """The wallet-tokens pattern, then the raw SQL write its spends compare with: the hot
+    one (every transfer into one account, as every spend lands on the tenant's revenue)."""
+    from tally.bench.wallet_tokens import run_wallet_tokens
+
+    result = report["wallet_tokens"] = run_wallet_tokens(bench, port, sampler)
+    result["raw_sql"] = None
+    if not bench.args.skip_raw:
+        print(f"  {WALLET_TOKENS}: raw SQL ledger write ...", flush=True)
+        result["raw_sql"] = raw_baseline(bench.engine, database_url, "hot", bench.args)

@@ -135,3 +135,31 @@ def test_bench_compares_the_normal_load_with_and_without_slow_clients(
     assert pressure["cut_off"] >= 5
     assert pressure["polls_answered"] == pressure["polls_parked"]
     assert pressure["polls_parked"] + pressure["pending_at_end"] >= 5
+
+
+@pytest.mark.slow
+def test_bench_compares_a_wallet_token_with_an_api_key(
+    database_server_url: str, broker_url: str, tmp_path: Path
+) -> None:
+    report = bench(
+        database_server_url,
+        broker_url,
+        tmp_path / "bench.json",
+        *("--pattern", "wallet-tokens", "--latency-count", "0"),
+    )
+
+    assert report["ok"] is True
+    assert report["runs"] == []
+    tokens = report["wallet_tokens"]
+    assert (tokens["count"], tokens["errors"]) == (200, 0), tokens["error_samples"]
+    for kind, status in (("reads", "200"), ("spends", "202")):
+        for label in ("key", "token"):
+            phase = tokens[kind][label]
+            assert phase["statuses"] == {status: 200}, (kind, label)
+            assert phase["requests_per_second"] > 0
+            assert 0 < phase["latency_ms"]["p50"] <= phase["latency_ms"]["p99"]
+            assert phase["cpu_ms_per_request"]["api"] > 0
+            if kind == "spends":
+                assert phase["applied"] == 200
+        assert tokens[kind]["token_to_key_api_cpu"] > 0
+    assert tokens["raw_sql"]["count"] == 200 and tokens["raw_sql"]["rate"] > 0
