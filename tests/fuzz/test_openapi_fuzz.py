@@ -68,6 +68,12 @@ UNSTATABLE_CODES = frozenset(
         "invalid_through",
         "invalid_range",
         "range_too_long",
+        # A set of scopes (["hold", "hold"] is one item), keys that parse and fit an
+        # algorithm, an origin's parts: checked in code.
+        "invalid_scope",
+        "invalid_jwks",
+        "private_key_uploaded",
+        "invalid_origin",
     }
 )
 
