@@ -26,13 +26,14 @@ from ledger.audit import Actor
 from ledger.db import UnitOfWork
 from ledger.errors import Conflict, InvalidRequest, NotFound
 from ledger.money import MAX_AMOUNT
-from ledger.wallet_token_keys import LEEWAY_SECONDS, MAX_TTL_SECONDS
+from ledger.wallet_token_keys import MAX_TTL_SECONDS
 from ledger.wallet_tokens import (
     ISSUER,
     SCOPE_SETS,
     WalletClaims,
     WalletTokenRefused,
     claimed_audience,
+    decode_claims,
     verify_wallet_token,
 )
 
@@ -246,24 +247,9 @@ def verify_issuer_token(
         raise _invalid("The wallet token's algorithm is not allowed for its issuer.")
     if not fits(algorithm, key):
         raise _invalid("The wallet token's algorithm does not fit its key.")
-    try:
-        claims = jwt.decode(
-            token,
-            jwt.PyJWK(key, algorithm=algorithm),
-            algorithms=[algorithm],
-            audience=str(tenant_id),
-            issuer=iss,
-            leeway=LEEWAY_SECONDS,
-            options={"require": REQUIRED_CLAIMS},
-        )
-    except jwt.ExpiredSignatureError:
-        raise WalletTokenRefused("token_expired", "The wallet token has expired.") from None
-    except jwt.ImmatureSignatureError:
-        raise WalletTokenRefused(
-            "token_not_yet_valid", "The wallet token is not valid yet."
-        ) from None
-    except jwt.PyJWTError:
-        raise _invalid("The wallet token does not verify.") from None
+    claims = decode_claims(
+        token, jwt.PyJWK(key, algorithm=algorithm), algorithm, tenant_id, iss, REQUIRED_CLAIMS
+    )
     return _record(conn, tenant_id, issuer.id, _checked(claims))
 
 

@@ -224,24 +224,7 @@ def verify_wallet_token(conn: Connection, token: str) -> WalletClaims:
     public_key = verifying_key(conn, tenant_id, kid)
     if public_key is None:
         raise _invalid("The wallet token's key is unknown.")
-    try:
-        claims = jwt.decode(
-            token,
-            public_key,
-            algorithms=[ALGORITHM],
-            audience=str(tenant_id),
-            issuer=ISSUER,
-            leeway=LEEWAY_SECONDS,
-            options={"require": REQUIRED_CLAIMS},
-        )
-    except jwt.ExpiredSignatureError:
-        raise WalletTokenRefused("token_expired", "The wallet token has expired.") from None
-    except jwt.ImmatureSignatureError:
-        raise WalletTokenRefused(
-            "token_not_yet_valid", "The wallet token is not valid yet."
-        ) from None
-    except jwt.PyJWTError:
-        raise _invalid("The wallet token does not verify.") from None
+    claims = decode_claims(token, public_key, ALGORITHM, tenant_id, ISSUER, REQUIRED_CLAIMS)
     try:
         token_id = uuid.UUID(str(claims["jti"]))
     except ValueError:
@@ -265,6 +248,38 @@ def verify_wallet_token(conn: Connection, token: str) -> WalletClaims:
         asset_codes=frozenset(codes) if codes is not None else None,
         expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
     )
+
+
+def decode_claims(
+    token: str,
+    key: Any,
+    algorithm: str,
+    tenant_id: uuid.UUID,
+    issuer: str,
+    required: list[str],
+) -> dict[str, Any]:
+    """A token's claims once its signature verifies with `key` under `algorithm` alone, its
+    audience is the tenant, its issuer `issuer`, and its times hold (LEEWAY_SECONDS of
+    skew): Tally's own tokens and a merchant issuer's alike. WalletTokenRefused otherwise."""
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=[algorithm],
+            audience=str(tenant_id),
+            issuer=issuer,
+            leeway=LEEWAY_SECONDS,
+            options={"require": required},
+        )
+    except jwt.ExpiredSignatureError:
+        raise WalletTokenRefused("token_expired", "The wallet token has expired.") from None
+    except jwt.ImmatureSignatureError:
+        raise WalletTokenRefused(
+            "token_not_yet_valid", "The wallet token is not valid yet."
+        ) from None
+    except jwt.PyJWTError:
+        raise _invalid("The wallet token does not verify.") from None
+    return claims
 
 
 def charge_wallet_token(

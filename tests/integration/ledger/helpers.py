@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, text
 
 from ledger.db import unit_of_work
 from ledger.intake import Submission, accept_transaction
@@ -44,3 +44,14 @@ def status(engine: Engine, tenant_id: uuid.UUID, transaction_id: uuid.UUID) -> d
 def balance(engine: Engine, tenant_id: uuid.UUID, user_id: str, asset: str = "EUR") -> int:
     with unit_of_work(engine) as work:
         return int(get_balance(work.connection, tenant_id, user_id, asset)["balance"])
+
+
+def someone_waits_for(engine: Engine, conn: Connection) -> bool:
+    """Whether another backend is blocked on a lock `conn` holds."""
+    pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    with engine.connect() as probe:
+        waiting = probe.execute(
+            text("SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))"),
+            {"pid": pid},
+        ).scalar_one()
+    return bool(waiting)

@@ -8,13 +8,13 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, TextClause, text
+from sqlalchemy import Engine, TextClause, text
 
 from ledger.db import unit_of_work
 from ledger.posting import post_transactions
 from ledger.verify import verify_ledger
 from tests.conftest import TenantFixture
-from tests.integration.ledger.helpers import run, submit
+from tests.integration.ledger.helpers import run, someone_waits_for, submit
 from tests.support.stack import eventually
 
 CLOSE_LOCK = text(
@@ -24,17 +24,6 @@ LOCK_WALLET = text(
     "SELECT id FROM accounts WHERE tenant_id = :t AND owner = :owner AND asset_code = 'EUR' "
     "FOR UPDATE"
 )
-
-
-def someone_waits_for(engine: Engine, conn: Connection) -> bool:
-    """Whether another backend is blocked on a lock `conn` holds."""
-    pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
-    with engine.connect() as probe:
-        waiting = probe.execute(
-            text("SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))"),
-            {"pid": pid},
-        ).scalar_one()
-    return bool(waiting)
 
 
 def apply_while_held(
@@ -64,6 +53,20 @@ def entry_times(engine: Engine, transaction_id: uuid.UUID) -> list[tuple[datetim
         return [(created, effective) for created, effective in rows]
 
 
+def assert_counted_from(
+    engine: Engine, tenant: TenantFixture, transaction_id: uuid.UUID, released_at: datetime
+) -> None:
+    """Both entries of the transaction recorded, and effective, no earlier than
+    `released_at`; the ledger consistent."""
+    times = entry_times(engine, transaction_id)
+    assert len(times) == 2
+    for created_at, effective_at in times:
+        assert created_at >= released_at
+        assert effective_at == created_at
+    with engine.connect() as conn:
+        assert verify_ledger(conn, tenant.id).ok
+
+
 def test_a_batch_that_waited_for_a_close_counts_from_after_it(
     engine: Engine, tenant: TenantFixture
 ) -> None:
@@ -71,13 +74,7 @@ def test_a_batch_that_waited_for_a_close_counts_from_after_it(
 
     released_at = apply_while_held(engine, topup, CLOSE_LOCK, t=tenant.id)
 
-    times = entry_times(engine, topup)
-    assert len(times) == 2
-    for created_at, effective_at in times:
-        assert created_at >= released_at
-        assert effective_at == created_at
-    with engine.connect() as conn:
-        assert verify_ledger(conn, tenant.id).ok
+    assert_counted_from(engine, tenant, topup, released_at)
 
 
 def test_a_batch_that_waited_for_an_account_counts_from_after_it(
@@ -88,10 +85,4 @@ def test_a_batch_that_waited_for_an_account_counts_from_after_it(
 
     released_at = apply_while_held(engine, spend, LOCK_WALLET, t=tenant.id, owner="alice")
 
-    times = entry_times(engine, spend)
-    assert len(times) == 2
-    for created_at, effective_at in times:
-        assert created_at >= released_at
-        assert effective_at == created_at
-    with engine.connect() as conn:
-        assert verify_ledger(conn, tenant.id).ok
+    assert_counted_from(engine, tenant, spend, released_at)

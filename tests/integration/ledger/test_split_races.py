@@ -28,7 +28,7 @@ from ledger.system_accounts import define_system_account, list_system_accounts
 from ledger.verify import verify_ledger
 from ledger.wallets import freeze_wallet, unfreeze_wallet
 from tests.conftest import TenantFixture
-from tests.integration.ledger.helpers import balance, run, status, submit
+from tests.integration.ledger.helpers import balance, run, someone_waits_for, status, submit
 from tests.integration.ledger.test_batches import drain
 from tests.integration.ledger.test_concurrency import all_at_once, statuses
 from tests.support.stack import eventually
@@ -213,17 +213,6 @@ def _unfreeze(engine: Engine, tenant_id: uuid.UUID, user_id: str) -> None:
         unfreeze_wallet(work, tenant_id, user_id, "EUR", actor=OPERATOR)
 
 
-def _someone_waits_for(engine: Engine, conn: Connection) -> bool:
-    """Whether another backend is blocked on a lock `conn` holds."""
-    pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
-    with engine.connect() as probe:
-        waiting = probe.execute(
-            text("SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))"),
-            {"pid": pid},
-        ).scalar_one()
-    return bool(waiting)
-
-
 def race_freeze(
     engine: Engine,
     monkeypatch: pytest.MonkeyPatch,
@@ -245,7 +234,7 @@ def race_freeze(
         def open_book_then_wait(conn: Connection, *args: Any) -> Any:
             book = real_open_book(conn, *args)
             locked.set()
-            eventually(lambda: _someone_waits_for(engine, conn), 30, "the freeze to wait")
+            eventually(lambda: someone_waits_for(engine, conn), 30, "the freeze to wait")
             return book
 
         def freeze_once_locked() -> None:
@@ -261,7 +250,7 @@ def race_freeze(
         with unit_of_work(engine) as work:
             freeze_wallet(work, tenant_id, "seller", "EUR", actor=OPERATOR, reason="race")
             applying = pool.submit(apply)
-            eventually(lambda: _someone_waits_for(engine, work.connection), 30, "the batch")
+            eventually(lambda: someone_waits_for(engine, work.connection), 30, "the batch")
         applying.result()
 
 
