@@ -20,6 +20,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     SmallInteger,
@@ -139,6 +140,8 @@ class Account(Base):
     balance: Mapped[int] = mapped_column(UNBOUNDED_MONEY, server_default=text("0"))
     pending: Mapped[int] = mapped_column(MONEY, server_default=text("0"))
     version: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    # The head of the account's hash chain (ledger/chains.py): its last entry's hash.
+    last_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
 
@@ -364,6 +367,8 @@ class Entry(Base):
     # When Tally recorded it (shown as `recorded_at`), and when it counts for reporting.
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
     effective_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Chains the entry to its account's previous one; NULL for entries from before chains.
+    hash: Mapped[bytes | None] = mapped_column(LargeBinary)
 
     __table_args__ = (
         CheckConstraint("amount <> 0", name="amount_non_zero"),
