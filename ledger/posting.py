@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, RowMapping, text
 from sqlalchemy.exc import OperationalError
 
+from ledger.chains import chain_entries
 from ledger.checkpoints import keep_checkpoints
 from ledger.codes import REJECTION_MESSAGES, FailureCode, RejectionCode
 from ledger.db import retry_on_conflict, unit_of_work
@@ -86,21 +87,23 @@ WRITE_BATCH = text(
     """
     WITH new_entries AS (
         INSERT INTO entries (tenant_id, transaction_id, account_id, amount, balance_after,
-                             account_version, created_at, effective_at)
+                             account_version, created_at, effective_at, hash)
         SELECT e.tenant_id, e.transaction_id, e.account_id, e.amount, e.balance_after,
-               e.account_version, :now, coalesce(e.effective_at, :now)
+               e.account_version, :now, coalesce(e.effective_at, :now), e.hash
         FROM unnest(CAST(:entry_tenant_ids AS uuid[]), CAST(:entry_transaction_ids AS uuid[]),
                     CAST(:entry_account_ids AS bigint[]), CAST(:entry_amounts AS numeric[]),
                     CAST(:entry_balances AS numeric[]), CAST(:entry_versions AS bigint[]),
-                    CAST(:entry_effective_ats AS timestamptz[]))
+                    CAST(:entry_effective_ats AS timestamptz[]), CAST(:entry_hashes AS bytea[]))
           AS e(tenant_id, transaction_id, account_id, amount, balance_after, account_version,
-               effective_at)
+               effective_at, hash)
     ), moved_accounts AS (
         UPDATE accounts a
-        SET balance = v.balance, pending = v.pending, version = v.version, updated_at = :now
+        SET balance = v.balance, pending = v.pending, version = v.version,
+            last_hash = v.last_hash, updated_at = :now
         FROM unnest(CAST(:account_ids AS bigint[]), CAST(:account_balances AS numeric[]),
-                    CAST(:account_pendings AS numeric[]), CAST(:account_versions AS bigint[]))
-          AS v(id, balance, pending, version)
+                    CAST(:account_pendings AS numeric[]), CAST(:account_versions AS bigint[]),
+                    CAST(:account_hashes AS bytea[]))
+          AS v(id, balance, pending, version, last_hash)
         WHERE a.id = v.id
     )
     UPDATE transactions t
@@ -161,7 +164,8 @@ def _apply_batch(conn: Connection, txns: list[RowMapping]) -> list[Outcome]:
     proposals = [from_row(Proposal, txn) for txn in txns]
     tenants = sorted({str(proposal.tenant_id) for proposal in proposals})
     conn.execute(SHARE_CLOSE_LOCKS, {"tenant_ids": tenants})
-    book = open_book(conn, None, proposals)
+    heads: dict[int, bytes | None] = {}
+    book = open_book(conn, None, proposals, heads)
     # The batch's time is read once its locks are held, not when its transaction began: a
     # batch that waited for an account never writes entries older than the checkpoint the
     # batch before it wrote there, nor older than a close that committed meanwhile.
@@ -215,7 +219,10 @@ def _apply_batch(conn: Connection, txns: list[RowMapping]) -> list[Outcome]:
         held = asdict(hold) if hold is not None and proposal.type == TransactionType.HOLD else None
         finished.append((proposal.tenant_id, transaction_view(row, after, held)))
     touched = [account for account in book.accounts.values() if account.touched]
-    _write(conn, now, entry_rows, touched, outcomes, settled)
+    # Each entry chained to its account's previous one (ledger/chains.py): the heads were
+    # read with the account locks, so no other batch can chain onto them meanwhile.
+    hashes = chain_entries(heads, entry_rows, now)
+    _write(conn, now, entry_rows, hashes, heads, touched, outcomes, settled)
     keep_checkpoints(conn, now, entry_rows, touched, versions_before)
     write_holds(conn, now, [hold for hold in book.holds.values() if hold.changed])
     write_transaction_events(conn, now, finished)
@@ -227,6 +234,8 @@ def _write(
     conn: Connection,
     now: Any,
     entry_rows: list[EntryRow],
+    hashes: list[bytes],
+    heads: dict[int, bytes | None],
     touched: list[AccountState],
     outcomes: list[Outcome],
     settled: list[int | None],
@@ -243,10 +252,12 @@ def _write(
             "entry_balances": list(columns[4]),
             "entry_versions": list(columns[5]),
             "entry_effective_ats": list(columns[6]),
+            "entry_hashes": hashes,
             "account_ids": [a.id for a in touched],
             "account_balances": [a.balance for a in touched],
             "account_pendings": [a.pending for a in touched],
             "account_versions": [a.version for a in touched],
+            "account_hashes": [heads.get(a.id) for a in touched],
             "ids": [o.transaction_id for o in outcomes],
             "statuses": [str(o.status) for o in outcomes],
             "codes": [str(o.code) if o.code else None for o in outcomes],

@@ -44,9 +44,15 @@ REFUNDS = text(
 )
 
 
-def open_book(conn: Connection, now: datetime | None, proposals: list[Proposal]) -> Book:
+def open_book(
+    conn: Connection,
+    now: datetime | None,
+    proposals: list[Proposal],
+    heads: dict[int, bytes | None] | None = None,
+) -> Book:
     """Lock the holds the batch captures or voids, then every account it touches (ascending
-    id: the global lock order), and load what refunds, captures and voids need."""
+    id: the global lock order), and load what refunds, captures and voids need; `heads`
+    receives each locked account's chain head (ledger/chains.py)."""
     hold_ids = sorted(
         {
             hold_id
@@ -57,14 +63,20 @@ def open_book(conn: Connection, now: datetime | None, proposals: list[Proposal])
     holds = conn.execute(LOCK_HOLDS, {"ids": hold_ids}).mappings().all() if hold_ids else []
     proposals[:] = _with_original_legs(conn, proposals)
     keys = sorted({key for proposal in proposals for key in proposal.account_keys()})
-    rows = conn.execute(
-        LOCK_ACCOUNTS,
-        {
-            "tenant_ids": [k[0] for k in keys],
-            "assets": [k[1] for k in keys],
-            "owners": [k[2] for k in keys],
-        },
-    ).mappings()
+    rows = (
+        conn.execute(
+            LOCK_ACCOUNTS,
+            {
+                "tenant_ids": [k[0] for k in keys],
+                "assets": [k[1] for k in keys],
+                "owners": [k[2] for k in keys],
+            },
+        )
+        .mappings()
+        .all()
+    )
+    if heads is not None:
+        heads.update((row["id"], row["last_hash"]) for row in rows)
     book = Book(
         {
             (row["tenant_id"], row["asset_code"], row["owner"]): from_row(AccountState, row)
