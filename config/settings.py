@@ -112,6 +112,8 @@ class Settings:
     metrics_token: str | None = env("TALLY_METRICS_TOKEN", None)
     relay_age_seconds: float = env("TALLY_RELAY_AGE_SECONDS", 3.0)
     relay_interval_seconds: float = env("TALLY_RELAY_INTERVAL_SECONDS", 1.0)
+    # How often the relay seals the hash chains of tenants with new entries (ledger/seals.py).
+    seal_interval_seconds: float = env("TALLY_SEAL_INTERVAL_SECONDS", 60.0)
     batch_size: int = env("TALLY_BATCH_SIZE", 200)
     # Under load the API sends at most one broker message per linger per process, carrying
     # every id accepted meanwhile (0: one message per submission).

@@ -114,13 +114,29 @@ def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
+    from ledger.chain_verify import verify_chains
     from ledger.verify import verify_ledger
 
     with command_unit_of_work(settings) as work:
         report = verify_ledger(work.connection, args.tenant)
+        if args.chain:
+            report.checks += verify_chains(work.connection, args.tenant).checks
     print("\n".join(report.lines()))
     print("ledger is consistent" if report.ok else "LEDGER INVARIANTS VIOLATED")
     return 0 if report.ok else 1
+
+
+def cmd_seal(args: argparse.Namespace, settings: Settings) -> int:
+    from ledger.db import make_engine
+    from worker.relay import seal_once
+
+    engine = make_engine(settings.require_database_url(), pool_size=1, max_overflow=0)
+    try:
+        for seal in seal_once(engine, args.tenant):
+            print(json.dumps(seal.view()))
+    finally:
+        engine.dispose()
+    return 0
 
 
 def cmd_requeue(args: argparse.Namespace, settings: Settings) -> int:
@@ -251,6 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     verify = add("verify", cmd_verify, "check the ledger invariants; non-zero exit on violation")
     verify.add_argument("--tenant", type=_uuid, help="check only this tenant")
+    verify.add_argument(
+        "--chain", action="store_true", help="also recompute the hash chains and the seals"
+    )
+    seal = add("seal", cmd_seal, "seal the hash chains of tenants with entries since their seal")
+    seal.add_argument("--tenant", type=_uuid, help="seal only this tenant")
 
     requeue = add("requeue", cmd_requeue, "put a failed transaction back in the queue")
     requeue.add_argument("--tenant", required=True, type=_uuid)

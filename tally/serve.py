@@ -120,7 +120,13 @@ def run_relay(args: argparse.Namespace, settings: Settings) -> int:
     SIGTERM or SIGINT."""
     from ledger.db import make_engine
     from worker.publisher import Publisher
-    from worker.relay import expire_holds_once, relay_once, run_periodically
+    from worker.relay import (
+        at_most_every,
+        expire_holds_once,
+        relay_once,
+        run_periodically,
+        seal_once,
+    )
     from worker.webhook_dispatcher import run_dispatcher
 
     _configure_logging()
@@ -144,7 +150,11 @@ def run_relay(args: argparse.Namespace, settings: Settings) -> int:
     def expire_holds() -> int:
         return expire_holds_once(engine)
 
-    run_periodically([relay, expire_holds], settings.relay_interval_seconds, stop)
+    def seal() -> int:
+        return len(seal_once(engine))
+
+    seal_job = at_most_every(settings.seal_interval_seconds, seal)
+    run_periodically([relay, expire_holds, seal_job], settings.relay_interval_seconds, stop)
     if dispatcher is not None:
         # Sends under way finish (each within the webhook timeout) before the process exits.
         dispatcher.join(settings.webhook_timeout_seconds + 5)

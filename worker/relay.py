@@ -1,5 +1,6 @@
 """The relay: re-publishes transactions left queued, so nothing accepted is ever stranded,
-and expires holds whose time has come.
+expires holds whose time has come, and seals the journal's hash chains of tenants with new
+entries (ledger/seals.py).
 
 A publish can fail after the commit, a broker can lose a message, a worker can be killed
 holding one (Redis would hold it for its visibility timeout, an hour). The database is
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+import uuid
 from collections.abc import Callable
 
 from sqlalchemy import Engine
@@ -17,6 +20,7 @@ from sqlalchemy import Engine
 from ledger.db import unit_of_work
 from ledger.holds import expire_due_holds
 from ledger.queue import republish_stale_transactions
+from ledger.seals import Seal, seal_tenant, tenants_to_seal
 from worker.publisher import Publisher
 
 log = logging.getLogger(__name__)
@@ -42,6 +46,39 @@ def expire_holds_once(engine: Engine, batch_size: int = HOLDS_PER_COMMIT) -> int
     if expired:
         log.info("expired %d holds", expired)
     return expired
+
+
+def seal_once(engine: Engine, tenant_id: uuid.UUID | None = None) -> list[Seal]:
+    """Seal every tenant (or the one given) with chained entries since its last seal, one
+    commit per tenant; the seals taken."""
+    with unit_of_work(engine) as work:
+        tenants = tenants_to_seal(work.connection, tenant_id)
+    seals = []
+    for tenant in tenants:
+        with unit_of_work(engine) as work:
+            seal = seal_tenant(work.connection, tenant)
+        if seal is not None:
+            seals.append(seal)
+    if seals:
+        log.info("sealed %d tenants", len(seals))
+    return seals
+
+
+def at_most_every(
+    interval: float, job: Callable[[], object], clock: Callable[[], float] = time.monotonic
+) -> Callable[[], object]:
+    """`job`, run only when `interval` seconds have passed since it last ran (or never)."""
+    last: list[float] = []
+
+    def maybe() -> object:
+        now = clock()
+        if last and now - last[0] < interval:
+            return None
+        last[:] = [now]
+        return job()
+
+    maybe.__name__ = getattr(job, "__name__", "job")
+    return maybe
 
 
 def run_periodically(

@@ -1,0 +1,127 @@
+"""Seals: a tenant's Merkle root over its accounts' chain heads (ledger/chains.py), stored
+with the highest entry id it covers, so that an auditor holding a seal can later check
+that nothing the seal covers was changed (docs/design.md#tamper-evidence).
+
+A seal takes the tenant's close lock exclusively (the lock every posting batch holds
+shared, ledger/posting.py): batches in flight for the tenant commit first, and the seal's
+read sees exactly the entries up to its `entries_through`. Batches of the tenant wait for
+the few milliseconds the seal takes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from ledger.chains import merkle_root
+from ledger.pagination import decode_cursor, encode_cursor
+from ledger.periods import LOCK_TENANT_CLOSE
+
+# One statement, one snapshot: the heads and the last entry id agree.
+READ_HEADS = text(
+    """
+    SELECT (SELECT max(id) FROM entries WHERE tenant_id = :tenant_id) AS through,
+           (SELECT coalesce(array_agg(last_hash ORDER BY id), '{}') FROM accounts
+            WHERE tenant_id = :tenant_id AND last_hash IS NOT NULL) AS heads
+    """
+)
+INSERT_SEAL = text(
+    """
+    INSERT INTO seals (tenant_id, entries_through, account_count, root)
+    VALUES (:tenant_id, :through, :count, :root)
+    RETURNING id, tenant_id, sealed_at, entries_through, account_count, root
+    """
+)
+# Tenants with a chained entry after their last seal. Entry ids ascend: the primary key
+# finds the few new ones.
+TENANTS_TO_SEAL = text(
+    """
+    SELECT t.id FROM tenants t
+    WHERE (CAST(:tenant_id AS uuid) IS NULL OR t.id = CAST(:tenant_id AS uuid))
+      AND EXISTS (
+        SELECT 1 FROM entries e
+        WHERE e.tenant_id = t.id AND e.hash IS NOT NULL
+          AND e.id > coalesce(
+            (SELECT max(s.entries_through) FROM seals s WHERE s.tenant_id = t.id), 0)
+      )
+    ORDER BY t.id
+    """
+)
+SEALS_PAGE = text(
+    """
+    SELECT id, tenant_id, sealed_at, entries_through, account_count, root FROM seals
+    WHERE tenant_id = :tenant_id AND (CAST(:before AS bigint) IS NULL OR id < :before)
+    ORDER BY id DESC
+    LIMIT :limit
+    """
+)
+
+
+@dataclass(frozen=True)
+class Seal:
+    id: int
+    tenant_id: uuid.UUID
+    sealed_at: datetime
+    entries_through: int
+    account_count: int
+    root: bytes
+
+    def view(self) -> dict[str, Any]:
+        """The seal as the API and the CLI show it (the root in hexadecimal)."""
+        return {
+            "id": self.id,
+            "tenant_id": str(self.tenant_id),
+            "sealed_at": self.sealed_at.isoformat(),
+            "entries_through": self.entries_through,
+            "account_count": self.account_count,
+            "root": self.root.hex(),
+        }
+
+
+def seal_tenant(conn: Connection, tenant_id: uuid.UUID) -> Seal | None:
+    """Seal the tenant's chains as they stand; None when it has no chained entry."""
+    conn.execute(LOCK_TENANT_CLOSE, {"tenant_id": str(tenant_id)})
+    row = conn.execute(READ_HEADS, {"tenant_id": tenant_id}).one()
+    heads = [bytes(head) for head in row.heads]
+    if row.through is None or not heads:
+        return None
+    sealed = conn.execute(
+        INSERT_SEAL,
+        {
+            "tenant_id": tenant_id,
+            "through": row.through,
+            "count": len(heads),
+            "root": merkle_root(heads),
+        },
+    ).one()
+    return Seal(**sealed._mapping)
+
+
+def tenants_to_seal(conn: Connection, tenant_id: uuid.UUID | None = None) -> list[uuid.UUID]:
+    """The tenants (or the one given) with chained entries no seal covers yet."""
+    return list(conn.execute(TENANTS_TO_SEAL, {"tenant_id": tenant_id}).scalars())
+
+
+def seals_page(
+    conn: Connection, tenant_id: uuid.UUID, limit: int, before: int | None = None
+) -> list[Seal]:
+    """The tenant's seals newest first, those with an id below `before` when given."""
+    rows = conn.execute(SEALS_PAGE, {"tenant_id": tenant_id, "before": before, "limit": limit})
+    return [Seal(**row._mapping) for row in rows]
+
+
+def list_seals(
+    conn: Connection, tenant_id: uuid.UUID, *, limit: int, cursor: str | None = None
+) -> dict[str, Any]:
+    """A page of the tenant's seals, newest first (keyset on the id), for the API."""
+    before = decode_cursor(cursor, int) if cursor else None
+    seals = seals_page(conn, tenant_id, limit + 1, before)
+    page = seals[:limit]
+    return {
+        "seals": [seal.view() for seal in page],
+        "next_cursor": encode_cursor(str(page[-1].id)) if len(seals) > limit else None,
+    }
