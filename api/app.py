@@ -29,6 +29,7 @@ from api.routes import (
     keys,
     periods,
     reports,
+    seals,
     system_accounts,
     transactions,
     wallet_token_issuers,
@@ -147,6 +148,7 @@ def create_app(
         audit,
         periods,
         reports,
+        seals,
     ):
         api.register_blueprint(module.blp)
 

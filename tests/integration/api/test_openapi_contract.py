@@ -37,6 +37,7 @@ from ledger.db import unit_of_work
 from ledger.holds import expire_due_holds
 from ledger.keys import issue_api_key
 from ledger.posting import _count_failed_attempt
+from ledger.seals import seal_tenant
 from ledger.tenants import create_tenant, set_rate_limit
 from ledger.vocabulary import HoldStatus, TransactionType
 from ledger.webhooks.endpoints import MAX_ENDPOINTS_PER_TENANT
@@ -701,6 +702,20 @@ def audit(c: Caller) -> None:
     c.get("/audit-events", expect=422, query_string={"limit": 0})
 
 
+def seals_listing(c: Caller, engine: Engine) -> None:
+    """Two seals of the tenant's chains, read a page at a time."""
+    for amount in (1, 2):
+        run(engine, c.tenant.id, "topup", user_id="sealed", amount=amount)
+        with unit_of_work(engine) as work:
+            seal_tenant(work.connection, c.tenant.id)
+    page = c.get("/seals", expect=200, query_string={"limit": 1})
+    assert page["next_cursor"] is not None
+    rest = c.get("/seals", expect=200, query_string={"cursor": page["next_cursor"]})
+    assert rest["seals"][0]["id"] < page["seals"][0]["id"]
+    c.get("/seals", expect=400, query_string={"cursor": "bad!"})
+    c.get("/seals", expect=422, query_string={"limit": 0})
+
+
 def periods_and_reports(c: Caller, engine: Engine) -> None:
     """Closing periods and the reports of ledger time."""
     now = datetime.now(UTC)
@@ -838,6 +853,7 @@ def test_every_operation_answers_only_as_the_document_says(
     wallet_tokens(c)
     issuers_and_origins(c)
     audit(c)
+    seals_listing(c, api.engine)
     periods_and_reports(c, api.engine)
     shared_errors(
         c, api.client.application.config["MAX_CONTENT_LENGTH"], throttled_admin_key(api.engine)

@@ -90,7 +90,7 @@ def test_a_transaction_id_that_is_no_uuid_is_the_documented_404(api, document):
 
 def test_every_cursor_declares_the_codecs_alphabet_and_a_length(document):
     cursors = _parameters(document, "cursor")
-    assert len(cursors) == 6
+    assert len(cursors) == 7
     issued = encode_cursor("v1:12345678901234567890|" + str(uuid.uuid4()))
     for route, schema in cursors:
         assert schema["pattern"] == "^[A-Za-z0-9_-]*$", route
