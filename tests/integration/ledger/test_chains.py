@@ -151,6 +151,30 @@ def test_a_deleted_entry_is_named_with_the_missing_version(engine, tenant):
     assert f"account {deleted.account_id} version {deleted.account_version} missing" in found[0]
 
 
+def test_a_stripped_hash_breaks_the_chain_at_the_next_entry_and_is_listed(engine, tenant):
+    populate(engine, tenant.id)
+
+    with engine.connect() as conn, conn.begin() as transaction:
+        journal = alice_entries(conn, tenant.id)
+        stripped, following = journal[1], journal[2]
+        with journal_unlocked(conn):
+            conn.execute(text("UPDATE entries SET hash = NULL WHERE id = :id"), {"id": stripped.id})
+        report = verify_chains(conn, tenant.id)
+        transaction.rollback()
+
+    broken, unchained = report.checks[0], report.checks[1]
+    assert [subject for subject, _ in broken.violations] == [
+        f"entry {following.id} (account {following.account_id},"
+        f" transaction {following.transaction_id})"
+    ]
+    assert unchained.warning
+    assert [subject for subject, _ in unchained.violations] == [
+        f"entry {stripped.id} (account {stripped.account_id},"
+        f" transaction {stripped.transaction_id})"
+    ]
+    assert not report.ok
+
+
 def test_deleting_an_accounts_last_entry_leaves_its_head_unmatched(engine, tenant):
     populate(engine, tenant.id)
 
