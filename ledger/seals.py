@@ -2,10 +2,10 @@
 with the highest entry id it covers, so that an auditor holding a seal can later check
 that nothing the seal covers was changed (docs/design.md#tamper-evidence).
 
-A seal takes the tenant's close lock exclusively (the lock every posting batch holds
-shared, ledger/posting.py): batches in flight for the tenant commit first, and the seal's
-read sees exactly the entries up to its `entries_through`. Batches of the tenant wait for
-the few milliseconds the seal takes.
+Reading the heads takes the tenant's close lock exclusively (the lock every posting batch
+holds shared, ledger/posting.py): batches in flight for the tenant commit first, and the
+read sees exactly the entries up to its `entries_through`. The tenant's batches wait only
+for that read; the root is computed and stored after its commit.
 """
 
 from __future__ import annotations
@@ -82,23 +82,44 @@ class Seal:
         }
 
 
-def seal_tenant(conn: Connection, tenant_id: uuid.UUID) -> Seal | None:
-    """Seal the tenant's chains as they stand; None when it has no chained entry."""
+@dataclass(frozen=True)
+class Heads:
+    """A tenant's chain heads, ordered by account id, as of entry `through`."""
+
+    through: int
+    heads: list[bytes]
+
+
+def read_heads(conn: Connection, tenant_id: uuid.UUID) -> Heads | None:
+    """The tenant's chain heads once its batches in flight have committed; None when it
+    has no chained entry. Holds the tenant's close lock until the caller's commit: commit
+    soon (`seal_once` in worker/relay.py computes the root after)."""
     conn.execute(LOCK_TENANT_CLOSE, {"tenant_id": str(tenant_id)})
     row = conn.execute(READ_HEADS, {"tenant_id": tenant_id}).one()
     heads = [bytes(head) for head in row.heads]
     if row.through is None or not heads:
         return None
+    return Heads(row.through, heads)
+
+
+def record_seal(conn: Connection, tenant_id: uuid.UUID, heads: Heads) -> Seal:
+    """Store the seal of `heads`: their Merkle root (ledger/chains.py)."""
     sealed = conn.execute(
         INSERT_SEAL,
         {
             "tenant_id": tenant_id,
-            "through": row.through,
-            "count": len(heads),
-            "root": merkle_root(heads),
+            "through": heads.through,
+            "count": len(heads.heads),
+            "root": merkle_root(heads.heads),
         },
     ).one()
     return Seal(**sealed._mapping)
+
+
+def seal_tenant(conn: Connection, tenant_id: uuid.UUID) -> Seal | None:
+    """Seal the tenant's chains as they stand, in the caller's transaction."""
+    heads = read_heads(conn, tenant_id)
+    return record_seal(conn, tenant_id, heads) if heads is not None else None
 
 
 def tenants_to_seal(conn: Connection, tenant_id: uuid.UUID | None = None) -> list[uuid.UUID]:

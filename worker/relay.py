@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 from ledger.db import unit_of_work
 from ledger.holds import expire_due_holds
 from ledger.queue import republish_stale_transactions
-from ledger.seals import Seal, seal_tenant, tenants_to_seal
+from ledger.seals import Seal, read_heads, record_seal, tenants_to_seal
 from worker.publisher import Publisher
 
 log = logging.getLogger(__name__)
@@ -55,10 +55,13 @@ def seal_once(engine: Engine, tenant_id: uuid.UUID | None = None) -> list[Seal]:
         tenants = tenants_to_seal(work.connection, tenant_id)
     seals = []
     for tenant in tenants:
+        # Two commits: the tenant's batches wait on the first only, not on the root.
         with unit_of_work(engine) as work:
-            seal = seal_tenant(work.connection, tenant)
-        if seal is not None:
-            seals.append(seal)
+            heads = read_heads(work.connection, tenant)
+        if heads is None:
+            continue
+        with unit_of_work(engine) as work:
+            seals.append(record_seal(work.connection, tenant, heads))
     if seals:
         log.info("sealed %d tenants", len(seals))
     return seals
