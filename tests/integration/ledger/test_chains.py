@@ -3,6 +3,10 @@ posting batch, recomputed by `tally verify --chain`, which names what was change
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -267,6 +271,19 @@ def test_seals_are_append_only(engine, tenant):
         else:
             raise AssertionError("a seal was deleted")
         transaction.rollback()
+
+
+def test_tally_seal_prints_the_seals_it_takes(engine, tenant, database_url):
+    populate(engine, tenant.id)
+    env = {**os.environ, "DATABASE_URL": database_url}
+    command = [sys.executable, "-m", "tally.cli", "seal", "--tenant", str(tenant.id)]
+
+    taken = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    again = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+
+    (seal,) = [json.loads(line) for line in taken.stdout.splitlines()]
+    assert seal["tenant_id"] == str(tenant.id) and len(seal["root"]) == 64
+    assert again.stdout == ""
 
 
 def test_tally_verify_chain_exits_non_zero_naming_the_altered_entry(engine, tenant, database_url):
