@@ -22,31 +22,41 @@ from ledger.pagination import decode_cursor, encode_cursor
 from ledger.periods import LOCK_TENANT_CLOSE
 
 # One statement, one snapshot: the heads and the last entry id agree.
+# One statement, one snapshot: the heads and the last entry id agree. The tenant's last
+# entry is found walking the primary key back from the newest: a tenant is sealed just
+# after it wrote. `read_at` is read under the lock: every batch committed before it moved
+# its accounts (`updated_at`, the batch's time) before it, every later batch after it.
 READ_HEADS = text(
     """
-    SELECT (SELECT max(id) FROM entries WHERE tenant_id = :tenant_id) AS through,
+    SELECT (SELECT id FROM entries WHERE tenant_id = :tenant_id
+            ORDER BY id DESC LIMIT 1) AS through,
            (SELECT coalesce(array_agg(last_hash ORDER BY id), '{}') FROM accounts
-            WHERE tenant_id = :tenant_id AND last_hash IS NOT NULL) AS heads
+            WHERE tenant_id = :tenant_id AND last_hash IS NOT NULL) AS heads,
+           clock_timestamp() AS read_at
     """
 )
 INSERT_SEAL = text(
     """
-    INSERT INTO seals (tenant_id, entries_through, account_count, root)
-    VALUES (:tenant_id, :through, :count, :root)
+    INSERT INTO seals (tenant_id, sealed_at, entries_through, account_count, root)
+    VALUES (:tenant_id, :read_at, :through, :count, :root)
     RETURNING id, tenant_id, sealed_at, entries_through, account_count, root
     """
 )
-# Tenants with a chained entry after their last seal. Entry ids ascend: the primary key
-# finds the few new ones.
+# Tenants with a chained account moved since their last seal read its heads (holds and
+# wallet administration move accounts too: `seal_once` then finds no new entry). Reads
+# the accounts, never the whole journal.
 TENANTS_TO_SEAL = text(
     """
-    SELECT t.id FROM tenants t
+    SELECT t.id, last.entries_through FROM tenants t
+    LEFT JOIN LATERAL (
+        SELECT sealed_at, entries_through FROM seals s
+        WHERE s.tenant_id = t.id ORDER BY s.id DESC LIMIT 1
+    ) last ON true
     WHERE (CAST(:tenant_id AS uuid) IS NULL OR t.id = CAST(:tenant_id AS uuid))
       AND EXISTS (
-        SELECT 1 FROM entries e
-        WHERE e.tenant_id = t.id AND e.hash IS NOT NULL
-          AND e.id > coalesce(
-            (SELECT max(s.entries_through) FROM seals s WHERE s.tenant_id = t.id), 0)
+        SELECT 1 FROM accounts a
+        WHERE a.tenant_id = t.id AND a.last_hash IS NOT NULL
+          AND (last.sealed_at IS NULL OR a.updated_at >= last.sealed_at)
       )
     ORDER BY t.id
     """
@@ -88,6 +98,7 @@ class Heads:
 
     through: int
     heads: list[bytes]
+    read_at: datetime
 
 
 def read_heads(conn: Connection, tenant_id: uuid.UUID) -> Heads | None:
@@ -99,7 +110,7 @@ def read_heads(conn: Connection, tenant_id: uuid.UUID) -> Heads | None:
     heads = [bytes(head) for head in row.heads]
     if row.through is None or not heads:
         return None
-    return Heads(row.through, heads)
+    return Heads(row.through, heads, row.read_at)
 
 
 def record_seal(conn: Connection, tenant_id: uuid.UUID, heads: Heads) -> Seal:
@@ -109,6 +120,7 @@ def record_seal(conn: Connection, tenant_id: uuid.UUID, heads: Heads) -> Seal:
         {
             "tenant_id": tenant_id,
             "through": heads.through,
+            "read_at": heads.read_at,
             "count": len(heads.heads),
             "root": merkle_root(heads.heads),
         },
@@ -122,9 +134,13 @@ def seal_tenant(conn: Connection, tenant_id: uuid.UUID) -> Seal | None:
     return record_seal(conn, tenant_id, heads) if heads is not None else None
 
 
-def tenants_to_seal(conn: Connection, tenant_id: uuid.UUID | None = None) -> list[uuid.UUID]:
-    """The tenants (or the one given) with chained entries no seal covers yet."""
-    return list(conn.execute(TENANTS_TO_SEAL, {"tenant_id": tenant_id}).scalars())
+def tenants_to_seal(
+    conn: Connection, tenant_id: uuid.UUID | None = None
+) -> list[tuple[uuid.UUID, int | None]]:
+    """The tenants (or the one given) whose chained accounts moved since their last seal,
+    each with the last entry that seal covers (None: never sealed)."""
+    rows = conn.execute(TENANTS_TO_SEAL, {"tenant_id": tenant_id})
+    return [(row.id, row.entries_through) for row in rows]
 
 
 def seals_page(

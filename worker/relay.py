@@ -54,12 +54,12 @@ def seal_once(engine: Engine, tenant_id: uuid.UUID | None = None) -> list[Seal]:
     with unit_of_work(engine) as work:
         tenants = tenants_to_seal(work.connection, tenant_id)
     seals = []
-    for tenant in tenants:
+    for tenant, sealed_through in tenants:
         # Two commits: the tenant's batches wait on the first only, not on the root.
         with unit_of_work(engine) as work:
             heads = read_heads(work.connection, tenant)
-        if heads is None:
-            continue
+        if heads is None or heads.through == sealed_through:
+            continue  # no entry since its last seal (a hold or an administrative change)
         with unit_of_work(engine) as work:
             seals.append(record_seal(work.connection, tenant, heads))
     if seals:

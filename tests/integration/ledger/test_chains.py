@@ -225,8 +225,16 @@ def test_the_relay_seals_only_tenants_with_entries_since_their_last_seal(engine,
 
     assert [s.tenant_id for s in seal_once(engine, tenant.id)] == [tenant.id]
     assert seal_once(engine, tenant.id) == []
+    # A hold moves alice's account but writes no entry: nothing new to seal.
+    run(engine, tenant.id, "hold", user_id="alice", amount=5, to_user_id="bob")
+    assert seal_once(engine, tenant.id) == []
     run(engine, tenant.id, "topup", user_id="alice", amount=5)
-    assert len(seal_once(engine, tenant.id)) == 1
+    (sealed,) = seal_once(engine, tenant.id)
+    with engine.connect() as conn:
+        last = conn.execute(
+            text("SELECT max(id) FROM entries WHERE tenant_id = :t"), {"t": tenant.id}
+        ).scalar_one()
+    assert sealed.entries_through == last
 
 
 def test_a_tampered_seal_or_head_is_reported(engine, tenant):
