@@ -76,7 +76,8 @@ class _Chain:
 
 
 def _stream(conn: Connection, query: TextClause, params: dict[str, object]) -> Iterator[Row]:
-    result = conn.execution_options(yield_per=STREAM_ROWS).execute(query, params)
+    # A server-side cursor, STREAM_ROWS rows at a time.
+    result = conn.execute(query.execution_options(yield_per=STREAM_ROWS), params)
     yield from result
 
 

@@ -23,8 +23,8 @@ from ledger.periods import LOCK_TENANT_CLOSE
 
 # One statement, one snapshot: the heads and the last entry id agree.
 # One statement, one snapshot: the heads and the last entry id agree. The tenant's last
-# entry is found walking the primary key back from the newest: a tenant is sealed just
-# after it wrote. `read_at` is read under the lock: every batch committed before it moved
+# entry can be found walking the primary key back from the newest: a tenant is sealed
+# just after it wrote. `read_at` is read under the lock: every batch committed before it moved
 # its accounts (`updated_at`, the batch's time) before it, every later batch after it.
 READ_HEADS = text(
     """

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
+from ledger import chain_verify
 from ledger.chain_verify import verify_chains
 from ledger.chains import entry_hash, merkle_root
 from ledger.db import unit_of_work
@@ -56,8 +57,9 @@ def failures(conn: Connection, tenant_id: uuid.UUID) -> list[str]:
     ]
 
 
-def test_each_entry_chains_to_its_accounts_previous_one_across_batches(engine, tenant):
+def test_each_entry_chains_to_its_accounts_previous_one_across_batches(engine, tenant, monkeypatch):
     populate(engine, tenant.id)
+    monkeypatch.setattr(chain_verify, "STREAM_ROWS", 3)  # the check reads several batches
 
     with engine.connect() as conn:
         rows = entries(conn, tenant.id)
