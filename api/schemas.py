@@ -97,6 +97,19 @@ class PostingOutSchema(Schema):
     amount = fields.Integer(required=True)
 
 
+class WalletAfterSchema(Schema):
+    user_id = fields.String(required=True)
+    asset_code = fields.String(required=True)
+    sequence = fields.Integer(
+        required=True,
+        metadata={
+            "description": "The wallet's version after it: 1, 2, 3, ... with no gap per"
+            " wallet, so a receiver that misses one can tell (docs/webhooks.md)."
+        },
+    )
+    balance_after = fields.Integer(required=True)
+
+
 class TransactionOutSchema(Schema):
     id = fields.UUID(required=True)
     type = fields.String(required=True, metadata={"enum": list(TransactionType)})
@@ -141,6 +154,13 @@ class TransactionOutSchema(Schema):
         metadata={
             "description": "With `to_user_id`: the target's balance after it; null until"
             " applied, and always null for holds."
+        },
+    )
+    wallets = fields.List(
+        fields.Nested(WalletAfterSchema),
+        metadata={
+            "description": "Applied ones: each wallet it moved, its sequence and balance"
+            " after it (by asset code, then user id); absent until applied."
         },
     )
     original_transaction_id = fields.UUID(

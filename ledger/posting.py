@@ -187,6 +187,7 @@ def _apply_batch(conn: Connection, txns: list[RowMapping]) -> list[Outcome]:
         )
         # Balances as this transaction left them: a later one in the batch moves them again.
         after: dict[tuple[str, str], int] = {}
+        sequences: dict[tuple[str, str], int] = {}
         for line in judgement.lines:
             entry_rows.append(
                 (
@@ -201,6 +202,7 @@ def _apply_batch(conn: Connection, txns: list[RowMapping]) -> list[Outcome]:
             )
             if not line.account.is_system:
                 after[(line.account.asset_code, line.account.owner)] = line.balance_after
+                sequences[(line.account.asset_code, line.account.owner)] = line.version
         outcomes.append(outcome)
         settled.append(judgement.amount)
         hold = judgement.hold
@@ -217,7 +219,7 @@ def _apply_batch(conn: Connection, txns: list[RowMapping]) -> list[Outcome]:
         if judgement.legs is not None and proposal.type in RESOLVES_LEGS:
             row["splits"] = legs_to_json(judgement.legs)
         held = asdict(hold) if hold is not None and proposal.type == TransactionType.HOLD else None
-        finished.append((proposal.tenant_id, transaction_view(row, after, held)))
+        finished.append((proposal.tenant_id, transaction_view(row, after, held, sequences)))
     touched = [account for account in book.accounts.values() if account.touched]
     # Each entry chained to its account's previous one (ledger/chains.py): the heads were
     # read with the account locks, so no other batch can chain onto them meanwhile.

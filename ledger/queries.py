@@ -38,9 +38,10 @@ def transaction_row(
     return conn.execute(text(query), {"tenant_id": tenant_id, "key": key}).mappings().first()
 
 
+PerTransaction = dict[uuid.UUID, dict[tuple[str, str], int]]
 BALANCES_AFTER = text(
     """
-    SELECT e.transaction_id, a.asset_code, a.owner, e.balance_after
+    SELECT e.transaction_id, a.asset_code, a.owner, e.balance_after, e.account_version
     FROM entries e JOIN accounts a ON a.id = e.account_id
     WHERE e.transaction_id = ANY(:ids) AND NOT a.is_system
     ORDER BY e.id
@@ -53,11 +54,23 @@ def balances_after_many(
 ) -> dict[uuid.UUID, dict[tuple[str, str], int]]:
     """Per transaction: (asset, wallet owner) -> balance right after it, for the wallets it
     moved (after its last entry on a wallet, for a journal that moves one several times)."""
-    after: dict[uuid.UUID, dict[tuple[str, str], int]] = {}
+    return wallets_after_many(conn, transaction_ids)[0]
+
+
+def wallets_after_many(
+    conn: Connection, transaction_ids: list[uuid.UUID]
+) -> tuple[
+    dict[uuid.UUID, dict[tuple[str, str], int]], dict[uuid.UUID, dict[tuple[str, str], int]]
+]:
+    """Per transaction: the balances after it (as `balances_after_many`), and the versions
+    (sequences) it left the same wallets at."""
+    after: PerTransaction = {}
+    versions: PerTransaction = {}
     rows = conn.execute(BALANCES_AFTER, {"ids": transaction_ids})
-    for transaction_id, asset, owner, balance in rows:
+    for transaction_id, asset, owner, balance, version in rows:
         after.setdefault(transaction_id, {})[(asset, owner)] = balance
-    return after
+        versions.setdefault(transaction_id, {})[(asset, owner)] = version
+    return after, versions
 
 
 def balances_after(conn: Connection, transaction_id: uuid.UUID) -> dict[tuple[str, str], int]:
@@ -85,7 +98,7 @@ def transaction_views(conn: Connection, rows: Sequence[RowMapping]) -> list[dict
     """Render transaction rows with what else they show: the balances an applied one left,
     and the state of an applied hold."""
     applied = [row["id"] for row in rows if row["status"] == TransactionStatus.APPLIED]
-    after = balances_after_many(conn, applied) if applied else {}
+    after, versions = wallets_after_many(conn, applied) if applied else ({}, {})
     hold_ids = [
         row["id"]
         for row in rows
@@ -97,7 +110,12 @@ def transaction_views(conn: Connection, rows: Sequence[RowMapping]) -> list[dict
             hold["transaction_id"]: hold
             for hold in conn.execute(HOLDS, {"ids": hold_ids}).mappings()
         }
-    return [transaction_view(row, after.get(row["id"], {}), holds.get(row["id"])) for row in rows]
+    return [
+        transaction_view(
+            row, after.get(row["id"], {}), holds.get(row["id"]), versions.get(row["id"])
+        )
+        for row in rows
+    ]
 
 
 def get_balance(

@@ -16,6 +16,8 @@ RATE_DIGITS = 20
 
 BalancesAfter = Mapping[tuple[str, str], int]
 """(asset_code, wallet owner) -> the wallet's balance right after a transaction."""
+Sequences = Mapping[tuple[str, str], int]
+"""(asset_code, wallet owner) -> the wallet's version (account_version) right after it."""
 
 
 def iso(value: datetime | None) -> str | None:
@@ -48,9 +50,11 @@ def transaction_view(
     row: Mapping[Any, Any],
     balances_after: BalancesAfter,
     hold: Mapping[Any, Any] | None = None,
+    sequences: Sequences | None = None,
 ) -> dict[str, Any]:
     """Render a transaction row; `balances_after` holds the balances of the wallets it moved
-    right after it, and `hold` is the `holds` row of an applied hold."""
+    right after it, `sequences` their versions (the `wallets` list), and `hold` is the
+    `holds` row of an applied hold."""
     asset = row["asset_code"]
     view: dict[str, Any] = {
         "id": str(row["id"]),
@@ -101,7 +105,22 @@ def transaction_view(
     if row["type"] == TransactionType.HOLD:
         view["expires_at"] = iso(row["expires_at"])
         view["hold"] = hold_view(hold) if hold is not None else None
+    if sequences:
+        view["wallets"] = wallets_view(balances_after, sequences)
     return view
+
+
+def wallets_view(balances_after: BalancesAfter, sequences: Sequences) -> list[dict[str, Any]]:
+    """Each wallet a transaction moved, by asset then owner: its sequence and balance after."""
+    return [
+        {
+            "user_id": owner,
+            "asset_code": asset,
+            "sequence": sequence,
+            "balance_after": balances_after[(asset, owner)],
+        }
+        for (asset, owner), sequence in sorted(sequences.items())
+    ]
 
 
 def _leg_view(
