@@ -29,7 +29,9 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql.base import ischema_names
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import UserDefinedType
 
 from ledger.money import MAX_AMOUNT
 from ledger.vocabulary import (
@@ -62,6 +64,18 @@ UUID_DEFAULT = text("gen_random_uuid()")
 MONEY = Numeric(39, 0)
 UNBOUNDED_MONEY = Numeric(1000, 0)
 NOW = text("now()")
+
+
+class Xid8(UserDefinedType[int]):
+    """PostgreSQL's 64-bit transaction id, read back as the text of an integer."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "xid8"
+
+
+ischema_names["xid8"] = Xid8
 
 
 class Base(DeclarativeBase):
@@ -437,11 +451,15 @@ class Event(Base):
     transaction_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("transactions.id"))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+    # The feed's order (migration 0015): the writing transaction's id, then insert order.
+    xid: Mapped[int] = mapped_column(Xid8, server_default=text("pg_current_xact_id()"))
+    position: Mapped[int] = mapped_column(BigInteger, Identity(always=True))
 
     __table_args__ = (
         CheckConstraint(in_values("type", EventType), name="type_known"),
         Index(None, "tenant_id", "created_at"),
         Index(None, "transaction_id"),
+        Index(None, "tenant_id", "xid", "position"),
     )
 
 
