@@ -716,6 +716,16 @@ def seals_listing(c: Caller, engine: Engine) -> None:
     c.get("/seals", expect=422, query_string={"limit": 0})
 
 
+def event_feed(c: Caller) -> None:
+    page = c.get("/events", expect=200, query_string={"limit": 2, "types": "transaction.applied"})
+    assert all(event["type"] == "transaction.applied" for event in page["events"])
+    if page["next_cursor"] is not None:
+        c.get("/events", expect=200, query_string={"after": page["next_cursor"], "user_id": "bob"})
+    c.get("/events", expect=400, query_string={"after": "bad"})
+    c.get("/events", expect=422, query_string={"types": "transaction.applied,nope"})
+    c.get("/events", expect=422, query_string={"limit": 1001})
+
+
 def periods_and_reports(c: Caller, engine: Engine) -> None:
     """Closing periods and the reports of ledger time."""
     now = datetime.now(UTC)
@@ -854,6 +864,7 @@ def test_every_operation_answers_only_as_the_document_says(
     issuers_and_origins(c)
     audit(c)
     seals_listing(c, api.engine)
+    event_feed(c)
     periods_and_reports(c, api.engine)
     shared_errors(
         c, api.client.application.config["MAX_CONTENT_LENGTH"], throttled_admin_key(api.engine)
