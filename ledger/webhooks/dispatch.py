@@ -22,6 +22,7 @@ from datetime import datetime
 from sqlalchemy import Connection, text
 
 from ledger.db import UnitOfWork
+from ledger.feed import event_cursor
 from ledger.transaction_request import UNSTORABLE
 from ledger.vocabulary import DeliveryStatus
 from ledger.webhooks.endpoints import disable_gone_endpoint
@@ -90,6 +91,7 @@ LOAD_CLAIMED = text(
     SELECT d.id, d.tenant_id, d.endpoint_id, d.event_id, d.event_type, d.attempts,
            coalesce(e.payload, d.payload) AS data,
            coalesce(e.created_at, d.created_at) AS occurred_at,
+           e.xid::text AS event_xid, e.position AS event_position,
            w.url, w.enabled, w.secret_sealed,
            CASE WHEN w.previous_secret_expires_at > now() THEN w.previous_secret_sealed END
              AS previous_secret_sealed
@@ -233,7 +235,15 @@ def claim_due(
                 url=row["url"],
                 enabled=row["enabled"],
                 secrets=secrets,
-                body=event_body(row["event_type"], row["occurred_at"], row["data"]),
+                body=event_body(
+                    row["event_type"],
+                    row["occurred_at"],
+                    row["data"],
+                    # The event's place in GET /events, for a receiver to catch up from.
+                    event_cursor(row["event_xid"], row["event_position"])
+                    if row["event_position"] is not None
+                    else None,
+                ),
                 unsignable=unsignable,
             )
         )

@@ -55,8 +55,13 @@ def message_id(source_id: uuid.UUID) -> str:
     return f"msg_{source_id.hex}"
 
 
-def event_body(event_type: str, occurred_at: datetime, data: Any) -> bytes:
-    """The JSON body `{type, timestamp, data}`; the same bytes on every attempt."""
+def event_body(
+    event_type: str, occurred_at: datetime, data: Any, cursor: str | None = None
+) -> bytes:
+    """The JSON body `{type, timestamp, data}` and, for an event of the feed, its `cursor`
+    there; the same bytes on every attempt."""
     timestamp = occurred_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    document = {"type": event_type, "timestamp": timestamp, "data": data}
+    document: dict[str, Any] = {"type": event_type, "timestamp": timestamp, "data": data}
+    if cursor is not None:
+        document["cursor"] = cursor
     return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()

@@ -9,6 +9,7 @@ from sqlalchemy import text
 from standardwebhooks.webhooks import Webhook
 
 from ledger.db import unit_of_work
+from ledger.feed import read_feed
 from ledger.queries import get_transaction
 from ledger.webhooks.dispatch import AttemptResult, claim_due, record_attempt
 from tests.conftest import secret_box
@@ -257,3 +258,26 @@ def test_the_data_matches_the_status_endpoint_for_a_rejection(
     assert payload["type"] == "transaction.rejected"
     assert payload["data"] == status
     assert payload["data"]["result"]["code"] == "insufficient_funds"
+
+
+def test_a_delivery_carries_its_events_cursor_and_the_wallets_sequence(
+    engine, tenant, receiver, start_dispatcher
+):
+    endpoint = register(engine, tenant.id, receiver.url("main"))
+    start_dispatcher()
+
+    run(engine, tenant.id, "topup", user_id="ann", amount=250)
+    view = run(engine, tenant.id, "transfer", user_id="ann", to_user_id="bo", amount=50)
+
+    requests = receiver.wait_for_count("main", 2)
+    payloads = [Webhook(endpoint["secret"]).verify(r.body, r.headers) for r in requests]
+    (transfer,) = [p for p in payloads if p["data"]["id"] == view["id"]]
+    assert transfer["data"]["wallets"] == [
+        {"user_id": "ann", "asset_code": "EUR", "sequence": 2, "balance_after": 200},
+        {"user_id": "bo", "asset_code": "EUR", "sequence": 1, "balance_after": 50},
+    ]
+    with engine.connect() as conn:
+        feed = eventually(
+            lambda: len(read_feed(conn, tenant.id)["events"]) == 2 and read_feed(conn, tenant.id)
+        )
+    assert sorted(p["cursor"] for p in payloads) == sorted(e["cursor"] for e in feed["events"])
