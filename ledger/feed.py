@@ -28,16 +28,31 @@ START = (0, 0)
 
 # Each qual on `events` is leakproof (xid8 and bigint comparisons are), so under row-level
 # security the (tenant_id, xid, position) index still bounds the scan. The row comparison
-# (xid, position) > (:xid, :position) is spelt out for the same reason.
-FEED = """
-    SELECT e.id, e.type, e.payload, e.created_at, e.xid::text AS xid, e.position
-    FROM events e
-    WHERE e.tenant_id = :tenant_id
-      AND e.xid < pg_snapshot_xmin(pg_current_snapshot())
-      AND e.xid >= CAST(:xid AS xid8)
-      AND (e.xid > CAST(:xid AS xid8) OR e.position > :position)
-      {filters}
-    ORDER BY e.xid, e.position
+# (xid, position) > (:xid, :position) is spelt as two branches, the rest of the cursor's
+# transaction and the transactions after it, so that each is one index range: an OR would
+# leave `position` to a filter and read a large transaction (the events migration 0015 gave
+# xid 0) from its start on every page.
+_BRANCH = """
+    (SELECT e.id, e.type, e.payload, e.created_at, e.xid, e.position
+     FROM events e
+     WHERE e.tenant_id = :tenant_id
+       AND e.xid < pg_snapshot_xmin(pg_current_snapshot())
+       AND {after}
+       {filters}
+     ORDER BY e.xid, e.position
+     LIMIT :limit)
+"""
+FEED = f"""
+    SELECT page.id, page.type, page.payload, page.created_at, page.xid::text AS xid,
+           page.position
+    FROM ({
+    _BRANCH.format(
+        after="e.xid = CAST(:xid AS xid8) AND e.position > :position", filters="{filters}"
+    )
+}
+          UNION ALL
+          {_BRANCH.format(after="e.xid > CAST(:xid AS xid8)", filters="{filters}")}) AS page
+    ORDER BY page.xid, page.position
     LIMIT :limit
 """
 BY_TYPE = "AND e.type = ANY(:types)"
