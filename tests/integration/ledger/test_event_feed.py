@@ -17,7 +17,7 @@ from ledger import posting
 from ledger.feed import parse_position, read_feed
 from ledger.pagination import decode_cursor
 from tests.conftest import TenantFixture
-from tests.integration.ledger.helpers import apply, submit
+from tests.integration.ledger.helpers import apply, run, submit
 from tests.support.stack import eventually
 
 WRITERS = 4
@@ -170,3 +170,27 @@ def test_a_reader_following_the_feed_sees_every_event_once_while_commits_interle
 def _transaction_of(seen: list[dict[str, Any]], event_id: uuid.UUID) -> str:
     (event,) = [event for event in seen if event["id"] == str(event_id)]
     return str(event["data"]["id"])
+
+
+def test_the_feed_filters_by_user_and_type_and_answers_an_empty_page_with_the_same_cursor(
+    engine: Engine, tenant: TenantFixture
+) -> None:
+    run(engine, tenant.id, "topup", user_id="ann", amount=10)
+    run(engine, tenant.id, "topup", user_id="bo", amount=10)
+    moved = run(engine, tenant.id, "transfer", user_id="bo", to_user_id="ann", amount=4)
+    refused = run(engine, tenant.id, "spend", user_id="cy", amount=1)
+    with engine.connect() as conn:
+
+        def ids(**filters: Any) -> list[str]:
+            return [e["data"]["id"] for e in read_feed(conn, tenant.id, **filters)["events"]]
+
+        everything = read_feed(conn, tenant.id)
+        assert len(everything["events"]) == 4
+        assert ids(user_id="ann")[1:] == [moved["id"]]
+        assert ids(types=["transaction.rejected"]) == [refused["id"]]
+        assert ids(types=["transaction.applied"], user_id="cy") == []
+        first = read_feed(conn, tenant.id, limit=1)
+        rest = read_feed(conn, tenant.id, after=first["next_cursor"])
+        assert [*first["events"], *rest["events"]] == everything["events"]
+        last = everything["next_cursor"]
+        assert read_feed(conn, tenant.id, after=last) == {"events": [], "next_cursor": last}
