@@ -30,7 +30,7 @@ START = (0, 0)
 # security the (tenant_id, xid, position) index still bounds the scan. The row comparison
 # (xid, position) > (:xid, :position) is spelt as two branches, the rest of the cursor's
 # transaction and the transactions after it, so that each is one index range: an OR would
-# leave `position` to a filter and read a large transaction (the events migration 0015 gave
+# leave `position` to a filter and read a large transaction (the events migration 0016 gave
 # xid 0) from its start on every page.
 _BRANCH = """
     (SELECT e.id, e.type, e.payload, e.created_at, e.xid, e.position

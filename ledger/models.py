@@ -451,7 +451,7 @@ class Event(Base):
     transaction_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("transactions.id"))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
-    # The feed's order (migration 0015): the writing transaction's id, then insert order.
+    # The feed's order (migration 0016): the writing transaction's id, then insert order.
     xid: Mapped[int] = mapped_column(Xid8, server_default=text("pg_current_xact_id()"))
     position: Mapped[int] = mapped_column(BigInteger, Identity(always=True))
 

@@ -7,8 +7,8 @@ snapshot: every transaction below it has ended, and an event committed later has
 or above that xmin, so it sorts after any cursor already handed out (docs/design.md).
 Existing events get xid 0, below every real one, and positions in created_at order.
 
-Revision ID: 0015_event_feed
-Revises: 0014_wallet_token_issuers
+Revision ID: 0016_event_feed
+Revises: 0015_journal_chains
 Create Date: 2026-12-08 00:10:00
 """
 
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0015_event_feed"
-down_revision: str | None = "0014_wallet_token_issuers"
+revision: str = "0016_event_feed"
+down_revision: str | None = "0015_journal_chains"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
