@@ -16,9 +16,8 @@ from api.auth import current_principal
 from api.context import tally
 from api.database import release_request_connection, request_unit_of_work
 from api.long_poll import ASYNC_LONG_POLL, LONG_POLL, LongPoll
-from api.problems import ApiProblem
 from api.respond import json_response, render_json, wants_string_amounts
-from api.wallet_token_auth import current_wallet_claims
+from api.wallet_token_auth import current_wallet_claims, token_refused
 from ledger.db import tenant_scope
 from ledger.intake import Result, Submission, accept_transactions, sole_submission
 from ledger.queries import get_transaction
@@ -131,12 +130,7 @@ def accept_for_wallet(request: TransactionRequest, claims: WalletClaims) -> Subm
                 max_backdate_seconds=settings.max_backdate_seconds,
             )
     except WalletTokenRefused as refused:
-        raise ApiProblem(
-            401,
-            refused.code,
-            refused.message,
-            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-        ) from None
+        raise token_refused(refused) from None
 
 
 def submit(request: TransactionRequest, wait: float) -> Response:

@@ -97,12 +97,7 @@ def authenticate_wallet_token(token: str) -> WalletClaims:
                 )
     except WalletTokenRefused as refused:
         failures.count(address)
-        raise ApiProblem(
-            401,
-            refused.code,
-            refused.message,
-            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-        ) from None
+        raise token_refused(refused) from None
     g.wallet_claims = claims
     # The answer names the origin (api/cors.py): the page may read it.
     g.cors_origin = origin
@@ -172,6 +167,16 @@ def _check_amount(claims: WalletClaims, amount: Any) -> None:
         raise ApiProblem(
             422, "over_max_amount", f"This wallet token moves at most {limit} per transaction."
         )
+
+
+def token_refused(refused: WalletTokenRefused) -> ApiProblem:
+    """The 401 answer to a wallet token refused (expired, revoked, not verifying...)."""
+    return ApiProblem(
+        401,
+        refused.code,
+        refused.message,
+        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+    )
 
 
 def _scope(detail: str) -> ApiProblem:
